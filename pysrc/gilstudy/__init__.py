@@ -1,0 +1,23 @@
+"""gilstudy: how do I make CPU-bound Python use all the cores? Measured, not guessed.
+
+The same CPU-bound kernels (``gilstudy.kernels``) run in every execution model Python
+offers; a consumer interface (``send``/``close``) lets one consumer class run inline, in a
+thread, as a coroutine or in another process.
+"""
+
+from gilstudy import kernels
+from gilstudy.errors import GilstudyError, UnknownKernelError
+from gilstudy.machine import describe as describe_machine
+from gilstudy.machine import gil_enabled, usable_cores
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "kernels",
+    "GilstudyError",
+    "UnknownKernelError",
+    "describe_machine",
+    "gil_enabled",
+    "usable_cores",
+    "__version__",
+]

@@ -1,0 +1,3 @@
+from gilstudy.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,99 @@
+# `gilstudy kernels`: every kernel in both implementations, single-threaded, on one default
+# size, timed interleaved; the table shows how much the compiled kernel gains over Python.
+
+import sys
+from dataclasses import dataclass
+from typing import Callable, TextIO
+
+from gilstudy import kernels, machine
+from gilstudy.errors import UnknownKernelError
+from gilstudy.timing import interleaved
+
+__all__ = ["default_args", "KernelTiming", "time_kernels", "format_table", "main"]
+
+# Sizes at which the pure-Python kernels take a few tenths of a second each on one core;
+# ``scale`` multiplies the amount of work.
+def default_args(name: str, scale: float = 1.0) -> tuple:
+    """Arguments of kernel ``name`` for the kernel table, with its work scaled by ``scale``."""
+    if scale <= 0:
+        raise ValueError(f"default_args: scale must be > 0, got {scale}")
+    if name == "countdown":
+        return (max(1, round(3_000_000 * scale)),)
+    if name == "count_primes":
+        return (0, max(1, round(200_000 * scale)))
+    if name == "mandelbrot":
+        return (240, max(1, round(160 * scale)), 200)
+    raise UnknownKernelError(f"no default arguments for kernel {name!r}")
+
+
+@dataclass
+class KernelTiming:
+    kernel: str
+    args: tuple
+    python_s: float
+    cython_s: float
+    reference_s: float | None
+
+    @property
+    def speedup(self) -> float:
+        return self.python_s / self.cython_s
+
+
+def _same(a, b) -> bool:
+    return bool((a == b).all()) if hasattr(a, "shape") else a == b
+
+
+def time_kernels(repeat: int = 3, scale: float = 1.0,
+                 progress: Callable[[str], None] | None = None) -> list[KernelTiming]:
+    """Time every kernel in both implementations (and the C reference of count_primes).
+
+    Raises RuntimeError if an implementation's answer differs from the pure-Python one:
+    that is a bug to report, never a row of the table.
+    """
+    from gilstudy.kernels import cython as ckernels
+
+    timings = []
+    for name in kernels.NAMES:
+        args = default_args(name, scale)
+        candidates = {impl: (lambda f=kernels.get(name, impl): f(*args)) for impl in kernels.IMPLS}
+        if name == "count_primes":
+            candidates["reference"] = lambda: ckernels.count_primes_reference(*args)
+        expected = kernels.get(name, "python")(*args)
+
+        def check(impl, seconds, result, name=name, args=args, expected=expected):
+            if not _same(result, expected):
+                raise RuntimeError(f"{name}{args}: the {impl} result differs from python's")
+            if progress:
+                progress(f"{name} {impl}: {seconds:.4f} s")
+
+        samples = interleaved(candidates, repeat, on_sample=check)
+        timings.append(KernelTiming(
+            kernel=name, args=args,
+            python_s=samples["python"].median, cython_s=samples["cython"].median,
+            reference_s=samples["reference"].median if "reference" in samples else None))
+    return timings
+
+
+def format_table(timings: list[KernelTiming]) -> str:
+    rows = [("kernel", "args", "python s", "cython s", "C ref s", "cython/python speedup")]
+    for t in timings:
+        rows.append((t.kernel, ", ".join(map(str, t.args)), f"{t.python_s:.4f}",
+                     f"{t.cython_s:.5f}",
+                     "-" if t.reference_s is None else f"{t.reference_s:.5f}",
+                     f"{t.speedup:.1f}x"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def main(repeat: int = 3, scale: float = 1.0, out: TextIO = sys.stdout, quiet: bool = False) -> int:
+    facts = machine.describe()
+    idle = machine.wait_for_idle_cpus(timeout_s=10.0)
+    print(f"gilstudy kernels: one thread each, median of {repeat} interleaved runs", file=out)
+    print(f"python {facts['python']} ({facts['interpreter']}, GIL "
+          f"{'enabled' if facts['gil_enabled'] else 'disabled'}), {facts['cpu_model']}, "
+          f"{facts['usable_cores']} usable cores; {idle.describe()}", file=out)
+    progress = None if quiet else (lambda msg: print(f"  {msg}", file=sys.stderr, flush=True))
+    print(format_table(time_kernels(repeat=repeat, scale=scale, progress=progress)), file=out)
+    return 0

@@ -1,0 +1,145 @@
+# Compiled twins of gilstudy.kernels.python: the same names, arguments, results and errors.
+# Each kernel checks its arguments while holding the GIL (through gilstudy.kernels._args,
+# which the pure-Python twins use too, so both raise the same messages), then runs its whole
+# compute loop inside ``with nogil:``, so other Python threads run meanwhile.
+# The nogil C-level functions are declared in _ckernels.pxd for other Cython modules.
+
+import numpy as np
+
+from gilstudy.kernels import _args
+
+cdef extern from "primes_ref.h":
+    long gilstudy_count_primes_ref(long lo, long hi) noexcept nogil
+
+cdef extern from *:
+    """
+    #ifdef _OPENMP
+    #include <omp.h>
+    #define GILSTUDY_HAS_OPENMP 1
+    static int gilstudy_openmp_max_threads(void) { return omp_get_max_threads(); }
+    #else
+    #define GILSTUDY_HAS_OPENMP 0
+    static int gilstudy_openmp_max_threads(void) { return 1; }
+    #endif
+    """
+    const char *GILSTUDY_CYTHON_VERSION
+    const char *GILSTUDY_COMPILER
+    const char *GILSTUDY_CFLAGS
+    int GILSTUDY_FREETHREADING_COMPATIBLE
+    int GILSTUDY_HAS_OPENMP
+    int gilstudy_openmp_max_threads() noexcept nogil
+
+
+# ---- C level: no Python objects, no GIL, no errors ------------------------------------
+
+cdef long countdown_c(long n) noexcept nogil:
+    # A volatile counter forces a load and a store per step, so the C compiler cannot
+    # replace the loop by its result: the compiled kernel really does n steps.
+    cdef volatile long counter = n
+    cdef long steps = 0
+    while counter > 0:
+        counter = counter - 1
+        steps += 1
+    return steps
+
+
+cdef bint is_prime_c(long p) noexcept nogil:
+    cdef long d
+    if p < 2:
+        return False
+    if p < 4:
+        return True
+    if p % 2 == 0:
+        return False
+    d = 3
+    # d <= p / d instead of d * d <= p: it cannot overflow near LONG_MAX.
+    while d <= p // d:
+        if p % d == 0:
+            return False
+        d += 2
+    return True
+
+
+cdef long count_primes_c(long lo, long hi) noexcept nogil:
+    cdef long count = 0
+    cdef long p
+    for p in range(lo, hi):
+        count += is_prime_c(p)
+    return count
+
+
+cdef unsigned int mandelbrot_point_c(double cr, double ci, unsigned int max_iter) noexcept nogil:
+    cdef double zr = 0.0, zi = 0.0, zr2, zi2
+    cdef unsigned int n = 0
+    while n < max_iter:
+        zr2 = zr * zr
+        zi2 = zi * zi
+        if zr2 + zi2 > 4.0:
+            break
+        zi = 2.0 * zr * zi + ci
+        zr = zr2 - zi2 + cr
+        n += 1
+    return n
+
+
+cdef void mandelbrot_rows_c(unsigned int *out, long width, long height, unsigned int max_iter,
+                            long row_start, long row_stop) noexcept nogil:
+    cdef long x, y
+    cdef double ci
+    cdef unsigned int *row
+    for y in range(row_start, row_stop):
+        ci = -1.5 + 3.0 * y / height
+        row = out + (y - row_start) * width
+        for x in range(width):
+            row[x] = mandelbrot_point_c(-2.0 + 3.0 * x / width, ci, max_iter)
+
+
+# ---- Python level: validate with the GIL, compute without it --------------------------
+
+def countdown(n):
+    cdef long steps_to_do = _args.countdown_args(n)
+    cdef long steps
+    with nogil:
+        steps = countdown_c(steps_to_do)
+    return steps
+
+
+def count_primes(lo, hi):
+    cdef long clo, chi, count
+    clo, chi = _args.count_primes_args(lo, hi)
+    with nogil:
+        count = count_primes_c(clo, chi)
+    return count
+
+
+def count_primes_reference(lo, hi):
+    """count_primes by a hand-written C loop (primes_ref.h): the speed reference for bench/."""
+    cdef long clo, chi, count
+    clo, chi = _args.count_primes_args(lo, hi, func="count_primes_reference")
+    with nogil:
+        count = gilstudy_count_primes_ref(clo, chi)
+    return count
+
+
+def mandelbrot(width, height, max_iter, row_start=0, row_stop=None):
+    cdef long w, h, r0, r1
+    cdef unsigned int iters
+    w, h, iters, r0, r1 = _args.mandelbrot_args(width, height, max_iter, row_start, row_stop)
+    image = np.empty((r1 - r0, w), dtype=np.uint32)
+    cdef unsigned int[:, ::1] pixels = image
+    if r1 > r0:
+        with nogil:
+            mandelbrot_rows_c(&pixels[0, 0], w, h, iters, r0, r1)
+    return image
+
+
+def build_info():
+    """Facts of this build: Cython version, compiler and flags, OpenMP, free-threading."""
+    return {
+        "cython_version": GILSTUDY_CYTHON_VERSION.decode(),
+        "compiler": GILSTUDY_COMPILER.decode(),
+        "cflags": GILSTUDY_CFLAGS.decode(),
+        "openmp": bool(GILSTUDY_HAS_OPENMP),
+        "openmp_max_threads": gilstudy_openmp_max_threads(),
+        "freethreading_compatible": bool(GILSTUDY_FREETHREADING_COMPATIBLE),
+    }
