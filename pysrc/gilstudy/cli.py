@@ -1,14 +1,22 @@
-# The `gilstudy` command (also `python -m gilstudy`). Each subcommand parses its options here
-# and hands off to the module that does the work; bad options exit with status 2 and a
-# one-line message, never a traceback.
+# The `gilstudy` command (also `python -m gilstudy`). Each subcommand lives in the module
+# that does its work, as an ``add_subcommand(subparsers)`` function listed in SUBCOMMANDS;
+# this file only assembles them. Bad options exit with status 2 and a one-line message,
+# never a traceback.
 
 import argparse
+import importlib
 import sys
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "positive_int", "positive_float", "SUBCOMMANDS"]
+
+# Modules that each contribute one subcommand through add_subcommand(subparsers).
+SUBCOMMANDS = [
+    "gilstudy.kernel_table",
+]
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
     try:
         value = int(text)
     except ValueError:
@@ -18,7 +26,8 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _positive_float(text: str) -> float:
+def positive_float(text: str) -> float:
+    """argparse type: a number > 0."""
     try:
         value = float(text)
     except ValueError:
@@ -28,41 +37,24 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def _run_kernels(args: argparse.Namespace) -> int:
-    from gilstudy import kernel_table
-
-    return kernel_table.main(repeat=args.repeat, scale=args.scale, quiet=args.quiet)
-
-
 def build_parser() -> argparse.ArgumentParser:
+    from gilstudy import __version__
+
     parser = argparse.ArgumentParser(
         prog="gilstudy",
         description="Measure how CPU-bound Python uses all the cores: the same kernels in "
                     "every execution model, side by side.")
-    parser.add_argument("--version", action="version", version=_version())
+    parser.add_argument("--version", action="version", version=f"gilstudy {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-
-    kernels = sub.add_parser(
-        "kernels", help="time each kernel in Python and Cython on one thread",
-        description="Time each kernel single-threaded in both implementations (interleaved, "
-                    "median of --repeat runs) and print the Cython/Python speed ratio.")
-    kernels.add_argument("--repeat", type=_positive_int, default=3,
-                         help="runs of each implementation; the median is shown (default 3)")
-    kernels.add_argument("--scale", type=_positive_float, default=1.0,
-                         help="multiply the default amount of work (default 1.0)")
-    kernels.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
-    kernels.set_defaults(run=_run_kernels)
+    for module in SUBCOMMANDS:
+        importlib.import_module(module).add_subcommand(sub)
     return parser
 
 
-def _version() -> str:
-    from gilstudy import __version__
-
-    return f"gilstudy {__version__}"
-
-
 def main(argv: list[str] | None = None) -> int:
+    """Run the command line ``argv``; return the exit status. Each subcommand's parser
+    sets ``run``, a function of the parsed namespace returning the status."""
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)

@@ -9,7 +9,7 @@ from gilstudy import kernels, machine
 from gilstudy.errors import UnknownKernelError
 from gilstudy.timing import interleaved
 
-__all__ = ["default_args", "KernelTiming", "time_kernels", "format_table", "main"]
+__all__ = ["default_args", "KernelTiming", "time_kernels", "format_table", "main", "add_subcommand"]
 
 # Sizes at which the pure-Python kernels take a few tenths of a second each on one core;
 # ``scale`` multiplies the amount of work.
@@ -97,3 +97,21 @@ def main(repeat: int = 3, scale: float = 1.0, out: TextIO = sys.stdout, quiet: b
     progress = None if quiet else (lambda msg: print(f"  {msg}", file=sys.stderr, flush=True))
     print(format_table(time_kernels(repeat=repeat, scale=scale, progress=progress)), file=out)
     return 0
+
+
+def add_subcommand(subparsers) -> None:
+    """Register ``gilstudy kernels`` on the CLI's subparsers."""
+    from gilstudy.cli import positive_float, positive_int
+
+    parser = subparsers.add_parser(
+        "kernels", help="time each kernel in Python and Cython on one thread",
+        description="Time each kernel single-threaded in both implementations (interleaved, "
+                    "median of --repeat runs) and print the Cython/Python speed ratio, with "
+                    "the plain C reference for count_primes.")
+    parser.add_argument("--repeat", type=positive_int, default=3,
+                        help="runs of each implementation; the median is shown (default 3)")
+    parser.add_argument("--scale", type=positive_float, default=1.0,
+                        help="multiply the default amount of work (default 1.0)")
+    parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    parser.set_defaults(run=lambda args: main(repeat=args.repeat, scale=args.scale,
+                                              quiet=args.quiet))
