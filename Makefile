@@ -1,0 +1,37 @@
+# gilstudy: `make run` sets everything up and runs the main job; `make test` sets everything
+# up and runs the tests. Both need only python3 (3.11+) and a C compiler.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+SOURCES := pyproject.toml setup.py $(shell find pyx pysrc -type f \( -name '*.py' -o -name '*.pyx' -o -name '*.pxd' -o -name '*.h' \) 2>/dev/null)
+PYTEST_ARGS ?=
+
+.PHONY: run test bench clean
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+# One stamp per set of extras; rebuilt whenever a source file changes.
+$(VENV)/.installed-test: $(VENV)/bin/python $(SOURCES)
+	$(PY) -m pip install --quiet ".[test]"
+	touch $@
+
+$(VENV)/.installed-run: $(VENV)/bin/python $(SOURCES)
+	$(PY) -m pip install --quiet ".[compare]"
+	touch $@
+
+run: $(VENV)/.installed-run
+	mkdir -p results
+	$(VENV)/bin/gilstudy kernels
+
+test: $(VENV)/.installed-test
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: $(VENV)/.installed-test
+	$(PY) -m pytest bench/ --benchmark-only --benchmark-group-by=group --benchmark-autosave $(PYTEST_ARGS)
+
+clean:
+	rm -rf build dist pysrc/*.egg-info $(VENV) .pytest_cache .benchmarks results
+	find pyx -name '*.c' -delete
