@@ -494,7 +494,8 @@ def coroutine(function: Callable[..., Any]) -> Callable[..., Any]:
     >>> doubling.close()
     """
     if not inspect.isgeneratorfunction(function):
-        raise TypeError(f"coroutine: {function!r} is not a generator function "
+        name = getattr(function, "__qualname__", repr(function))
+        raise TypeError(f"coroutine: {name} is not a generator function "
                         "(it must contain 'item = yield result')")
 
     @functools.wraps(function)
