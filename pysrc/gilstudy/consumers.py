@@ -168,9 +168,17 @@ class Inline:
         _require_consumer("Inline", "consumer", consumer)
         if results is not None:
             _require_consumer("Inline", "results", results)
-        self.consumer = consumer
-        self.results = results
+        self._consumer = consumer
+        self._results = results
         self._is_closed = False
+
+    @property
+    def consumer(self) -> Consumer:
+        return self._consumer
+
+    @property
+    def results(self) -> Consumer | None:
+        return self._results
 
     @property
     def pending(self) -> int:
@@ -183,17 +191,17 @@ class Inline:
     def send(self, item: Any) -> None:
         if self._is_closed:
             raise ValueError("send on a closed Inline runner")
-        result = self.consumer.send(item)
-        if result is not None and self.results is not None:
-            self.results.send(result)
+        result = self._consumer.send(item)
+        if result is not None and self._results is not None:
+            self._results.send(result)
 
     def close(self) -> None:
         if self._is_closed:
             return
         self._is_closed = True
-        result = self.consumer.close()
-        if result is not None and self.results is not None:
-            self.results.send(result)
+        result = self._consumer.close()
+        if result is not None and self._results is not None:
+            self._results.send(result)
 
     def __enter__(self) -> "Inline":
         return self
@@ -281,11 +289,12 @@ class _Handoff:
     def fail(self, where: str, exc: BaseException) -> None:
         """Worker: record that ``where`` raised ``exc``; only the first failure is raised,
         later ones become notes on it."""
-        if self.failure is None:
-            self.failure = (where, exc)
-            self.acknowledged = self.handled
-        else:
-            self.later_failures.append((where, exc))
+        with self.lock:
+            if self.failure is None:
+                self.acknowledged = self.handled
+                self.failure = (where, exc)
+            else:
+                self.later_failures.append((where, exc))
 
 
 def _work(handoff: _Handoff, consumer: Consumer, results: Consumer | None) -> None:
@@ -310,15 +319,16 @@ def _work(handoff: _Handoff, consumer: Consumer, results: Consumer | None) -> No
         if not is_failed:
             try:
                 result = handle(item)
+            except BaseException as exc:
+                handoff.fail(f"{consumer_name}.send()", exc)
+                is_failed = True
+            else:
                 if result is not None and forward is not None:
                     try:
                         forward(result)
                     except BaseException as exc:
                         handoff.fail(f"results {results_name}.send()", exc)
                         is_failed = True
-            except BaseException as exc:
-                handoff.fail(f"{consumer_name}.send()", exc)
-                is_failed = True
         handoff.handled += 1
     try:
         summary = consumer.close()
@@ -388,8 +398,8 @@ class ConsumerThread:
         if name is not None and not isinstance(name, str):
             raise TypeError(f"ConsumerThread: name must be a str or None, got {name!r} "
                             f"({type(name).__name__})")
-        self.consumer = consumer
-        self.results = results
+        self._consumer = consumer
+        self._results = results
         self.name = name if name is not None else f"ConsumerThread-{next(self._numbers)}"
         self._handoff = _Handoff(maxsize)
         self._thread = threading.Thread(target=_work, args=(self._handoff, consumer, results),
@@ -397,6 +407,15 @@ class ConsumerThread:
         self._thread.start()
         self._finalizer = weakref.finalize(self, _abandon, self._handoff)
         self._finalizer.atexit = False
+
+    @property
+    def consumer(self) -> Consumer:
+        """The consumer this runner runs (only its worker thread may call it)."""
+        return self._consumer
+
+    @property
+    def results(self) -> Consumer | None:
+        return self._results
 
     @property
     def maxsize(self) -> int:
@@ -439,10 +458,11 @@ class ConsumerThread:
                 raise self._reported_failure()
 
     def close(self) -> None:
-        is_first = self._handoff.stop()
+        handoff = self._handoff
+        is_first = handoff.stop()
         self._finalizer.detach()
         self._thread.join()
-        if is_first and self._handoff.failure is not None and not self._handoff.is_failure_reported:
+        if is_first and handoff.failure is not None and not handoff.is_failure_reported:
             raise self._reported_failure()
 
     def _reported_failure(self) -> ConsumerError:
