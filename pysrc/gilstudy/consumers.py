@@ -1,0 +1,746 @@
+# The consumer interface (an object with send(item) and close()) and the runners that run a
+# consumer in this process: Inline in the caller's thread, ConsumerThread in a thread of its
+# own. Dispatch is the one fan-out mechanism every runner type goes through; Broadcast sends
+# every item to every consumer.
+
+import functools
+import inspect
+import itertools
+import threading
+import weakref
+from collections import deque
+from typing import Any, Callable, Iterable, Protocol, runtime_checkable
+
+from gilstudy.errors import ConsumerError
+
+__all__ = [
+    "Consumer",
+    "Runner",
+    "Collect",
+    "Inline",
+    "ConsumerThread",
+    "coroutine",
+    "Broadcast",
+    "Dispatch",
+    "threads",
+    "DEFAULT_MAXSIZE",
+]
+
+# Items a ConsumerThread may hold queued before send() blocks. Large enough that a producer
+# and a worker sharing the GIL swap only once per few hundred items, small enough that the
+# queue's memory never matters.
+DEFAULT_MAXSIZE = 1024
+
+
+@runtime_checkable
+class Consumer(Protocol):
+    """Anything with ``send(item)`` and ``close()``: the interface every execution model
+    runs.
+
+    ``send`` handles one item; ``close`` says no more items will come. What either returns,
+    when it is not None, is a *result*: a runner given ``results=`` forwards it there.
+    Classes, primed generators (see :func:`coroutine`) and runners are all consumers.
+
+    >>> isinstance(Collect(), Consumer)
+    True
+    """
+
+    def send(self, item: Any) -> Any: ...
+
+    def close(self) -> Any: ...
+
+
+@runtime_checkable
+class Runner(Consumer, Protocol):
+    """A consumer that runs another consumer somewhere (inline, in a thread, in another
+    process) and can say how much work it has in hand.
+
+    ``pending`` counts the items sent but not yet handled; :class:`Dispatch` sends each
+    item to the runner with the fewest. ``close()`` is idempotent: it waits for every item
+    already sent, closes the wrapped consumer, stops the worker, then raises the worker's
+    error if there was one. A runner is a context manager that closes on exit.
+    """
+
+    @property
+    def pending(self) -> int: ...
+
+    def __enter__(self) -> "Runner": ...
+
+    def __exit__(self, *exc_info: object) -> None: ...
+
+
+def _is_consumer(obj: object) -> bool:
+    return callable(getattr(obj, "send", None)) and callable(getattr(obj, "close", None))
+
+
+def _require_consumer(owner: str, argument: str, obj: object) -> None:
+    if not _is_consumer(obj):
+        raise TypeError(f"{owner}: {argument} must be a consumer (an object with send() and "
+                        f"close()), got {obj!r} ({type(obj).__name__})")
+
+
+def _require_positive_int(owner: str, argument: str, value: object) -> None:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{owner}: {argument} must be an int, got {value!r} "
+                        f"({type(value).__name__})")
+    if value < 1:
+        raise ValueError(f"{owner}: {argument} must be >= 1, got {value}")
+
+
+def _close_all(owner: str, consumers: Iterable[Consumer]) -> None:
+    """Close every consumer even if some raise; then raise the first error, with a note
+    naming each later one."""
+    errors = []
+    for index, consumer in enumerate(consumers):
+        try:
+            consumer.close()
+        except Exception as exc:
+            errors.append((index, exc))
+    _raise_first(owner, "close", errors)
+
+
+def _raise_first(owner: str, method: str, errors: list[tuple[int, Exception]]) -> None:
+    if not errors:
+        return
+    (_, first), *later = errors
+    for index, exc in later:
+        first.add_note(f"{owner}: consumers[{index}].{method}() also raised "
+                       f"{type(exc).__name__}: {exc}")
+    raise first
+
+
+class Collect:
+    """A consumer that keeps every item it is sent, in order, in the list ``items``.
+
+    Meant as the ``results`` consumer of runners: several ConsumerThreads may send to one
+    Collect at once, so ``send`` holds a lock. ``close()`` does nothing and returns None;
+    it pickles with its items (the lock is made anew).
+
+    >>> from gilstudy.examples import Countdown
+    >>> results = Collect()
+    >>> with Inline(Countdown(), results=results) as runner:
+    ...     runner.send(2)
+    ...     runner.send(1)
+    >>> results.items
+    [2, 1, 'liftoff after 2 counts']
+    """
+
+    def __init__(self, items: Iterable[Any] = ()):
+        self.items = list(items)
+        self._lock = threading.Lock()
+
+    def send(self, item: Any) -> None:
+        with self._lock:
+            self.items.append(item)
+
+    def close(self) -> None:
+        return None
+
+    def __reduce__(self):
+        return (type(self), (self.items,))
+
+    def __repr__(self) -> str:
+        return f"Collect(<{len(self.items)} items>)"
+
+
+class Inline:
+    """The trivial runner: calls the consumer directly, in the caller's thread.
+
+    ``send(item)`` returns once the consumer has handled the item, so ``pending`` is always
+    0. A result (a non-None return of the consumer's ``send`` or ``close``) is forwarded to
+    ``results`` when given and dropped otherwise; the runner's own ``send`` and ``close``
+    return None, like every runner's.
+
+    Nothing crosses a thread, so the consumer's exceptions reach the caller unchanged
+    (not wrapped in ConsumerError). ``close()`` is idempotent; ``send`` after it raises
+    ValueError.
+
+    >>> from gilstudy.examples import Countdown
+    >>> results = Collect()
+    >>> runner = Inline(Countdown(), results=results)
+    >>> runner.send(3)
+    >>> runner.close()
+    >>> results.items
+    [3, 'liftoff after 1 count']
+    """
+
+    def __init__(self, consumer: Consumer, results: Consumer | None = None):
+        _require_consumer("Inline", "consumer", consumer)
+        if results is not None:
+            _require_consumer("Inline", "results", results)
+        self._consumer = consumer
+        self._results = results
+        self._is_closed = False
+
+    @property
+    def consumer(self) -> Consumer:
+        return self._consumer
+
+    @property
+    def results(self) -> Consumer | None:
+        return self._results
+
+    @property
+    def pending(self) -> int:
+        return 0
+
+    @property
+    def is_closed(self) -> bool:
+        return self._is_closed
+
+    def send(self, item: Any) -> None:
+        if self._is_closed:
+            raise ValueError("send on a closed Inline runner")
+        result = self._consumer.send(item)
+        if result is not None and self._results is not None:
+            self._results.send(result)
+
+    def close(self) -> None:
+        if self._is_closed:
+            return
+        self._is_closed = True
+        result = self._consumer.close()
+        if result is not None and self._results is not None:
+            self._results.send(result)
+
+    def __enter__(self) -> "Inline":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Inline({self.consumer!r})"
+
+
+# Put on a ConsumerThread's queue by close(): the worker closes the consumer and returns.
+_CLOSE = object()
+
+
+class _Handoff:
+    """What the producer side and the worker thread of one ConsumerThread share.
+
+    The worker takes items with ``deque.popleft`` without the lock (deque's append and
+    popleft are atomic); the lock guards the two waits. A producer takes the lock once per
+    item and notifies only when the worker is really asleep; the worker takes it only when
+    it finds the deque empty or a producer waiting for room. queue.Queue, by contrast,
+    takes its lock on both sides for every item and notifies every time.
+
+    Counting: ``sent`` items went into the deque, ``handled`` came out and were finished
+    (handled by the consumer, or discarded after a failure). ``sent - handled`` is at most
+    ``maxsize`` queued plus the one in the worker's hands.
+    """
+
+    __slots__ = ("items", "maxsize", "lock", "not_empty", "not_full", "worker_waiting",
+                 "producers_waiting", "sent", "handled", "is_stopping", "failure",
+                 "acknowledged", "is_failure_reported", "later_failures")
+
+    def __init__(self, maxsize: int):
+        self.items = deque()
+        self.maxsize = maxsize
+        self.lock = threading.Lock()
+        self.not_empty = threading.Condition(self.lock)
+        self.not_full = threading.Condition(self.lock)
+        self.worker_waiting = False
+        # Producers asleep in not_full.wait() that nobody has notified yet.
+        self.producers_waiting = 0
+        self.sent = 0
+        self.handled = 0
+        self.is_stopping = False
+        self.failure: tuple[str, BaseException] | None = None
+        self.acknowledged = 0
+        self.is_failure_reported = False
+        self.later_failures: list[tuple[str, BaseException]] = []
+
+    def wait_for_items(self) -> None:
+        """Worker: sleep until the deque is not empty."""
+        with self.lock:
+            if self.producers_waiting:
+                self.producers_waiting = 0
+                self.not_full.notify_all()
+            while not self.items:
+                self.worker_waiting = True
+                self.not_empty.wait()
+
+    def make_room(self) -> None:
+        """Worker, after taking an item off a full deque: wake one waiting producer."""
+        with self.lock:
+            if self.producers_waiting:
+                self.producers_waiting -= 1
+                self.not_full.notify()
+
+    def stop(self) -> bool:
+        """Queue the close sentinel (beyond maxsize: it is not an item) and wake every
+        producer blocked for room, to be told the runner is closed. True the first time
+        only."""
+        with self.lock:
+            if self.is_stopping:
+                return False
+            self.is_stopping = True
+            self.items.append(_CLOSE)
+            if self.worker_waiting:
+                self.worker_waiting = False
+                self.not_empty.notify()
+            if self.producers_waiting:
+                self.producers_waiting = 0
+                self.not_full.notify_all()
+            return True
+
+    def fail(self, where: str, exc: BaseException) -> None:
+        """Worker: record that ``where`` raised ``exc``; only the first failure is raised,
+        later ones become notes on it."""
+        with self.lock:
+            if self.failure is None:
+                self.acknowledged = self.handled
+                self.failure = (where, exc)
+            else:
+                self.later_failures.append((where, exc))
+
+
+def _work(handoff: _Handoff, consumer: Consumer, results: Consumer | None) -> None:
+    # The worker thread's loop. It holds no reference to the ConsumerThread, so a runner
+    # that is dropped without close() can be garbage-collected, which stops this loop.
+    take = handoff.items.popleft
+    handle = consumer.send
+    forward = None if results is None else results.send
+    consumer_name = type(consumer).__name__
+    results_name = type(results).__name__
+    is_failed = False
+    while True:
+        try:
+            item = take()
+        except IndexError:
+            handoff.wait_for_items()
+            continue
+        if handoff.producers_waiting:
+            handoff.make_room()
+        if item is _CLOSE:
+            break
+        if not is_failed:
+            try:
+                result = handle(item)
+            except BaseException as exc:
+                handoff.fail(f"{consumer_name}.send()", exc)
+                is_failed = True
+            else:
+                if result is not None and forward is not None:
+                    try:
+                        forward(result)
+                    except BaseException as exc:
+                        handoff.fail(f"results {results_name}.send()", exc)
+                        is_failed = True
+        handoff.handled += 1
+    try:
+        summary = consumer.close()
+    except BaseException as exc:
+        handoff.fail(f"{consumer_name}.close()", exc)
+        return
+    # After a failure the consumer is still closed, so it can release what it holds, but
+    # its summary describes an incomplete stream and is not forwarded.
+    if summary is not None and forward is not None and not is_failed:
+        try:
+            forward(summary)
+        except BaseException as exc:
+            handoff.fail(f"results {results_name}.send()", exc)
+
+
+def _abandon(handoff: _Handoff) -> None:
+    handoff.stop()
+
+
+class ConsumerThread:
+    """Run any consumer in a thread of its own, fed through a bounded queue.
+
+    The thread starts in the constructor. ``send(item)`` queues the item and returns; when
+    ``maxsize`` items are already queued it blocks until the worker takes one, so a fast
+    producer cannot run ahead and memory stays flat. The worker calls ``consumer.send`` on
+    each item in order and forwards every non-None return to ``results`` (results calls
+    come from the worker thread; see :class:`Collect` for a results consumer shared by
+    several threads). ``close()`` waits until every item sent before it was handled,
+    closes the consumer, forwards its non-None return, joins the thread and returns None.
+
+    Arguments:
+        consumer: the consumer to run; only the worker thread calls it.
+        maxsize: how many items may wait in the queue (int >= 1).
+        results: consumer for the results, or None to drop them.
+        name: the thread's name (default ``ConsumerThread-N``).
+
+    Raises TypeError or ValueError for bad arguments, naming the argument.
+
+    Under trouble: if the consumer (or ``results``) raises, the worker records the
+    exception and discards every later item, so a producer never blocks forever. The
+    failure reaches the caller as :class:`~gilstudy.errors.ConsumerError`, with the
+    original exception as ``__cause__`` and ``sent``/``acknowledged`` counts (items after
+    ``acknowledged`` were not handled): every ``send`` after the failure raises it, and
+    ``close()`` raises it unless a ``send`` already did. The consumer is still closed, but
+    its close result is not forwarded. ``close()`` is idempotent; ``send`` after it raises
+    ValueError. A ConsumerThread dropped without ``close()`` stops its thread when it is
+    garbage-collected; its thread is a daemon only so that a runner never closed cannot
+    keep the interpreter from exiting.
+
+    >>> from gilstudy.examples import Countdown
+    >>> results = Collect()
+    >>> with ConsumerThread(Countdown(), results=results) as runner:
+    ...     for n in (3, 2, 1):
+    ...         runner.send(n)
+    >>> results.items
+    [3, 2, 1, 'liftoff after 3 counts']
+    """
+
+    _numbers = itertools.count(1)
+
+    def __init__(self, consumer: Consumer, maxsize: int = DEFAULT_MAXSIZE,
+                 results: Consumer | None = None, name: str | None = None):
+        _require_consumer("ConsumerThread", "consumer", consumer)
+        _require_positive_int("ConsumerThread", "maxsize", maxsize)
+        if results is not None:
+            _require_consumer("ConsumerThread", "results", results)
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"ConsumerThread: name must be a str or None, got {name!r} "
+                            f"({type(name).__name__})")
+        self._consumer = consumer
+        self._results = results
+        self.name = name if name is not None else f"ConsumerThread-{next(self._numbers)}"
+        self._handoff = _Handoff(maxsize)
+        self._thread = threading.Thread(target=_work, args=(self._handoff, consumer, results),
+                                        name=self.name, daemon=True)
+        self._thread.start()
+        self._finalizer = weakref.finalize(self, _abandon, self._handoff)
+        self._finalizer.atexit = False
+
+    @property
+    def consumer(self) -> Consumer:
+        """The consumer this runner runs (only its worker thread may call it)."""
+        return self._consumer
+
+    @property
+    def results(self) -> Consumer | None:
+        return self._results
+
+    @property
+    def maxsize(self) -> int:
+        return self._handoff.maxsize
+
+    @property
+    def pending(self) -> int:
+        """Items sent but not yet handled: at most ``maxsize`` queued plus one in hand."""
+        return self._handoff.sent - self._handoff.handled
+
+    @property
+    def is_closed(self) -> bool:
+        return self._handoff.is_stopping
+
+    def send(self, item: Any) -> None:
+        handoff = self._handoff
+        with handoff.lock:
+            if handoff.is_stopping:
+                raise ValueError(f"send on a closed ConsumerThread {self.name!r}")
+            if handoff.failure is not None:
+                raise self._reported_failure()
+            if len(handoff.items) >= handoff.maxsize:
+                self._wait_for_room()
+            handoff.items.append(item)
+            handoff.sent += 1
+            if handoff.worker_waiting:
+                handoff.worker_waiting = False
+                handoff.not_empty.notify()
+
+    def _wait_for_room(self) -> None:
+        # Called with the lock held. The worker discards items after a failure, so room
+        # always comes; the checks after each wake-up turn it into the error.
+        handoff = self._handoff
+        while len(handoff.items) >= handoff.maxsize:
+            handoff.producers_waiting += 1
+            handoff.not_full.wait()
+            if handoff.is_stopping:
+                raise ValueError(f"send on a closed ConsumerThread {self.name!r}")
+            if handoff.failure is not None:
+                raise self._reported_failure()
+
+    def close(self) -> None:
+        handoff = self._handoff
+        is_first = handoff.stop()
+        self._finalizer.detach()
+        self._thread.join()
+        if is_first and handoff.failure is not None and not handoff.is_failure_reported:
+            raise self._reported_failure()
+
+    def _reported_failure(self) -> ConsumerError:
+        handoff = self._handoff
+        handoff.is_failure_reported = True
+        where, exc = handoff.failure
+        error = ConsumerError(
+            f"{self.name}: {where} raised {type(exc).__name__}: {exc} "
+            f"({handoff.sent} items sent, {handoff.acknowledged} acknowledged)",
+            sent=handoff.sent, acknowledged=handoff.acknowledged)
+        for later_where, later in handoff.later_failures:
+            error.add_note(f"then {later_where} raised {type(later).__name__}: {later}")
+        error.__cause__ = exc
+        return error
+
+    def __enter__(self) -> "ConsumerThread":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self.is_closed else f"pending={self.pending}"
+        return f"<ConsumerThread {self.name!r} running {type(self.consumer).__name__}, {state}>"
+
+
+def coroutine(function: Callable[..., Any]) -> Callable[..., Any]:
+    """Decorate a generator function written as ``item = yield result`` so that calling it
+    returns the generator primed (advanced to its first ``yield``): a consumer.
+
+    The generator's ``send(item)`` returns what it yields next, a result under the
+    consumer interface; its ``close()`` raises GeneratorExit at the ``yield``, so
+    ``finally`` blocks run. (From Python 3.13, ``close()`` also returns what the generator
+    returns on GeneratorExit; before, it returns None.) The decorated function keeps the
+    original's name and docstring.
+
+    Raises TypeError at decoration when ``function`` is not a generator function, and
+    RuntimeError at the call when the generator finishes before its first ``yield``.
+
+    >>> @coroutine
+    ... def doubler():
+    ...     result = None
+    ...     while True:
+    ...         item = yield result
+    ...         result = 2 * item
+    >>> doubling = doubler()
+    >>> doubling.send(21)
+    42
+    >>> doubling.close()
+    """
+    if not inspect.isgeneratorfunction(function):
+        name = getattr(function, "__qualname__", repr(function))
+        raise TypeError(f"coroutine: {name} is not a generator function "
+                        "(it must contain 'item = yield result')")
+
+    @functools.wraps(function)
+    def primed(*args: Any, **kwargs: Any):
+        generator = function(*args, **kwargs)
+        try:
+            next(generator)
+        except StopIteration:
+            raise RuntimeError(f"coroutine: {function.__qualname__}() returned before its "
+                               "first yield, so it cannot receive items") from None
+        return generator
+
+    return primed
+
+
+class Broadcast:
+    """Producer-side fan-out: every item goes to every registered consumer, in the order
+    they were registered.
+
+    Consumers may be registered and unregistered at any time, even while another thread
+    is sending (a send goes to the consumers registered when it began). ``send`` returns
+    None; to keep results, register runners that have ``results=``.
+
+    Raises TypeError when registering a non-consumer, ValueError when registering one
+    twice, unregistering one that is not registered, or using a closed Broadcast. If some
+    consumers raise in ``send`` or ``close``, the others still get the call; then the first
+    error is raised unchanged except for one note (``__notes__``) per later error naming
+    the consumer's index. ``close()`` is idempotent.
+
+    >>> first, second = Collect(), Collect()
+    >>> with Broadcast([first]) as everyone:
+    ...     everyone.send("a")
+    ...     everyone.register(second)
+    ...     everyone.send("b")
+    >>> first.items, second.items
+    (['a', 'b'], ['b'])
+    """
+
+    def __init__(self, consumers: Iterable[Consumer] = ()):
+        self._lock = threading.Lock()
+        # Replaced, never mutated, so a send can iterate it without the lock.
+        self._consumers: tuple[Consumer, ...] = ()
+        self._is_closed = False
+        if _is_consumer(consumers):
+            raise TypeError(f"Broadcast: consumers must be an iterable of consumers, got the "
+                            f"single consumer {consumers!r}; pass [consumer]")
+        for consumer in consumers:
+            self.register(consumer)
+
+    @property
+    def consumers(self) -> tuple[Consumer, ...]:
+        return self._consumers
+
+    @property
+    def is_closed(self) -> bool:
+        return self._is_closed
+
+    def register(self, consumer: Consumer) -> None:
+        _require_consumer("Broadcast.register", "consumer", consumer)
+        with self._lock:
+            if self._is_closed:
+                raise ValueError("register on a closed Broadcast")
+            if any(known is consumer for known in self._consumers):
+                raise ValueError(f"Broadcast.register: {consumer!r} is already registered")
+            self._consumers = (*self._consumers, consumer)
+
+    def unregister(self, consumer: Consumer) -> None:
+        """Stop sending to ``consumer``; the caller still owns it (it is not closed)."""
+        with self._lock:
+            remaining = tuple(known for known in self._consumers if known is not consumer)
+            if len(remaining) == len(self._consumers):
+                raise ValueError(f"Broadcast.unregister: {consumer!r} is not registered")
+            self._consumers = remaining
+
+    def send(self, item: Any) -> None:
+        if self._is_closed:
+            raise ValueError("send on a closed Broadcast")
+        errors = []
+        for index, consumer in enumerate(self._consumers):
+            try:
+                consumer.send(item)
+            except Exception as exc:
+                errors.append((index, exc))
+        _raise_first("Broadcast", "send", errors)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._is_closed:
+                return
+            self._is_closed = True
+        _close_all("Broadcast", self._consumers)
+
+    def __enter__(self) -> "Broadcast":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Broadcast(<{len(self._consumers)} consumers>)"
+
+
+class Dispatch:
+    """Give each item to exactly one of several consumers: the least loaded.
+
+    This is the one fan-out mechanism for every runner type: threads here, coprocesses,
+    subinterpreters and MPI ranks elsewhere all go through it. A consumer's load is its
+    ``pending`` when it has one (runners do); otherwise it is the number of items Dispatch
+    gave it, which makes plain consumers take turns (round-robin). Each ``send`` picks the
+    smallest load, ties going to the lowest index, so a runner stuck on a long item gets
+    no more until the others catch up. ``send`` returns what the chosen consumer's
+    ``send`` returned (None for runners, which forward results themselves).
+
+    Arguments:
+        consumers: a non-empty iterable of consumers.
+
+    Attributes:
+        consumers: the consumers, as a tuple.
+        dispatched: how many items went to each consumer (a list, by index).
+
+    Raises TypeError for a non-iterable or a non-consumer in ``consumers`` (naming its
+    index) and ValueError for an empty one, or for ``send`` after ``close()``.
+
+    ``close()`` closes every consumer even if some raise, then raises the first error
+    unchanged except for one note (``__notes__``) per later error naming the consumer's
+    index, so ``except ConsumerError`` still works. (An ExceptionGroup would force every
+    caller to use ``except*``.) ``close()`` is idempotent. Dispatch expects one producer
+    thread; a failed runner keeps raising from its ``send``, so a producer stops at the
+    first failure.
+
+    Plain consumers take turns:
+
+    >>> left, right = Collect(), Collect()
+    >>> with Dispatch([left, right]) as fan:
+    ...     for n in range(5):
+    ...         fan.send(n)
+    >>> fan.dispatched
+    [3, 2]
+    >>> left.items, right.items
+    ([0, 2, 4], [1, 3])
+
+    Inline runners are never loaded (``pending`` is 0: each item is handled before ``send``
+    returns), so the first one gets every item; threads share uneven work (see
+    :func:`threads`).
+    """
+
+    def __init__(self, consumers: Iterable[Consumer]):
+        if _is_consumer(consumers):
+            raise TypeError(f"Dispatch: consumers must be an iterable of consumers, got the "
+                            f"single consumer {consumers!r}; pass [consumer]")
+        try:
+            consumers = tuple(consumers)
+        except TypeError:
+            raise TypeError(f"Dispatch: consumers must be an iterable of consumers, got "
+                            f"{consumers!r} ({type(consumers).__name__})") from None
+        if not consumers:
+            raise ValueError("Dispatch: consumers must not be empty")
+        for index, consumer in enumerate(consumers):
+            _require_consumer("Dispatch", f"consumers[{index}]", consumer)
+        self.consumers = consumers
+        self.dispatched = [0] * len(consumers)
+        self._is_closed = False
+        # One load function per consumer, chosen once: its pending count, or its tally.
+        self._loads = [self._load_of(index, consumer) for index, consumer in enumerate(consumers)]
+
+    def _load_of(self, index: int, consumer: Consumer) -> Callable[[], int]:
+        if hasattr(consumer, "pending"):
+            return lambda: consumer.pending
+        return lambda: self.dispatched[index]
+
+    @property
+    def is_closed(self) -> bool:
+        return self._is_closed
+
+    def send(self, item: Any) -> Any:
+        if self._is_closed:
+            raise ValueError("send on a closed Dispatch")
+        loads = [load() for load in self._loads]
+        index = loads.index(min(loads))
+        self.dispatched[index] += 1
+        return self.consumers[index].send(item)
+
+    def close(self) -> None:
+        if self._is_closed:
+            return
+        self._is_closed = True
+        _close_all("Dispatch", self.consumers)
+
+    def __enter__(self) -> "Dispatch":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Dispatch(<{len(self.consumers)} consumers>, dispatched={self.dispatched})"
+
+
+def threads(factory: Callable[..., Consumer], n: int, *args: Any,
+            results: Consumer | None = None, maxsize: int = DEFAULT_MAXSIZE) -> Dispatch:
+    """``n`` ConsumerThreads, each running its own ``factory(*args)``, behind one Dispatch.
+
+    Raises TypeError or ValueError when ``n`` is not an int >= 1 or ``factory`` is not
+    callable; ConsumerThread checks ``maxsize`` and ``results``. Give a thread-safe
+    ``results`` (such as :class:`Collect`): all ``n`` threads send to it.
+
+    >>> from gilstudy.examples import Checksum
+    >>> results = Collect()
+    >>> with threads(Checksum, 2, results=results) as fan:
+    ...     for n in range(100):
+    ...         fan.send(n)
+    >>> sum(count for count, _ in results.items)
+    100
+    """
+    _require_positive_int("threads", "n", n)
+    if not callable(factory):
+        raise TypeError(f"threads: factory must be callable, got {factory!r} "
+                        f"({type(factory).__name__})")
+    runners = []
+    try:
+        for _ in range(n):
+            runners.append(ConsumerThread(factory(*args), results=results, maxsize=maxsize))
+    except BaseException:
+        for runner in runners:
+            runner.close()
+        raise
+    return Dispatch(runners)
+
