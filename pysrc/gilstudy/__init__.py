@@ -6,7 +6,26 @@ thread, as a coroutine or in another process.
 """
 
 from gilstudy import kernels
-from gilstudy.errors import GilstudyError, UnknownKernelError
+from gilstudy.consumers import (
+    Broadcast,
+    Collect,
+    Consumer,
+    ConsumerThread,
+    Dispatch,
+    Inline,
+    Runner,
+    coroutine,
+    threads,
+)
+from gilstudy.errors import (
+    AuthenticationError,
+    ConsumerError,
+    CoprocessDied,
+    GilstudyError,
+    ProtocolError,
+    RemoteError,
+    UnknownKernelError,
+)
 from gilstudy.machine import describe as describe_machine
 from gilstudy.machine import gil_enabled, usable_cores
 
@@ -14,8 +33,22 @@ __version__ = "0.1.0"
 
 __all__ = [
     "kernels",
+    "Consumer",
+    "Runner",
+    "Collect",
+    "Inline",
+    "ConsumerThread",
+    "coroutine",
+    "Broadcast",
+    "Dispatch",
+    "threads",
     "GilstudyError",
     "UnknownKernelError",
+    "ConsumerError",
+    "RemoteError",
+    "CoprocessDied",
+    "ProtocolError",
+    "AuthenticationError",
     "describe_machine",
     "gil_enabled",
     "usable_cores",
