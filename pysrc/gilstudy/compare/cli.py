@@ -73,8 +73,10 @@ def _check(args) -> None:
             raise ValueError(f"{option}: directory {str(Path(path).parent)!r} does not exist")
 
 
-def main(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
-    """Run `gilstudy compare` for parsed ``args``; return the exit status."""
+def main(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    """Run `gilstudy compare` for parsed ``args``, printing to ``out`` (default stdout);
+    return the exit status."""
+    out = sys.stdout if out is None else out
     try:
         _check(args)
     except (UnknownKernelError, ValueError, TypeError, OverflowError) as exc:
