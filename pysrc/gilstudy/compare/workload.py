@@ -45,12 +45,13 @@ def _share(size: int, items: int, index: int) -> tuple[int]:
     return (hi - lo,)
 
 
-# Default sizes: the pure-Python kernel takes about a second on one core of the reference
-# machine (2 cores, Python 3.11, 2 vCPUs of a shared cloud host), so the whole default
-# `gilstudy compare` (13 models, workers 1, 2, 4, repeat 5: about 50 runs' worth of the
-# pure-Python serial time, plus start-ups) takes about a minute there. Measured with
-# `gilstudy compare --kernel K`: count_primes 500_000 -> serial-python 1.0 s;
-# countdown 20_000_000 -> 1.0 s; mandelbrot 480 -> 1.0 s.
+# Default sizes: the pure-Python kernel takes about 0.7 s on one core of the reference
+# machine (2 vCPUs of a shared AMD EPYC host, Python 3.11), so the whole default
+# `gilstudy compare` (11 models at workers 1, 2, 4, repeat 5: about 50 runs' worth of the
+# serial pure-Python time, plus start-ups) takes about a minute there. Measured with
+# `gilstudy compare --kernel K --models serial-python`: count_primes 500_000 -> 0.68 s,
+# countdown 24_000_000 -> 0.74 s, mandelbrot 400 -> 0.67 s; the default count_primes
+# run of the 7 models available without gilstudy.consumers took 32 s in all.
 _WORK = {
     "count_primes": _KernelWork(
         size_means="count the primes below SIZE; items are equal ranges of numbers",
@@ -63,7 +64,7 @@ _WORK = {
     ),
     "countdown": _KernelWork(
         size_means="SIZE countdown steps in all, shared equally by the items",
-        default_size=20_000_000,
+        default_size=24_000_000,
         whole_args=lambda size: (size,),
         item_args=_share,
         combine=sum,
@@ -73,7 +74,7 @@ _WORK = {
     "mandelbrot": _KernelWork(
         size_means=f"a SIZE x SIZE image at {MANDELBROT_MAX_ITER} iterations; "
                    "items are bands of rows",
-        default_size=480,
+        default_size=400,
         whole_args=lambda size: (size, size, MANDELBROT_MAX_ITER, 0, size),
         item_args=lambda size, items, index: (size, size, MANDELBROT_MAX_ITER,
                                               *_bounds(size, items, index)),
@@ -151,7 +152,8 @@ class Workload:
         return _work(self.kernel).combine([by_index[i] for i in range(self.items_count)])
 
     def describe(self) -> str:
-        return f"{self.kernel}{self.whole_args()} in {self.items_count} items"
+        args = ", ".join(map(str, self.whole_args()))
+        return f"{self.kernel}({args}) in {self.items_count} items"
 
 
 def make_workload(kernel: str, size: int | None = None, items: int | None = None) -> Workload:
