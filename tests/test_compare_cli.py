@@ -46,8 +46,9 @@ def run_cli(capsys, *args):
     (["--items", "0"], "argument --items: must be >= 1, got 0"),
     (["--repeat", "0"], "argument --repeat: must be >= 1, got 0"),
     (["--plot", "/no/such/dir/plot.png"], "--plot: directory '/no/such/dir' does not exist"),
+    (["--idle-timeout", "-1"], "argument --idle-timeout: must be >= 0, got -1"),
 ], ids=["kernel", "model", "pattern", "workers-0", "workers-syntax", "workers-empty", "size-neg",
-        "size-text", "size-huge", "items>rows", "items-0", "repeat-0", "plot-dir"])
+        "size-text", "size-huge", "items>rows", "items-0", "repeat-0", "plot-dir", "idle"])
 def test_a_bad_option_is_one_line_on_stderr_and_exit_status_2(capsys, args, message):
     status, out, err = run_cli(capsys, *args)
     assert status == 2

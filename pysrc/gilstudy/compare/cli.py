@@ -20,6 +20,17 @@ __all__ = ["add_subcommand", "main", "worker_counts", "ProgressBar"]
 PROG = "gilstudy compare"
 
 
+def seconds(text: str) -> float:
+    """argparse type: a number of seconds >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds, got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
 def worker_counts(text: str) -> list[int]:
     """argparse type: '1,2,4' -> [1, 2, 4]."""
     try:
@@ -147,7 +158,7 @@ def add_subcommand(subparsers) -> None:
     parser.add_argument("--plot", default=None, metavar="PATH",
                         help="write speedup against workers as a PNG (needs matplotlib)")
     parser.add_argument("--markdown", action="store_true", help="print the table as markdown")
-    parser.add_argument("--idle-timeout", type=float, default=30.0, metavar="SECONDS",
+    parser.add_argument("--idle-timeout", type=seconds, default=30.0, metavar="SECONDS",
                         help="wait at most this long for idle CPUs before timing (default 30)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar on stderr")
     parser.set_defaults(run=main)

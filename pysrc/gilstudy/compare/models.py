@@ -282,7 +282,7 @@ class _BatchResults:
                     raise TimeoutError(
                         f"no result for {patience_s:.0f} s ({len(self._pairs)} of {count} "
                         "items done); a worker is stuck or has died")
-                self._changed.wait(left)
+                self._changed.wait(min(left, 60.0))  # Condition.wait refuses inf
                 if len(self._pairs) > seen:
                     seen = len(self._pairs)
                     last_progress = time.monotonic()

@@ -217,6 +217,8 @@ def run(kernel: str = "count_primes", size: int | None = None, items: int | None
         if progress is not None:
             progress(done, total, what)
 
+    if progress is not None:
+        progress(0, total, "waiting for idle CPUs")
     idle = machine.wait_for_idle_cpus(timeout_s=idle_timeout_s)
     env = environment()
     # One untimed run of the reference gives the answer to check (and warms caches).
