@@ -6,13 +6,14 @@
 import argparse
 import importlib.util
 import sys
+import textwrap
 from pathlib import Path
 from typing import TextIO
 
 from gilstudy import kernels
 from gilstudy.compare import models as registry
 from gilstudy.compare.runner import check_workers, default_workers, run
-from gilstudy.compare.workload import DEFAULT_ITEMS, default_size, make_workload
+from gilstudy.compare.workload import DEFAULT_ITEMS, default_size, make_workload, size_means
 from gilstudy.errors import UnknownKernelError
 
 __all__ = ["add_subcommand", "main", "worker_counts", "ProgressBar"]
@@ -121,14 +122,16 @@ def add_subcommand(subparsers) -> None:
     """Register ``gilstudy compare`` on the CLI's subparsers."""
     from gilstudy.cli import positive_int
 
-    sizes = ", ".join(f"{k} {default_size(k):_}" for k in kernels.NAMES)
+    sizes = "; ".join(f"{k}: {size_means(k)} (default {default_size(k):_})"
+                      for k in kernels.NAMES)
     parser = subparsers.add_parser(
         "compare", help="run one workload in every execution model and compare speedups",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Run one kernel, split into work items, in every execution model at "
-                    "several worker counts; check that all models get serial-python's answer "
-                    "and report start-up, median time, speedups and parallel efficiency, a "
-                    "verdict, and scaling projections (Amdahl, USL) past this machine.",
+        description=textwrap.fill(
+            "Run one kernel, split into work items, in every execution model at several "
+            "worker counts; check that all models get serial-python's answer and report "
+            "start-up, median time, speedups and parallel efficiency, a verdict, and "
+            "scaling projections (Amdahl, USL) past this machine.", width=78),
         epilog="examples:\n"
                "  gilstudy compare\n"
                "  gilstudy compare --kernel mandelbrot --models '*-cython' --workers 1,2\n"
@@ -139,8 +142,8 @@ def add_subcommand(subparsers) -> None:
     parser.add_argument("--kernel", default="count_primes", choices=kernels.NAMES,
                         help="kernel to run (default count_primes)")
     parser.add_argument("--size", type=int, default=None,
-                        help=f"amount of work; default per kernel ({sizes}): about a second "
-                             "of pure Python on one core")
+                        help=f"amount of work; {sizes}. The defaults take about 0.7 s of pure "
+                             "Python on one core")
     parser.add_argument("--items", type=positive_int, default=None,
                         help=f"work items the size is split into (default {DEFAULT_ITEMS})")
     parser.add_argument("--workers", type=worker_counts, default=None, metavar="N,N,...",

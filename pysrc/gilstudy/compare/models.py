@@ -235,7 +235,7 @@ class _PrangeWorkers:
     """One call of the kernel's prange twin over the whole workload, its loop split over
     ``workers`` OpenMP threads (the items are not used: prange splits the loop itself).
     OpenMP starts its threads inside the first call, so their start-up lands in the first
-    timed repeat, which the median leaves out."""
+    timed repeat, where it barely moves the median."""
 
     def __init__(self, workload: Workload, impl: str, workers: int):
         from gilstudy.kernels import cython

@@ -335,7 +335,7 @@ class CompareResult:
                  "Verdict:\n" + "\n".join(f"- {line}" for line in self._verdict_lines())]
         projections = self.projection_text()
         if projections:
-            parts.append(projections)
+            parts.append(f"```\n{projections}\n```" if markdown else projections)
         return "\n\n".join(parts)
 
     # ---- JSON -----------------------------------------------------------------------
