@@ -15,6 +15,7 @@ import pytest
 from gilstudy import compare, kernels
 from gilstudy.compare import models as registry
 from gilstudy.errors import ConsumerError
+from gilstudy.kernels.work import KernelConsumer
 
 # Only reached in case of a deadlock.
 TIMEOUT = 60
@@ -30,7 +31,7 @@ class ScriptedWorkers:
                  fail_start=None, fail_run=None):
         if fail_start:
             raise fail_start
-        self.consumer = kernels.work.KernelConsumer(workload.kernel, impl)
+        self.consumer = KernelConsumer(workload.kernel, impl)
         self.workers, self.log, self.tamper, self.fail_run = workers, log, tamper, fail_run
         log.append(("start", workers))
 
