@@ -2,7 +2,11 @@
 # Each kernel checks its arguments while holding the GIL (through gilstudy.kernels._args,
 # which the pure-Python twins use too, so both raise the same messages), then runs its whole
 # compute loop inside ``with nogil:``, so other Python threads run meanwhile.
+# The *_prange kernels split one call's loop over OpenMP threads with prange (dynamic
+# schedule); built without OpenMP they run on one thread and build_info()["openmp"] says so.
 # The nogil C-level functions are declared in _ckernels.pxd for other Cython modules.
+
+from cython.parallel cimport prange
 
 import numpy as np
 
@@ -94,6 +98,46 @@ cdef void mandelbrot_rows_c(unsigned int *out, long width, long height, unsigned
             row[x] = mandelbrot_point_c(-2.0 + 3.0 * x / width, ci, max_iter)
 
 
+# ---- C level, split over OpenMP threads ----------------------------------------------
+# Dynamic schedules: the cost of a number (trial division) or a row (escape iterations)
+# varies a lot, so threads take the next chunk when they finish one instead of a fixed
+# share. Chunks are big enough that taking one (an atomic increment) costs little.
+
+cdef enum:
+    PRIMES_CHUNK = 1024        # numbers per chunk: tens of microseconds of work
+    COUNTDOWN_CHUNK = 1 << 16  # steps per chunk
+
+
+cdef long count_primes_prange_c(long lo, long hi, int nthreads) noexcept nogil:
+    cdef long count = 0
+    cdef long p
+    for p in prange(lo, hi, schedule="dynamic", chunksize=PRIMES_CHUNK, num_threads=nthreads):
+        count += is_prime_c(p)
+    return count
+
+
+cdef long countdown_prange_c(long n, int nthreads) noexcept nogil:
+    # n steps cut into chunks of COUNTDOWN_CHUNK (the last one shorter), counted down in
+    # parallel; the steps add up to n, as in countdown_c.
+    cdef long chunks = n // COUNTDOWN_CHUNK + (1 if n % COUNTDOWN_CHUNK else 0)
+    cdef long steps = 0
+    cdef long c, todo
+    for c in prange(chunks, schedule="dynamic", num_threads=nthreads):
+        todo = n - c * COUNTDOWN_CHUNK
+        if todo > COUNTDOWN_CHUNK:
+            todo = COUNTDOWN_CHUNK
+        steps += countdown_c(todo)
+    return steps
+
+
+cdef void mandelbrot_rows_prange_c(unsigned int *out, long width, long height,
+                                   unsigned int max_iter, long row_start, long row_stop,
+                                   int nthreads) noexcept nogil:
+    cdef long y
+    for y in prange(row_start, row_stop, schedule="dynamic", num_threads=nthreads):
+        mandelbrot_rows_c(out + (y - row_start) * width, width, height, max_iter, y, y + 1)
+
+
 # ---- Python level: validate with the GIL, compute without it --------------------------
 
 def countdown(n):
@@ -130,6 +174,59 @@ def mandelbrot(width, height, max_iter, row_start=0, row_stop=None):
     if r1 > r0:
         with nogil:
             mandelbrot_rows_c(&pixels[0, 0], w, h, iters, r0, r1)
+    return image
+
+
+def countdown_prange(n, nthreads=None):
+    """countdown(n) with the steps split over ``nthreads`` OpenMP threads (prange, dynamic
+    schedule); returns n, like countdown.
+
+    ``nthreads=None`` means OMP_NUM_THREADS when set, else the usable cores. Raises what
+    countdown raises, and TypeError / ValueError / OverflowError for an ``nthreads`` that
+    is not an int in [1, 4096].
+    """
+    cdef long steps_to_do = _args.countdown_args(n, func="countdown_prange")
+    cdef int threads = _args.nthreads_arg("countdown_prange", nthreads)
+    cdef long steps
+    with nogil:
+        steps = countdown_prange_c(steps_to_do, threads)
+    return steps
+
+
+def count_primes_prange(lo, hi, nthreads=None):
+    """count_primes(lo, hi) with the numbers split over ``nthreads`` OpenMP threads
+    (prange, dynamic schedule); the same count.
+
+    ``nthreads=None`` means OMP_NUM_THREADS when set, else the usable cores. Raises what
+    count_primes raises, and TypeError / ValueError / OverflowError for an ``nthreads``
+    that is not an int in [1, 4096].
+    """
+    cdef long clo, chi, count
+    clo, chi = _args.count_primes_args(lo, hi, func="count_primes_prange")
+    cdef int threads = _args.nthreads_arg("count_primes_prange", nthreads)
+    with nogil:
+        count = count_primes_prange_c(clo, chi, threads)
+    return count
+
+
+def mandelbrot_prange(width, height, max_iter, row_start=0, row_stop=None, nthreads=None):
+    """mandelbrot(width, height, max_iter, row_start, row_stop) with the rows split over
+    ``nthreads`` OpenMP threads (prange, dynamic schedule); the same array.
+
+    ``nthreads=None`` means OMP_NUM_THREADS when set, else the usable cores. Raises what
+    mandelbrot raises, and TypeError / ValueError / OverflowError for an ``nthreads`` that
+    is not an int in [1, 4096].
+    """
+    cdef long w, h, r0, r1
+    cdef unsigned int iters
+    w, h, iters, r0, r1 = _args.mandelbrot_args(width, height, max_iter, row_start, row_stop,
+                                                func="mandelbrot_prange")
+    cdef int threads = _args.nthreads_arg("mandelbrot_prange", nthreads)
+    image = np.empty((r1 - r0, w), dtype=np.uint32)
+    cdef unsigned int[:, ::1] pixels = image
+    if r1 > r0:
+        with nogil:
+            mandelbrot_rows_prange_c(&pixels[0, 0], w, h, iters, r0, r1, threads)
     return image
 
 

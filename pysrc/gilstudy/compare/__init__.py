@@ -1,0 +1,37 @@
+# `gilstudy compare`: one workload in every execution model at several worker counts, the
+# answers checked against each other, the speedups reported. Models are registry entries
+# (gilstudy.compare.models); run() does the measuring and returns a CompareResult.
+#
+#     >>> from gilstudy import compare
+#     >>> result = compare.run("count_primes", size=200_000, workers=[1, 2], repeat=3)
+#     >>> print(result.table()); print(result.verdict())
+
+from gilstudy.compare import models
+from gilstudy.compare.fit import ScalingFit, fit_amdahl, fit_usl
+from gilstudy.compare.models import Model, Workers, register, registered, unregister
+from gilstudy.compare.plot import plot
+from gilstudy.compare.report import SCHEMA_VERSION, CompareResult, Projection, Row
+from gilstudy.compare.runner import REFERENCE, default_workers, run
+from gilstudy.compare.workload import Workload, make_workload
+
+__all__ = [
+    "run",
+    "CompareResult",
+    "Row",
+    "Projection",
+    "SCHEMA_VERSION",
+    "REFERENCE",
+    "default_workers",
+    "plot",
+    "models",
+    "Model",
+    "Workers",
+    "register",
+    "registered",
+    "unregister",
+    "Workload",
+    "make_workload",
+    "ScalingFit",
+    "fit_amdahl",
+    "fit_usl",
+]

@@ -1,0 +1,309 @@
+# The compare runner and its registry: models are entries, availability is reported with
+# a reason, every answer is checked against serial-python's, failures name the model, and
+# nothing (thread or process) is left running afterwards.
+
+import importlib.util
+import multiprocessing
+import os
+import queue
+import sys
+import threading
+import types
+
+import pytest
+
+from gilstudy import compare, kernels
+from gilstudy.compare import models as registry
+from gilstudy.errors import ConsumerError
+from gilstudy.kernels.work import KernelConsumer
+
+# Only reached in case of a deadlock.
+TIMEOUT = 60
+
+TINY = dict(kernel="count_primes", size=3000, items=8, repeat=2, idle_timeout_s=0)
+
+
+class ScriptedWorkers:
+    """Fake workers: answer with the real serial kernel, then let ``tamper`` change it;
+    record every event in ``log``."""
+
+    def __init__(self, workload, impl, workers, log, tamper=lambda answer: answer,
+                 fail_start=None, fail_run=None):
+        if fail_start:
+            raise fail_start
+        self.consumer = KernelConsumer(workload.kernel, impl)
+        self.workers, self.log, self.tamper, self.fail_run = workers, log, tamper, fail_run
+        log.append(("start", workers))
+
+    def run(self, workload, patience_s):
+        self.log.append(("run", self.workers))
+        if self.fail_run:
+            raise self.fail_run
+        return self.tamper(workload.combine(self.consumer.send(i) for i in workload.items()))
+
+    def close(self):
+        self.log.append(("close", self.workers))
+
+
+def fake_model(name, log, requires=(), reusable=True, **behaviour):
+    def start(workload, impl, workers):
+        return ScriptedWorkers(workload, impl, workers, log, **behaviour)
+
+    return registry.Model(name, "python", "a scripted model for tests", start,
+                          requires=requires, reusable=reusable)
+
+
+# ---- the registry -------------------------------------------------------------------
+
+def test_registry_holds_every_model_by_its_exact_name():
+    assert registry.names() == [
+        "serial-python", "serial-cython", "threads-python", "threads-cython",
+        "coprocess-python", "coprocess-cython", "prange-cython", "pool-python", "pool-cython",
+        "joblib-python", "joblib-cython"]
+
+
+def test_select_takes_names_and_glob_patterns_in_registry_order():
+    chosen = registry.select("prange-cython, *-python")
+    assert [m.name for m in chosen] == ["serial-python", "threads-python", "coprocess-python",
+                                        "prange-cython", "pool-python", "joblib-python"]
+    assert [m.name for m in registry.select(["serial-*"])] == ["serial-python", "serial-cython"]
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("nope", r"^unknown model 'nope'; models: serial-python, serial-cython, "),
+    ("gpu-*", r"^model pattern 'gpu-\*' matches no model; models: serial-python, "),
+    (" , ", r"^no model named; models: "),
+])
+def test_select_rejects_unknown_names_listing_the_models(spec, message):
+    with pytest.raises(ValueError, match=message):
+        registry.select(spec)
+
+
+def test_register_refuses_a_duplicate_name_and_unregister_an_unknown_one():
+    with pytest.raises(ValueError, match=r"^a model named 'serial-python' is already registered$"):
+        registry.register(registry.get("serial-python"))
+    with pytest.raises(LookupError, match=r"^no model named 'nope' is registered$"):
+        registry.unregister("nope")
+
+
+def test_serial_baselines_run_at_one_worker_whatever_is_asked():
+    assert registry.get("serial-python").worker_counts([2, 4]) == [1]
+    assert registry.get("pool-python").worker_counts([4, 1, 2, 2]) == [1, 2, 4]
+
+
+# ---- availability --------------------------------------------------------------------
+
+def test_models_built_on_missing_modules_report_why_they_cannot_run():
+    have_consumers = importlib.util.find_spec("gilstudy.consumers") is not None
+    for name in ("threads-python", "threads-cython", "coprocess-python", "coprocess-cython"):
+        reason = registry.get(name).unavailable_reason()
+        if have_consumers:
+            continue  # the lead's merged branch: checked by the end-to-end run instead
+        assert reason == "gilstudy.consumers not installed"
+
+
+def test_prange_is_available_exactly_when_openmp_was_compiled_in():
+    reason = registry.get("prange-cython").unavailable_reason()
+    if kernels.build_info()["openmp"]:
+        assert reason is None
+    else:
+        assert reason.startswith("gilstudy's Cython kernels were built without OpenMP")
+
+
+def test_an_unavailable_model_is_listed_with_its_reason_and_not_run():
+    log = []
+    model = fake_model("quantum-python", log, requires=(lambda: "needs a quantum computer",))
+    with registry.registered(model):
+        result = compare.run(models="quantum-python", workers=[1], **TINY)
+    assert log == []
+    assert result.unavailable == {"quantum-python": "needs a quantum computer"}
+    assert [r.model for r in result.rows] == ["serial-python"]
+    assert "unavailable: quantum-python: needs a quantum computer" in result.table()
+
+
+def test_an_availability_check_that_raises_is_reported_not_raised():
+    def broken_check():
+        raise OSError("no /dev/quantum")
+
+    model = fake_model("broken-python", [], requires=(broken_check,))
+    assert model.unavailable_reason() == "availability check failed: OSError: no /dev/quantum"
+
+
+# ---- timing and answers ----------------------------------------------------------------
+
+@pytest.mark.timeout(TIMEOUT)
+def test_models_run_interleaved_on_workers_started_once_per_count():
+    log = []
+    with registry.registered(fake_model("fake-python", log)):
+        result = compare.run(models="fake-python", workers=[1, 2], **TINY)
+    assert log == [("start", 1), ("run", 1), ("run", 1), ("close", 1),
+                   ("start", 2), ("run", 2), ("run", 2), ("close", 2)]
+    rows = {(r.model, r.workers): r for r in result.rows}
+    assert set(rows) == {("serial-python", 1), ("fake-python", 1), ("fake-python", 2)}
+    assert all(len(r.work_s) == 2 and len(r.startup_s) == 1 for r in result.rows)
+    assert rows[("serial-python", 1)].speedup_vs_serial == 1.0
+    two = rows[("fake-python", 2)]
+    assert two.speedup_vs_own_1 == pytest.approx(rows[("fake-python", 1)].median_s / two.median_s)
+    assert two.efficiency == pytest.approx(two.speedup_vs_own_1 / 2)
+
+
+@pytest.mark.timeout(TIMEOUT)
+def test_a_model_that_cannot_reuse_its_workers_is_restarted_every_repeat():
+    log = []
+    with registry.registered(fake_model("oneshot-python", log, reusable=False)):
+        result = compare.run(models="oneshot-python", workers=[1], **TINY)
+    assert log == [("start", 1), ("run", 1), ("close", 1)] * 2
+    row = result.rows_of("oneshot-python")[0]
+    assert row.restarted and len(row.startup_s) == 2
+    assert "(each)" in result.table()
+
+
+@pytest.mark.timeout(TIMEOUT)
+def test_a_wrong_answer_is_an_error_never_a_row():
+    log = []
+    wrong = fake_model("wrong-python", log, tamper=lambda answer: answer + 1)
+    with registry.registered(wrong), pytest.raises(RuntimeError) as caught:
+        compare.run(models="wrong-python", workers=[2], **TINY)
+    assert str(caught.value) == (
+        "wrong-python with 2 workers computed a wrong answer for count_primes(0, 3000) in 8 "
+        "items (repeat 1): got 431, serial-python got 430")
+    assert log[-1] == ("close", 2)
+
+
+@pytest.mark.timeout(TIMEOUT)
+@pytest.mark.parametrize("behaviour, message", [
+    (dict(fail_start=OSError("out of processes")),
+     "crash-python with 1 worker: starting its workers failed: OSError: out of processes"),
+    (dict(fail_run=ConsumerError("worker 3 raised")),
+     "crash-python with 1 worker: repeat 1 failed: ConsumerError: worker 3 raised"),
+], ids=["start", "run"])
+def test_a_failing_model_is_named_with_its_own_error_as_the_cause(behaviour, message):
+    log = []
+    with registry.registered(fake_model("crash-python", log, **behaviour)):
+        with pytest.raises(RuntimeError, match=f"^{message}$") as caught:
+            compare.run(models="crash-python", workers=[1], **TINY)
+    assert caught.value.__cause__ is not None
+    assert log.count(("start", 1)) == log.count(("close", 1))
+
+
+def test_bad_arguments_are_rejected_before_anything_runs():
+    with pytest.raises(ValueError, match=r"^workers: each count must be >= 1, got 0$"):
+        compare.run(workers=[0], **TINY)
+    with pytest.raises(ValueError, match=r"^repeat must be an int >= 1, got 0$"):
+        compare.run(**{**TINY, "repeat": 0})
+
+
+def test_default_workers_are_powers_of_two_to_the_cores_and_twice_the_cores():
+    assert compare.default_workers(1) == [1, 2]
+    assert compare.default_workers(2) == [1, 2, 4]
+    assert compare.default_workers(16) == [1, 2, 4, 8, 16, 32]
+    assert compare.default_workers(6) == [1, 2, 4, 6, 12]
+
+
+# ---- the threads model against the gilstudy.consumers contract -------------------------
+
+class _StubConsumerThread:
+    """gilstudy.consumers.ConsumerThread as the contract describes it: runs ``consumer``
+    in a thread, forwards what its ``send`` returns to ``results``."""
+
+    def __init__(self, consumer, maxsize=0, results=None):
+        self._consumer, self._results = consumer, results
+        self._queue = queue.Queue(maxsize)
+        self._lock = threading.Lock()
+        self._pending = 0
+        self._thread = threading.Thread(target=self._work, name="stub-consumer")
+        self._thread.start()
+
+    @property
+    def pending(self):
+        with self._lock:
+            return self._pending
+
+    def send(self, item):
+        with self._lock:
+            self._pending += 1
+        self._queue.put(item)
+
+    def _work(self):
+        while (item := self._queue.get()) is not None:
+            value = self._consumer.send(item)
+            if value is not None and self._results is not None:
+                self._results.send(value)
+            with self._lock:
+                self._pending -= 1
+
+    def close(self):
+        self._queue.put(None)
+        self._thread.join(TIMEOUT)
+
+
+class _StubDispatch:
+    def __init__(self, consumers):
+        self.consumers = list(consumers)
+        self.sent = 0
+
+    def send(self, item):
+        self.sent += 1
+        min(self.consumers, key=lambda c: c.pending).send(item)
+
+    def close(self):
+        for consumer in self.consumers:
+            consumer.close()
+
+
+@pytest.mark.timeout(TIMEOUT)
+def test_threads_models_run_consumer_threads_through_dispatch(monkeypatch):
+    dispatches = []
+
+    def dispatch(consumers):
+        dispatches.append(_StubDispatch(consumers))
+        return dispatches[-1]
+
+    stub = types.ModuleType("gilstudy.consumers")
+    stub.ConsumerThread, stub.Dispatch = _StubConsumerThread, dispatch
+    monkeypatch.setitem(sys.modules, "gilstudy.consumers", stub)
+    result = compare.run(models="threads-*", workers=[1, 3], **TINY)
+    assert {(r.model, r.workers) for r in result.rows} == {
+        ("serial-python", 1), ("threads-python", 1), ("threads-python", 3),
+        ("threads-cython", 1), ("threads-cython", 3)}
+    assert sorted(len(d.consumers) for d in dispatches) == [1, 1, 3, 3]
+    assert all(d.sent == 2 * 8 for d in dispatches)  # every item of both repeats
+    assert not [t for t in threading.enumerate() if t.name == "stub-consumer"]
+
+
+# ---- nothing left behind --------------------------------------------------------------
+
+def _child_pids() -> set[int]:
+    """Our live child processes, less multiprocessing's and loky's resource trackers
+    (one per interpreter, by design alive until it exits)."""
+    me = os.getpid()
+    try:
+        tasks = os.listdir(f"/proc/{me}/task")
+        pids = set()
+        for task in tasks:
+            with open(f"/proc/{me}/task/{task}/children") as f:
+                pids.update(int(p) for p in f.read().split())
+    except OSError:
+        return {p.pid for p in multiprocessing.active_children()}
+
+    def is_tracker(pid):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                return b"resource_tracker" in f.read()
+        except OSError:
+            return True  # already gone
+
+    return {p for p in pids if not is_tracker(p)}
+
+
+@pytest.mark.timeout(120)
+def test_no_thread_or_process_is_left_behind_after_a_run():
+    threads_before = set(threading.enumerate())
+    children_before = _child_pids()
+    result = compare.run(workers=[1, 2], **TINY)
+    assert len({r.model for r in result.rows}) == len(registry.names()) - len(result.unavailable)
+    # A closed queue's feeder thread (loky's) may take a moment to end: join, then check.
+    for thread in set(threading.enumerate()) - threads_before:
+        thread.join(10)
+    assert {t for t in threading.enumerate() if t.is_alive()} - threads_before == set()
+    assert _child_pids() - children_before == set()
