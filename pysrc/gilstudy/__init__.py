@@ -31,8 +31,21 @@ from gilstudy.machine import gil_enabled, usable_cores
 
 __version__ = "0.1.0"
 
+# Submodules that import numpy or the optional peers are loaded on first use, so that
+# `import gilstudy` stays light: a coprocess child imports only what its consumer needs.
+_LAZY_SUBMODULES = ("compare",)
+
+
+def __getattr__(name: str):
+    if name in _LAZY_SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f"gilstudy.{name}")
+    raise AttributeError(f"module 'gilstudy' has no attribute {name!r}")
+
 __all__ = [
     "kernels",
+    "compare",
     "Consumer",
     "Runner",
     "Collect",

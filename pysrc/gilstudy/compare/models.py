@@ -270,6 +270,10 @@ class _BatchResults:
             self._pairs.append(pair)
             self._changed.notify_all()
 
+    def close(self) -> None:
+        """Nothing to release: the runner reads the pairs with take()."""
+        return None
+
     def take(self, count: int, patience_s: float) -> list[tuple[int, object]]:
         """Wait for ``count`` pairs and remove them. Raises TimeoutError when no pair
         arrived for ``patience_s`` seconds."""
