@@ -6,7 +6,7 @@
 
 __all__ = ["EXPERIMENTS", "add_subcommand"]
 
-EXPERIMENTS = ("gilstudy.experiments.race",)
+EXPERIMENTS = ("gilstudy.experiments.race", "gilstudy.experiments.convoy")
 
 
 def add_subcommand(subparsers) -> None:
