@@ -57,7 +57,7 @@ REQUIRED_MODULES=ssl,zlib,ctypes,bz2,lzma,sqlite3,_decimal,readline,uuid,hashlib
 while [[ $# -gt 0 ]]; do
     case $1 in
         --source) [[ $# -ge 2 ]] || die "--source needs a tarball path"
-                  SOURCE_TARBALL=$(realpath -e -- "$2") || die "--source: no such file: $2"
+                  SOURCE_TARBALL=$(realpath -e -- "$2" 2>/dev/null) || die "--source: no such file: $2"
                   shift 2 ;;
         --rebuild) REBUILD=1; shift ;;
         --venv) [[ $# -ge 2 ]] || die "--venv needs a directory"
@@ -199,7 +199,7 @@ build_interpreter() {
     say "unpacking $(basename "$SOURCE_TARBALL")"
     mkdir -p "$work/src"
     tar -xf "$SOURCE_TARBALL" -C "$work/src" --strip-components=1
-    grep -qE 'define PY_VERSION +"3\.13\.' "$work/src/Include/patchlevel.h" \
+    grep -qsE 'define PY_VERSION +"3\.13\.' "$work/src/Include/patchlevel.h" \
         || die "$SOURCE_TARBALL is not a CPython 3.13 source tarball"
     local jobs
     jobs=$(nproc)
