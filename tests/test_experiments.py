@@ -141,6 +141,19 @@ def test_race_cli_prints_a_table_and_writes_json_to_a_file(capsys, tmp_path):
     assert json.loads(path.read_text())["experiment"] == "race"
 
 
+@pytest.mark.parametrize("module, args", [
+    ("gilstudy.experiments.race", ["--n", "100"]),
+    ("gilstudy.experiments.convoy", ["--seconds", "0.02"]),
+], ids=["race", "convoy"])
+def test_module_entry_point_prints_json_and_no_warning(module, args):
+    # --python runs each experiment as ``python -m <module>``; that only works cleanly while
+    # nothing imports the module before runpy does (gilstudy/__init__.py must not).
+    done = subprocess.run([sys.executable, "-W", "error", "-m", module, "--json", "-", "--quiet",
+                           *args], capture_output=True, text=True, timeout=TIMEOUT)
+    assert (done.returncode, done.stderr) == (0, "")
+    assert json.loads(done.stdout)["experiment"] == module.rsplit(".", 1)[1]
+
+
 # ---- convoy ------------------------------------------------------------------------------
 
 def assert_convoy_structure(result: convoy.ConvoyResult) -> None:
