@@ -244,6 +244,15 @@ def test_bad_options_exit_2_with_one_line(capsys, argv, message):
 
 
 @pytest.mark.parametrize("experiment", ["race", "convoy"])
+def test_json_path_in_a_missing_directory_exits_2_before_running(capsys, tmp_path, experiment):
+    path = tmp_path / "missing" / "out.json"
+    status, out, err = run_cli(capsys, "experiment", experiment, "--json", str(path))
+    assert (status, out) == (2, "")
+    assert err == (f"gilstudy experiment {experiment}: error: --json {path}: directory "
+                   f"{path.parent} does not exist\n")
+
+
+@pytest.mark.parametrize("experiment", ["race", "convoy"])
 def test_python_that_cannot_import_gilstudy_exits_2_with_one_line(capsys, not_python, experiment):
     status, out, err = run_cli(capsys, "experiment", experiment, "--python", not_python)
     assert status == 2

@@ -10,8 +10,8 @@ import subprocess
 import sys
 from typing import TextIO
 
-__all__ = ["TIMEOUT", "interpreter_paths", "check_interpreter", "run_module", "write_json",
-           "format_table"]
+__all__ = ["TIMEOUT", "interpreter_paths", "check_interpreter", "check_json_path", "run_module",
+           "write_json", "format_table"]
 
 # Only reached when an experiment in another interpreter hangs; a normal run takes seconds.
 TIMEOUT = 600.0
@@ -81,6 +81,20 @@ def run_module(python: str, module: str, args: list[str]) -> dict:
         return json.loads(done.stdout)
     except json.JSONDecodeError as exc:
         raise RuntimeError(f"{python} -m {module} printed no JSON document ({exc})") from None
+
+
+def check_json_path(path: str | None) -> None:
+    """Raise ValueError when ``--json PATH`` could not be written (its directory is missing
+    or read-only), so a bad path fails before the experiment runs rather than after."""
+    if path is None or path == "-":
+        return
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise ValueError(f"--json {path}: directory {directory} does not exist")
+    if os.path.isdir(path):
+        raise ValueError(f"--json {path}: is a directory")
+    if not os.access(directory, os.W_OK):
+        raise ValueError(f"--json {path}: directory {directory} is not writable")
 
 
 def write_json(path: str, document: dict, stdout: TextIO | None = None) -> None:

@@ -224,6 +224,7 @@ def main(seconds: float = DEFAULT_SECONDS, pythons: list[str] | None = None,
     """The ``gilstudy experiment convoy`` command; returns the exit status."""
     progress = None if quiet else (lambda msg: print(f"  {msg}", file=sys.stderr, flush=True))
     try:
+        _interpreters.check_json_path(json_path)
         for python in pythons or ():
             _interpreters.check_interpreter(python, "gilstudy.experiments.convoy")
     except ValueError as exc:
@@ -240,7 +241,12 @@ def main(seconds: float = DEFAULT_SECONDS, pythons: list[str] | None = None,
               f"responds, for {seconds:g} s beside each CPU load; latency = how late it ran")
         print(format_report(results))
     if json_path is not None:
-        _interpreters.write_json(json_path, document(results))
+        try:
+            _interpreters.write_json(json_path, document(results))
+        except OSError as exc:
+            print(f"gilstudy experiment convoy: error: cannot write {json_path}: "
+                  f"{exc.strerror or exc}", file=sys.stderr)
+            return 1
     return 0
 
 

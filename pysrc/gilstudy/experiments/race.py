@@ -268,6 +268,7 @@ def main(n: int = DEFAULT_N, repeat: int = 1, pythons: list[str] | None = None,
     """The ``gilstudy experiment race`` command; returns the exit status."""
     progress = None if quiet else (lambda msg: print(f"  {msg}", file=sys.stderr, flush=True))
     try:
+        _interpreters.check_json_path(json_path)
         for python in pythons or ():
             _interpreters.check_interpreter(python, "gilstudy.experiments.race")
     except ValueError as exc:
@@ -284,7 +285,12 @@ def main(n: int = DEFAULT_N, repeat: int = 1, pythons: list[str] | None = None,
               f"global, {repeat} run(s) of each variant")
         print(format_report(results))
     if json_path is not None:
-        _interpreters.write_json(json_path, document(results))
+        try:
+            _interpreters.write_json(json_path, document(results))
+        except OSError as exc:
+            print(f"gilstudy experiment race: error: cannot write {json_path}: "
+                  f"{exc.strerror or exc}", file=sys.stderr)
+            return 1
     return 0
 
 
