@@ -206,6 +206,9 @@ def run(n: int = DEFAULT_N, repeat: int = 1, python: str | None = None,
     an interpreter that has gilstudy installed) the race runs in a subprocess of that
     interpreter instead of this one.
 
+    The race updates this module's globals, so two runs must not overlap in one process
+    (one at a time per process; separate processes are independent).
+
     Raises TypeError/ValueError for a non-int or < 1 ``n`` or ``repeat``; ValueError when
     ``python`` cannot run or import gilstudy; RuntimeError when the subprocess fails.
 
