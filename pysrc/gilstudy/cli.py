@@ -13,6 +13,7 @@ __all__ = ["main", "build_parser", "positive_int", "positive_float", "SUBCOMMAND
 SUBCOMMANDS = [
     "gilstudy.kernel_table",
     "gilstudy.compare.cli",
+    "gilstudy.experiments",
 ]
 
 

@@ -1,0 +1,334 @@
+# The shared-counter race: two threads update one module global without a lock, one adding 1
+# and the other subtracting 1, N times each; every update that reads a stale value is lost.
+# Beside it run the fixes (a Lock around each update; a per-thread tally added once at the
+# end), under each interpreter asked for, so the report shows where the race really bites.
+#
+# Lost updates: with increments and decrements, the final value is (decrements lost) minus
+# (increments lost), so |final| is only a lower bound of the updates lost. The companion
+# variant where both threads add 1 counts them exactly: 2N - final.
+
+import argparse
+import statistics
+import sys
+import textwrap
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+from gilstudy import machine
+from gilstudy.experiments import _interpreters
+
+__all__ = ["DEFAULT_N", "VARIANTS", "RaceRun", "RaceResult", "run", "format_report", "main",
+           "add_arguments", "add_subcommand"]
+
+# About 1-2 s for one round of all four variants under the GIL on a 2020s x86 core.
+DEFAULT_N = 2_000_000
+
+# Only reached if a thread deadlocks; a run takes seconds.
+TIMEOUT = 600.0
+
+# The shared state every variant updates. Module globals on purpose: the race is about
+# ``x += 1`` on a global, as in the classic demonstration.
+_shared = 0
+_lock = threading.Lock()
+
+
+def _add(n: int) -> None:
+    global _shared
+    for _ in range(n):
+        _shared += 1
+
+
+def _subtract(n: int) -> None:
+    global _shared
+    for _ in range(n):
+        _shared -= 1
+
+
+def _add_locked(n: int) -> None:
+    global _shared
+    for _ in range(n):
+        with _lock:
+            _shared += 1
+
+
+def _subtract_locked(n: int) -> None:
+    global _shared
+    for _ in range(n):
+        with _lock:
+            _shared -= 1
+
+
+def _tally(sign: int) -> Callable[[int], None]:
+    def count(n: int) -> None:
+        global _shared
+        tally = 0
+        for _ in range(n):
+            tally += sign
+        with _lock:
+            _shared += tally
+    return count
+
+
+@dataclass(frozen=True)
+class _Variant:
+    description: str
+    workers: tuple[Callable[[int], None], Callable[[int], None]]
+    # Expected final value, as a multiple of n.
+    expected_per_n: int
+    # True when |final - expected| counts the lost updates exactly (both threads add),
+    # False when it is only a lower bound (lost increments and decrements cancel out).
+    lost_exact: bool
+
+
+VARIANTS: dict[str, _Variant] = {
+    "unlocked": _Variant("x += 1 | x -= 1, no lock", (_add, _subtract), 0, False),
+    "unlocked_add_add": _Variant("x += 1 | x += 1, no lock", (_add, _add), 2, True),
+    "locked": _Variant("x += 1 | x -= 1, Lock around each", (_add_locked, _subtract_locked),
+                       0, False),
+    "tally": _Variant("local tally, added to x once under a Lock", (_tally(1), _tally(-1)),
+                      0, False),
+}
+UNLOCKED = ("unlocked", "unlocked_add_add")
+
+
+@dataclass
+class RaceRun:
+    """One run of one variant: the final value of the shared global and the updates lost.
+
+    ``lost`` is ``|final - expected|``: the exact number of updates lost when
+    ``lost_exact`` (both threads add), a lower bound otherwise (a lost increment and a lost
+    decrement cancel out in the final value).
+    """
+
+    variant: str
+    final: int
+    expected: int
+    lost: int
+    lost_exact: bool
+    seconds: float
+
+
+@dataclass
+class RaceResult:
+    """Every run of the race under one interpreter, with the facts that label it."""
+
+    interpreter: str
+    gil_enabled: bool
+    executable: str
+    n: int
+    repeat: int
+    switch_interval_s: float
+    runs: list[RaceRun] = field(default_factory=list)
+    environment: dict = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return f"{self.interpreter}, GIL {'on' if self.gil_enabled else 'off'}"
+
+    def runs_of(self, variant: str) -> list[RaceRun]:
+        return [r for r in self.runs if r.variant == variant]
+
+    def bitten(self, variant: str) -> int:
+        """How many runs of ``variant`` lost at least one update."""
+        return sum(1 for r in self.runs_of(variant) if r.lost > 0)
+
+    def race_bit(self) -> bool:
+        return any(self.bitten(v) for v in UNLOCKED)
+
+    def verdict(self) -> str:
+        """One plain sentence: did the unlocked race lose updates in this run?"""
+        runs = len(self.runs_of("unlocked")) + len(self.runs_of("unlocked_add_add"))
+        bitten = sum(self.bitten(v) for v in UNLOCKED)
+        if not bitten:
+            text = (f"{self.label}: the race did not bite in this run: 0 of {runs} unlocked "
+                    "runs lost an update.")
+            if self.gil_enabled:
+                text += (" With the GIL, CPython 3.10 and later hand the GIL over only at calls "
+                         "and loop back-edges, never between the read and the write of x += 1.")
+            return text
+        worst = max(r.lost for v in UNLOCKED for r in self.runs_of(v))
+        return (f"{self.label}: the race bit in {bitten} of {runs} unlocked runs, losing up "
+                f"to {worst:,} of {2 * self.n:,} updates in one run.")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "RaceResult":
+        data = dict(data)
+        data["runs"] = [RaceRun(**r) for r in data["runs"]]
+        return cls(**data)
+
+
+def _positive(func: str, name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{func}: {name} must be an int, got {type(value).__name__} ({value!r})")
+    if value < 1:
+        raise ValueError(f"{func}: {name} must be >= 1, got {value}")
+    return value
+
+
+def _run_variant(name: str, n: int) -> RaceRun:
+    global _shared
+    variant = VARIANTS[name]
+    _shared = 0
+    # Both threads wait at the barrier, so they start updating together rather than the
+    # first finishing before the second exists.
+    barrier = threading.Barrier(2)
+
+    def body(worker):
+        barrier.wait(TIMEOUT)
+        worker(n)
+
+    threads = [threading.Thread(target=body, args=(w,), name=f"race-{name}-{i}")
+               for i, w in enumerate(variant.workers)]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(TIMEOUT)
+        if t.is_alive():
+            raise RuntimeError(f"race: thread {t.name} still running after {TIMEOUT:.0f} s")
+    seconds = time.perf_counter() - start
+    final = _shared
+    expected = variant.expected_per_n * n
+    return RaceRun(variant=name, final=final, expected=expected, lost=abs(final - expected),
+                   lost_exact=variant.lost_exact, seconds=seconds)
+
+
+def run(n: int = DEFAULT_N, repeat: int = 1, python: str | None = None,
+        progress: Callable[[str], None] | None = None) -> RaceResult:
+    """Run every variant of the race ``repeat`` times with ``n`` updates per thread.
+
+    Rounds are interleaved (each round runs every variant once). With ``python`` (a path to
+    an interpreter that has gilstudy installed) the race runs in a subprocess of that
+    interpreter instead of this one.
+
+    The race updates this module's globals, so two runs must not overlap in one process
+    (one at a time per process; separate processes are independent).
+
+    Raises TypeError/ValueError for a non-int or < 1 ``n`` or ``repeat``; ValueError when
+    ``python`` cannot run or import gilstudy; RuntimeError when the subprocess fails.
+
+    >>> result = run(n=1000)
+    >>> [r.lost for r in result.runs_of("locked")]
+    [0]
+    """
+    n = _positive("race.run", "n", n)
+    repeat = _positive("race.run", "repeat", repeat)
+    if python is not None:
+        _interpreters.check_interpreter(python, "gilstudy.experiments.race")
+        args = ["--n", str(n), "--repeat", str(repeat)]
+        if progress is None:
+            args.append("--quiet")
+        document = _interpreters.run_module(python, "gilstudy.experiments.race", args)
+        if document.get("experiment") != "race" or len(document.get("results", ())) != 1:
+            raise RuntimeError(f"{python}: the race subprocess returned an unexpected document")
+        return RaceResult.from_dict(document["results"][0])
+
+    result = RaceResult(interpreter=machine.interpreter_label(), gil_enabled=machine.gil_enabled(),
+                        executable=sys.executable, n=n, repeat=repeat,
+                        switch_interval_s=sys.getswitchinterval(), environment=machine.describe())
+    for round_ in range(repeat):
+        for name in VARIANTS:
+            one = _run_variant(name, n)
+            result.runs.append(one)
+            if progress:
+                progress(f"{result.label} round {round_ + 1}/{repeat} {name}: final {one.final:,}, "
+                         f"{one.seconds:.2f} s")
+    return result
+
+
+def format_report(results: list[RaceResult]) -> str:
+    """The table of every variant under every interpreter, then one verdict per interpreter."""
+    rows = [("interpreter", "variant", "expected", "final (each run)", "lost updates (each run)",
+             "runs bitten", "median s")]
+    for result in results:
+        for name, variant in VARIANTS.items():
+            runs = result.runs_of(name)
+            lost = ", ".join(f"{r.lost:,}" if r.lost_exact or r.lost == 0 else f">={r.lost:,}"
+                             for r in runs)
+            rows.append((result.label, variant.description, f"{variant.expected_per_n * result.n:,}",
+                         ", ".join(f"{r.final:,}" for r in runs), lost,
+                         f"{result.bitten(name)} of {len(runs)}",
+                         f"{statistics.median(r.seconds for r in runs):.2f}"))
+    table = _interpreters.format_table(rows, right={2})
+    notes = ["lost updates: |final - expected|; exact when both threads add, otherwise a lower "
+             "bound ('>=') since lost increments and decrements cancel out."]
+    return "\n".join([table, ""] + [textwrap.fill(text, width=100, subsequent_indent="  ")
+                                    for text in [*notes, *(r.verdict() for r in results)]])
+
+
+def document(results: list[RaceResult]) -> dict:
+    """The JSON document of a run: the experiment's name and every interpreter's result."""
+    return {"experiment": "race", "results": [r.to_dict() for r in results]}
+
+
+def main(n: int = DEFAULT_N, repeat: int = 1, pythons: list[str] | None = None,
+         json_path: str | None = None, quiet: bool = False) -> int:
+    """The ``gilstudy experiment race`` command; returns the exit status."""
+    progress = None if quiet else (lambda msg: print(f"  {msg}", file=sys.stderr, flush=True))
+    try:
+        _interpreters.check_json_path(json_path)
+        for python in pythons or ():
+            _interpreters.check_interpreter(python, "gilstudy.experiments.race")
+    except ValueError as exc:
+        print(f"gilstudy experiment race: error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        results = ([run(n=n, repeat=repeat, python=p, progress=progress) for p in pythons]
+                   if pythons else [run(n=n, repeat=repeat, progress=progress)])
+    except RuntimeError as exc:
+        print(f"gilstudy experiment race: error: {exc}", file=sys.stderr)
+        return 1
+    if json_path != "-":
+        print(f"gilstudy experiment race: two threads, {n:,} updates each on one module "
+              f"global, {repeat} run(s) of each variant")
+        print(format_report(results))
+    if json_path is not None:
+        try:
+            _interpreters.write_json(json_path, document(results))
+        except OSError as exc:
+            print(f"gilstudy experiment race: error: cannot write {json_path}: "
+                  f"{exc.strerror or exc}", file=sys.stderr)
+            return 1
+    return 0
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The race's options, shared by the subcommand and ``python -m gilstudy.experiments.race``."""
+    from gilstudy.cli import positive_int
+
+    parser.add_argument("--n", type=positive_int, default=DEFAULT_N,
+                        help=f"updates per thread (default {DEFAULT_N:,})")
+    parser.add_argument("--repeat", type=positive_int, default=1,
+                        help="runs of each variant (default 1)")
+    parser.add_argument("--python", type=_interpreters.interpreter_paths, default=None,
+                        metavar="PATH[,PATH...]",
+                        help="run under each of these interpreters (each needs gilstudy "
+                             "installed) instead of this one")
+    parser.add_argument("--json", metavar="PATH", default=None,
+                        help="also write the results as JSON to PATH ('-': stdout, no table)")
+    parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    parser.set_defaults(run=lambda args: main(n=args.n, repeat=args.repeat, pythons=args.python,
+                                              json_path=args.json, quiet=args.quiet))
+
+
+def add_subcommand(subparsers) -> None:
+    """Register ``race`` on the ``gilstudy experiment`` subparsers."""
+    parser = subparsers.add_parser(
+        "race", help="the shared-counter race, with and without the GIL",
+        description="Two threads update one module global N times each without a lock (one "
+                    "adds 1, the other subtracts 1), then with a Lock and with a per-thread "
+                    "tally; reports the final values and the updates lost under each "
+                    "interpreter.")
+    add_arguments(parser)
+
+
+if __name__ == "__main__":
+    _parser = argparse.ArgumentParser(prog="python -m gilstudy.experiments.race")
+    add_arguments(_parser)
+    _args = _parser.parse_args()
+    raise SystemExit(_args.run(_args))
