@@ -33,7 +33,7 @@ __version__ = "0.1.0"
 
 # Submodules that import numpy or the optional peers are loaded on first use, so that
 # `import gilstudy` stays light: a coprocess child imports only what its consumer needs.
-_LAZY_SUBMODULES = ("compare",)
+_LAZY_SUBMODULES = ("compare", "experiments")
 
 
 def __getattr__(name: str):
@@ -46,6 +46,7 @@ def __getattr__(name: str):
 __all__ = [
     "kernels",
     "compare",
+    "experiments",
     "Consumer",
     "Runner",
     "Collect",
