@@ -18,12 +18,14 @@ from tests.conftest import TIMEOUT
 
 PROBE_STEPS = 20_000
 
-# Arguments that keep each kernel busy for a while: compiled, tens of milliseconds or
-# more, far longer than PROBE_STEPS trips of the main thread's loop (well under 1 ms).
+# Arguments that keep each kernel busy for a few tenths of a second, far longer than
+# PROBE_STEPS trips of the main thread's loop (well under 1 ms) and than the main thread
+# takes to wake up on a loaded machine (which matters on a free-threaded build, where the
+# main thread runs as soon as it wakes).
 WORK = {
-    "countdown": {"cython": (2_000_000_000,), "python": (300_000,)},
-    "count_primes": {"cython": (0, 3_000_000), "python": (0, 30_000)},
-    "mandelbrot": {"cython": (1600, 1200, 500), "python": (60, 40, 100)},
+    "countdown": {"cython": (2_000_000_000,), "python": (3_000_000,)},
+    "count_primes": {"cython": (0, 3_000_000), "python": (0, 200_000)},
+    "mandelbrot": {"cython": (1600, 1200, 500), "python": (200, 120, 100)},
 }
 
 
