@@ -12,6 +12,7 @@ __all__ = ["main", "build_parser", "positive_int", "positive_float", "SUBCOMMAND
 # Modules that each contribute one subcommand through add_subcommand(subparsers).
 SUBCOMMANDS = [
     "gilstudy.kernel_table",
+    "gilstudy.coprocess",
 ]
 
 
