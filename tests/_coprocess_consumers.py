@@ -168,3 +168,13 @@ class ModulesLoaded:
 
     def close(self):
         return sorted(sys.modules)
+
+
+class Printer:
+    """Prints each item as a line on standard output; close() prints "done"."""
+
+    def send(self, item):
+        print(f"got {item}", flush=True)
+
+    def close(self):
+        print("done", flush=True)

@@ -123,6 +123,24 @@ def test_coprocess_sender_feeds_a_bare_pickle_load_loop_in_another_process():
     assert output.decode().strip() == repr([1, "two", (3, 3.0), None, {"five": [5]}])
 
 
+@pytest.mark.timeout(TIMEOUT)
+def test_a_coprocess_sender_feeds_a_coprocess_reading_standard_input_in_another_process():
+    reader = subprocess.Popen([sys.executable, "-c", textwrap.dedent("""
+        import sys
+        import _coprocess_consumers as cc
+        from gilstudy.coprocess import Coprocess
+        Coprocess(sys.stdin.buffer, cc.Printer()).run()
+        """)], env={**os.environ, "PYTHONPATH": HERE}, stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE)
+    with CoprocessSender(reader.stdin) as sender:
+        for item in (3, 2, 1):
+            sender.send(item)
+    with reader.stdout:
+        output = reader.stdout.read()
+    assert reader.wait(TIMEOUT) == 0
+    assert output == b"got 3\ngot 2\ngot 1\ndone\n"
+
+
 def test_coprocess_sends_every_item_in_order_then_closes_its_consumer(tmp_path):
     path = tmp_path / "stream"
     with open(path, "wb") as stream, CoprocessSender(stream) as sender:
@@ -196,6 +214,25 @@ def test_pid_is_the_coprocess_running_gilstudy_child():
         with open(f"/proc/{consumer.pid}/cmdline", "rb") as f:
             command = f.read().split(b"\0")
     assert command[:3] == [sys.executable.encode(), b"-m", b"gilstudy._coprocess_child"]
+
+
+@pytest.mark.timeout(TIMEOUT)
+def test_the_consumer_prints_to_the_standard_output_of_the_parent(capfd):
+    with spawn(cc.Printer) as consumer:
+        consumer.send("a line")
+    assert capfd.readouterr().out == "got a line\ndone\n"
+
+
+@pytest.mark.timeout(TIMEOUT)
+def test_a_kernel_consumer_runs_as_a_coprocess():
+    from gilstudy.kernels.work import KernelConsumer
+
+    results = Collected()
+    with spawn(KernelConsumer, "count_primes", "cython", results=results) as worker:
+        for index in range(10):
+            worker.send((index, (0, 100 * (index + 1))))
+    assert results.items == [(i, KernelConsumer("count_primes").send((i, (0, 100 * (i + 1))))[1])
+                             for i in range(10)]
 
 
 @pytest.mark.timeout(TIMEOUT)

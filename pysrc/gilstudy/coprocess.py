@@ -53,7 +53,8 @@ _log = logging.getLogger(__name__)
 class CoprocessSender:
     """Send items to a consumer in another process over the binary stream ``stream``.
 
-    Each ``send(item)`` writes one standard pickle (``pickle.dump(item, stream)``);
+    Each ``send(item)`` writes one standard pickle (``pickle.dump(item, stream)``, pickle's
+    default protocol);
     ``close()`` flushes and closes the stream, which the reading end sees as EOF. Anything
     that loads pickles one by one from a stream can read it, a Coprocess in particular.
     Nothing comes back: no results, no errors. A reader that died shows up as
@@ -67,13 +68,13 @@ class CoprocessSender:
     (1, 'one')
     """
 
-    def __init__(self, stream: BinaryIO, protocol: int = wire.PICKLE_PROTOCOL):
+    def __init__(self, stream: BinaryIO):
         self._stream = stream
-        self._protocol = protocol
-        self._dump = pickle.dump
 
-    def send(self, item: Any) -> None:
-        self._dump(item, self._stream, self._protocol)
+    def send(self, item: Any, _dump=pickle.dump) -> None:
+        # pickle.dump bound as a default argument: the per-item cost stays within ~15% of a
+        # bare pickle.dump loop (bench/bench_coprocess.py measures it).
+        _dump(item, self._stream)
 
     def close(self) -> None:
         """Flush and close the stream; idempotent."""
@@ -174,6 +175,7 @@ class _Link:
         self.failure: BaseException | None = None
         self.failure_raised = False
         self.stopping = False
+        self.reader_closes_channel = False
         self.write_lock = threading.Lock()
         self.state_lock = threading.Lock()
         self.wake = threading.Event()
@@ -351,6 +353,9 @@ class _Link:
             self.fail(exc)
         except Exception as exc:  # a malformed ACK (struct.error)
             self.fail(ProtocolError(f"malformed frame from {self._describe()}: {exc}"))
+        finally:
+            if self.reader_closes_channel:
+                self.channel.close()
 
     def _forward(self, payload: bytes) -> None:
         if self.results is None:
@@ -433,6 +438,10 @@ class _Link:
         if threading.current_thread() is not self.reader:
             self.reader.join()
             self.channel.close()
+        else:
+            # Garbage collection ran the finalizer in the reader thread itself: the reader
+            # closes the channel on its way out.
+            self.reader_closes_channel = True
         for cleanup in self.cleanups:
             cleanup()
 
@@ -537,19 +546,17 @@ class RemoteConsumer:
 
 # -- Transports for spawn() -----------------------------------------------------------------
 
-def _wait_until(ready: Callable[[], bool], process: subprocess.Popen, what: str) -> None:
-    """Poll ``ready()`` until true; raise CoprocessDied if ``process`` ends first or is not
-    ready after START_TIMEOUT (the caller then kills it). ``what`` completes "before ..."."""
+def _wait_until(ready: Callable[[float], bool], process: subprocess.Popen, what: str) -> None:
+    """Call ``ready(timeout)``, which waits up to ``timeout`` seconds for the child, until it
+    returns true; raise CoprocessDied if ``process`` ends first or is not ready after
+    START_TIMEOUT (the caller then kills it). ``what`` completes "before ..."."""
     deadline = time.monotonic() + START_TIMEOUT
-    pause = 0.0005
-    while not ready():
+    while not ready(0.05):
         if process.poll() is not None:
             raise CoprocessDied(process.pid, process.returncode, f"it ended before {what}")
         if time.monotonic() > deadline:
             raise CoprocessDied(process.pid, None,
                                 f"{START_TIMEOUT:g} s passed before {what}; it was killed")
-        time.sleep(pause)
-        pause = min(pause * 2, 0.02)
 
 
 class _PipeTransport:
@@ -634,19 +641,26 @@ class _FifoTransport:
     def connect(self, process: subprocess.Popen) -> wire.Channel:
         replies_r = self._fds[0]
 
-        def items_open() -> bool:
-            try:
-                self._fds.append(os.open(self._items, os.O_WRONLY | os.O_NONBLOCK))
-            except OSError as exc:
-                if exc.errno != errno.ENXIO:  # ENXIO: no reader yet
-                    raise
-                return False
-            return True
+        def items_open(timeout: float) -> bool:
+            # Opening a FIFO cannot wait with a timeout: try every millisecond.
+            pause = time.monotonic() + timeout
+            while True:
+                try:
+                    self._fds.append(os.open(self._items, os.O_WRONLY | os.O_NONBLOCK))
+                except OSError as exc:
+                    if exc.errno != errno.ENXIO:  # ENXIO: no reader yet
+                        raise
+                    if time.monotonic() > pause:
+                        return False
+                    time.sleep(0.001)
+                else:
+                    return True
 
         _wait_until(items_open, process, "it opened its FIFOs")
         poller = select.poll()
         poller.register(replies_r, select.POLLIN)
-        _wait_until(lambda: bool(poller.poll(0)), process, "it opened its FIFOs")
+        _wait_until(lambda timeout: bool(poller.poll(timeout * 1000)), process,
+                    "it opened its FIFOs")
         items_w = self._fds[1]
         os.set_blocking(items_w, True)
         os.set_blocking(replies_r, True)
@@ -690,19 +704,19 @@ class _SocketTransport:
 
     def connect(self, process: subprocess.Popen) -> wire.Channel:
         listener = self._listener
-        listener.setblocking(False)
         accepted = []
 
-        def accept() -> bool:
+        def accept(timeout: float) -> bool:
+            listener.settimeout(timeout)
             try:
                 accepted.append(listener.accept()[0])
-            except BlockingIOError:
+            except TimeoutError:
                 return False
             return True
 
         _wait_until(accept, process, "it connected back")
         conn = accepted[0]
-        conn.setblocking(True)
+        conn.settimeout(None)
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.cleanup()
         return wire.Channel.from_socket(conn)
@@ -744,9 +758,14 @@ def spawn(factory: Callable, *args: Any, transport: str = "pipe", path=None, add
     process listens on ``address``, by default 127.0.0.1 on an ephemeral port, and the
     child connects back). For "pipe" spawn returns at once; for the others once the child
     has opened its end, raising CoprocessDied if it ends first or takes more than
-    START_TIMEOUT. Non-None results of the consumer go to ``results.send``.
+    START_TIMEOUT. Non-None results of the consumer go to ``results.send``, from a reader
+    thread; ``results.send`` must not wait for the thread that calls ``send`` here.
 
-    >>> counter = spawn(collections.Counter)                     # doctest: +SKIP
+        from gilstudy.kernels.work import KernelConsumer
+        with spawn(KernelConsumer, "count_primes", "cython", results=collect) as worker:
+            for index in range(100):
+                worker.send((index, (0, 10_000)))
+        # collect got (index, 1229) for every index
     """
     if transport not in TRANSPORTS:
         raise ValueError(f"spawn: transport must be one of {', '.join(TRANSPORTS)}, "

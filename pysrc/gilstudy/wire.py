@@ -3,10 +3,10 @@
 # remote exception travels. Every byte read from a peer goes through here, so the checks a
 # peer must pass (authentication, frame size limits, restricted unpickling) have one home.
 
+import collections
 import os
 import pickle
 import struct
-from typing import NamedTuple
 
 from gilstudy.errors import ProtocolError
 
@@ -52,11 +52,9 @@ _BUFFER = 1 << 16
 PICKLE_PROTOCOL = 5
 
 
-class Hello(NamedTuple):
-    """What a peer said about itself when the channel opened."""
-
-    pid: int
-    flags: int
+# What a peer said about itself when the channel opened. (A collections namedtuple, not a
+# typing.NamedTuple: a coprocess should not pay for importing typing.)
+Hello = collections.namedtuple("Hello", ["pid", "flags"])
 
 
 class Channel:
