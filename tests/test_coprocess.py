@@ -524,6 +524,26 @@ def test_leaving_a_with_block_on_an_exception_terminates_the_coprocess(tmp_path)
 
 
 @pytest.mark.timeout(TIMEOUT)
+def test_ctrl_c_while_close_waits_ends_the_coprocess(tmp_path):
+    consumer = spawn(cc.Blocker, str(tmp_path / "never"))
+    consumer.send(1)
+
+    def interrupt_once_closing():
+        deadline = time.monotonic() + TIMEOUT
+        while not consumer.is_closed and time.monotonic() < deadline:
+            time.sleep(0.001)
+        # A real signal: it wakes the main thread from the wait, as Ctrl-C in a terminal does.
+        signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+
+    interrupter = threading.Thread(target=interrupt_once_closing)
+    interrupter.start()
+    with pytest.raises(KeyboardInterrupt):
+        consumer.close()  # would wait for ever: the consumer never gets past item 1
+    interrupter.join(TIMEOUT)
+    assert_reaped(consumer.pid)
+
+
+@pytest.mark.timeout(TIMEOUT)
 def test_a_forgotten_coprocess_is_ended_when_garbage_collected():
     consumer = spawn(cc.Count)
     consumer.send(1)

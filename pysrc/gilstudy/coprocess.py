@@ -217,7 +217,10 @@ class _Link:
     def on_fill(self) -> None:
         """send()'s slow path: the batch is full, or just started, or the link halted."""
         if self.halted:
-            self.batch.pop()  # the refused item: nothing takes items from a halted batch
+            # Take back the refused item. Nothing takes items from a halted batch, but a
+            # flush under way as the link halted may have taken it (and the batch with it).
+            if self.batch:
+                self.batch.pop()
             self.refuse()
         if len(self.batch) >= self.batch_size:
             self.flush()
@@ -416,10 +419,8 @@ class _Link:
 
     def _finish(self, terminate: bool) -> None:
         """End the peer (politely unless ``terminate``), join both threads, close the
-        channel and remove what the transport left behind."""
-        if self.finished:
-            return
-        self.finished = True
+        channel and remove what the transport left behind. Every step may run twice, so
+        abort() can finish what an interrupted close() began."""
         process = self.process
         if process is not None:
             if terminate and process.poll() is None:
@@ -444,6 +445,7 @@ class _Link:
             self.reader_closes_channel = True
         for cleanup in self.cleanups:
             cleanup()
+        self.finished = True
 
 
 class RemoteConsumer:
@@ -514,8 +516,14 @@ class RemoteConsumer:
         close() result arrives as a result), end the process (kill it if it takes longer
         than EXIT_TIMEOUT to exit) and raise the failure if there was one that no send()
         raised. Idempotent: a second close() does nothing."""
+        link = self._link
         try:
-            self._link.close()
+            link.close()
+        except BaseException as exc:
+            if exc is not link.failure:
+                # Interrupted (Ctrl-C) while waiting: end the coprocess now.
+                link.abort()
+            raise
         finally:
             self._finalizer.detach()
 
