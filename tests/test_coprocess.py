@@ -477,6 +477,17 @@ def test_a_crashed_coprocess_makes_close_raise_coprocess_died(how, exitcode, sig
 
 
 @pytest.mark.timeout(TIMEOUT)
+def test_a_producer_blocked_on_a_full_channel_gets_coprocess_died_not_a_hang():
+    consumer = spawn(cc.Die, "exit", 5000)
+    with pytest.raises(CoprocessDied) as info:
+        for item in range(10**8):  # far more than a pipe holds: writes block, then break
+            consumer.send(item)
+    assert info.value.exitcode == 3
+    consumer.close()
+    assert_reaped(consumer.pid)
+
+
+@pytest.mark.timeout(TIMEOUT)
 def test_a_coprocess_killed_from_outside_makes_close_raise_coprocess_died(tmp_path):
     consumer = spawn(cc.Blocker, str(tmp_path / "never"))
     consumer.send(1)
