@@ -158,26 +158,29 @@ class PeculiarError(Exception):
     pass
 
 
-def test_an_encoded_error_carries_type_message_and_traceback():
+def test_an_encoded_error_carries_type_message_and_traceback(pipe_pair):
+    channel, _ = pipe_pair
     try:
         raise PeculiarError("it went wrong")
     except PeculiarError as exc:
         payload = wire.encode_error(exc)
-    remote_type, message, text = wire.decode_error(payload)
+    remote_type, message, text = wire.decode_error(channel, payload)
     assert remote_type == "test_wire.PeculiarError"
     assert message == "it went wrong"
     assert 'raise PeculiarError("it went wrong")' in text
     assert text.rstrip().endswith(f"(in process {os.getpid()})")
 
 
-def test_a_builtin_error_type_is_named_without_module():
-    remote_type, message, _ = wire.decode_error(wire.encode_error(KeyError("k")))
+def test_a_builtin_error_type_is_named_without_module(pipe_pair):
+    channel, _ = pipe_pair
+    remote_type, message, _ = wire.decode_error(channel, wire.encode_error(KeyError("k")))
     assert (remote_type, message) == ("KeyError", "'k'")
 
 
-def test_an_unreadable_error_frame_is_a_protocol_error():
+def test_an_unreadable_error_frame_is_a_protocol_error(pipe_pair):
+    channel, _ = pipe_pair
     with pytest.raises(ProtocolError, match=r"^unreadable ERROR frame"):
-        wire.decode_error(b"not a pickle")
+        wire.decode_error(channel, b"not a pickle")
 
 
 def test_shutdown_wakes_a_reader_blocked_in_another_thread(socket_pair):
@@ -206,6 +209,21 @@ def test_close_writer_of_a_socket_lets_the_peer_read_eof_while_replies_still_arr
         b.read_frame()
     b.write_frame(wire.DONE)
     assert a.read_frame() == (wire.DONE, b"")
+
+
+def test_pickles_from_the_peer_are_loaded_with_the_channels_loads(pipe_pair):
+    a, b = pipe_pair
+    seen = []
+
+    def loads(payload):
+        seen.append(payload)
+        return pickle.loads(payload)
+
+    b.loads = loads
+    a.write_frame(wire.ERROR, wire.encode_error(KeyError("k")))
+    kind, payload = b.read_frame()
+    assert wire.decode_error(b, payload)[0] == "KeyError"
+    assert seen == [payload]
 
 
 def test_close_is_idempotent_and_tolerates_a_vanished_peer(pipe_pair):

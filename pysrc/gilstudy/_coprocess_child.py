@@ -4,7 +4,6 @@
 # run_consumer() in a thread per connection. It imports only what that needs (no threads,
 # no subprocess), so a coprocess starts fast.
 
-import io
 import os
 import pickle
 import signal
@@ -90,7 +89,7 @@ def run_consumer(channel: wire.Channel, make_consumer, want_results: bool) -> bo
     handled = 0
     stride = 1
     results = []
-    loads = pickle.loads
+    loads = channel.loads
     monotonic = time.monotonic
     try:
         consumer = make_consumer()
@@ -146,13 +145,14 @@ def run_consumer(channel: wire.Channel, make_consumer, want_results: bool) -> bo
 
 def _build_from_setup(channel: wire.Channel):
     """Read the SETUP frame of a spawned coprocess: take the parent's sys.path, so that
-    whatever the parent imports by name the child can import too, then call the factory."""
+    whatever the parent imports by name the child can import too, then unpickle the
+    factory and its arguments (which may need that path) and call it."""
     kind, payload = channel.read_frame()
     if kind != wire.SETUP:
         raise ProtocolError(f"expected a SETUP frame, got {wire.KIND_NAMES[kind]}")
-    stream = io.BytesIO(payload)
-    sys.path[:] = pickle.load(stream)
-    factory, args = pickle.load(stream)
+    sys_path, call = channel.loads(payload)
+    sys.path[:] = sys_path
+    factory, args = channel.loads(call)
     return factory(*args)
 
 

@@ -339,7 +339,7 @@ class _Link:
                 elif kind == wire.RESULTS:
                     self._forward(payload)
                 elif kind == wire.ERROR:
-                    self.fail(RemoteError(*wire.decode_error(payload)))
+                    self.fail(RemoteError(*wire.decode_error(channel, payload)))
                 elif kind == wire.DONE:
                     self.done = True
                     return
@@ -361,7 +361,7 @@ class _Link:
         if self.results is None:
             return
         try:
-            values = pickle.loads(payload)
+            values = self.channel.loads(payload)
         except Exception as exc:
             exc.add_note(f"gilstudy: a result from {self._describe()} could not be unpickled")
             self.results = None
@@ -806,8 +806,8 @@ def spawn(factory: Callable, *args: Any, transport: str = "pipe", path=None, add
         raise ValueError(f"spawn: address is for transport='socket', not {transport!r}")
     _check_factory(factory)
     # Pickled before anything starts, so an unpicklable factory or argument fails here.
-    setup = (pickle.dumps(sys.path, wire.PICKLE_PROTOCOL)
-             + pickle.dumps((factory, args), wire.PICKLE_PROTOCOL))
+    call = pickle.dumps((factory, args), wire.PICKLE_PROTOCOL)
+    setup = pickle.dumps((sys.path, call), wire.PICKLE_PROTOCOL)
     if transport == "pipe":
         opener = _PipeTransport()
     elif transport == "fifo":

@@ -23,7 +23,7 @@ HEADER = struct.Struct("!BQ")
 
 # Kinds sent by the end that owns the items (the sender)...
 HELLO = ord("H")    # both ends, first frame: magic, version, flags, pid (HELLO_BODY)
-SETUP = ord("S")    # spawn only: the parent's sys.path, then (factory, args), two pickles
+SETUP = ord("S")    # spawn only: pickled (sys_path, pickled (factory, args)), see below
 ITEMS = ord("I")    # a pickled list of items, in order
 CLOSE = ord("C")    # empty: close the consumer, report its result, then DONE
 # ...and by the end that runs the consumer.
@@ -71,6 +71,9 @@ class Channel:
         self._writer = writer
         self._read = reader.read
         self._sock = sock
+        # Every pickle that comes from the peer is loaded with this: the place for a
+        # restricted unpickler on channels that cross a trust boundary.
+        self.loads = pickle.loads
 
     @classmethod
     def from_fds(cls, read_fd: int, write_fd: int) -> "Channel":
@@ -212,10 +215,11 @@ def encode_error(exc: BaseException) -> bytes:
     return pickle.dumps((_type_name(type(exc)), str(exc), text), PICKLE_PROTOCOL)
 
 
-def decode_error(payload: bytes) -> tuple[str, str, str]:
-    """``(remote_type, message, remote_traceback)`` from an ERROR frame's payload."""
+def decode_error(channel: Channel, payload: bytes) -> tuple[str, str, str]:
+    """``(remote_type, message, remote_traceback)`` from the payload of an ERROR frame
+    read from ``channel``."""
     try:
-        remote_type, message, text = pickle.loads(payload)
+        remote_type, message, text = channel.loads(payload)
     except Exception as exc:
         raise ProtocolError(f"unreadable ERROR frame: {exc}") from exc
     return str(remote_type), str(message), str(text)
