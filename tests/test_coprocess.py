@@ -263,7 +263,7 @@ def test_small_items_travel_many_to_a_frame():
         for item in small_items(20_000):
             consumer.send(item)
         frames = consumer._link.flushes
-    assert frames <= 20
+    assert frames <= 40  # 500 items a frame or more, on average
 
 
 @pytest.mark.timeout(TIMEOUT)

@@ -54,9 +54,9 @@ class CoprocessSender:
     """Send items to a consumer in another process over the binary stream ``stream``.
 
     Each ``send(item)`` writes one standard pickle (``pickle.dump(item, stream)``, pickle's
-    default protocol);
-    ``close()`` flushes and closes the stream, which the reading end sees as EOF. Anything
-    that loads pickles one by one from a stream can read it, a Coprocess in particular.
+    default protocol); ``close()`` flushes and closes the stream, which the reading end
+    sees as EOF. Anything that loads pickles one by one from a stream can read it, a
+    Coprocess in particular.
     Nothing comes back: no results, no errors. A reader that died shows up as
     BrokenPipeError from a later send or from close.
 
