@@ -64,7 +64,7 @@ def _drain(channel: wire.Channel) -> None:
     while True:
         try:
             kind, _ = channel.read_frame()
-        except (EOFError, OSError):
+        except (EOFError, OSError, ProtocolError):
             return
         if kind == wire.CLOSE:
             return
