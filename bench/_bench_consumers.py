@@ -1,0 +1,57 @@
+# Consumers and process targets for bench_coprocess.py, in a module of their own so that a
+# coprocess (or a multiprocessing child) can import them by name: pytest puts this directory
+# on sys.path and spawn() passes sys.path on.
+
+
+class Count:
+    """Only counts; close() returns the count."""
+
+    def __init__(self):
+        self.count = 0
+
+    def send(self, item):
+        self.count += 1
+
+    def close(self):
+        return self.count
+
+
+class Square:
+    """A tiny task: ``(index, x)`` → ``(index, x * x)``."""
+
+    def send(self, item):
+        index, x = item
+        return index, x * x
+
+    def close(self):
+        return None
+
+
+def square(item):
+    index, x = item
+    return index, x * x
+
+
+class Started:
+    """Answers its first item, to time how long a coprocess takes to start."""
+
+    def send(self, item):
+        return item
+
+    def close(self):
+        return None
+
+
+def count_from_queue(items, counts):
+    """multiprocessing target: put "ready", count what ``items`` delivers until None, then
+    put the count."""
+    counts.put("ready")
+    count = 0
+    get = items.get
+    while get() is not None:
+        count += 1
+    counts.put(count)
+
+
+def nothing():
+    pass

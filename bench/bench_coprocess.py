@@ -1,0 +1,270 @@
+# How fast coprocesses move items, next to the standard library's ways of doing the same in
+# one run: a one-way stream of small items, round trips of tiny tasks, start-up, and the
+# plain protocol's sender against a bare pickle.dump loop. Each benchmark times one
+# callable, checks what it returned (broken code is never timed) and puts items/s in
+# extra_info. Run: pytest bench/bench_coprocess.py --benchmark-group-by=group
+
+import concurrent.futures
+import io
+import multiprocessing
+import pickle
+import threading
+import time
+
+import pytest
+
+import _bench_consumers as bc
+from gilstudy.coprocess import CoprocessSender, spawn
+
+# Only reached when something deadlocks.
+TIMEOUT = 120
+ROUNDS = 3
+
+STREAM_ITEMS = 300_000
+ROUND_TRIP_ITEMS = 200_000
+# ProcessPoolExecutor.map with its default chunksize (1) does ~10 k tasks/s: fewer tasks
+# keep a round short; items/s in extra_info is what compares.
+EXECUTOR_ITEMS = 5_000
+PLAIN_ITEMS = 200_000
+
+
+def small_items(count: int) -> list:
+    return [(i, i * 7) for i in range(count)]
+
+
+def report(benchmark, items: int) -> None:
+    # The median round: one slow round on a shared machine moves a mean, not a median.
+    seconds = benchmark.stats.stats.median
+    benchmark.extra_info["items"] = items
+    benchmark.extra_info["items_per_s"] = round(items / seconds)
+
+
+# --- Test-only stand-ins for gilstudy.consumers.Collect and Dispatch (written in parallel ---
+# --- by another helper); the lead re-measures through the real ones at merge.            ---
+class CountResults:
+    """Thread-safe results consumer that only counts (results come from several readers)."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.count = 0
+
+    def send(self, item):
+        with self._lock:
+            self.count += 1
+
+    def close(self):
+        return None
+
+
+def round_robin(consumers, items) -> None:
+    sends = [c.send for c in consumers]
+    n = len(sends)
+    for i, item in enumerate(items):
+        sends[i % n](item)
+# --- end of stand-ins ---
+
+
+def wait_idle(consumer) -> None:
+    """Until ``consumer`` has acknowledged everything sent (start-up included)."""
+    consumer.flush()
+    deadline = time.monotonic() + TIMEOUT
+    while consumer.pending:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{consumer!r} did not acknowledge its items")
+        time.sleep(0.001)
+
+
+# --- One-way stream: small items to one consumer that counts ----------------------------------
+
+class _Append:
+    """Results consumer for a single runner: appends to a list."""
+
+    def __init__(self, into):
+        self.send = into.append
+
+
+def _stream_to_coprocess(transport):
+    items = small_items(STREAM_ITEMS)
+
+    def setup():
+        results = []
+        consumer = spawn(bc.Count, transport=transport, results=_Append(results))
+        consumer.send((-1, 0))
+        wait_idle(consumer)
+        return (consumer, results), {}
+
+    def run(consumer, results):
+        send = consumer.send
+        for item in items:
+            send(item)
+        consumer.close()
+        return results[0]
+
+    return setup, run, STREAM_ITEMS + 1
+
+
+def _stream_to_multiprocessing_queue():
+    ctx = multiprocessing.get_context("spawn")
+    items = small_items(STREAM_ITEMS)
+    started = []
+
+    def setup():
+        queue, counts = ctx.Queue(), ctx.Queue()
+        process = ctx.Process(target=bc.count_from_queue, args=(queue, counts))
+        process.start()
+        started.append((process, queue, counts))
+        assert counts.get(timeout=TIMEOUT) == "ready"
+        return (queue, counts), {}
+
+    def run(queue, counts):
+        put = queue.put
+        for item in items:
+            put(item)
+        put(None)
+        return counts.get(timeout=TIMEOUT)
+
+    def teardown(queue, counts):
+        process, *_ = started.pop()
+        process.join(TIMEOUT)
+        queue.close()
+        counts.close()
+        queue.join_thread()
+        counts.join_thread()
+
+    return setup, run, STREAM_ITEMS, teardown
+
+
+@pytest.mark.benchmark(group="one-way stream of small items")
+@pytest.mark.timeout(TIMEOUT)
+@pytest.mark.parametrize("runner", ["coprocess-pipe", "coprocess-fifo", "coprocess-socket",
+                                    "multiprocessing-Queue"])
+def test_one_way_stream(benchmark, runner):
+    if runner == "multiprocessing-Queue":
+        setup, run, expected, teardown = _stream_to_multiprocessing_queue()
+    else:
+        setup, run, expected = _stream_to_coprocess(runner.split("-")[1])
+        teardown = None
+    count = benchmark.pedantic(run, setup=setup, teardown=teardown, rounds=ROUNDS)
+    assert count == expected
+    report(benchmark, STREAM_ITEMS)
+
+
+# --- Round trips: tiny tasks out, results back, through two workers --------------------------
+
+@pytest.mark.benchmark(group="round trip of tiny tasks, 2 workers")
+@pytest.mark.timeout(TIMEOUT)
+@pytest.mark.parametrize("transport", ["pipe", "socket"])
+def test_round_trip_through_two_coprocesses(benchmark, transport):
+    items = small_items(ROUND_TRIP_ITEMS)
+
+    def setup():
+        results = CountResults()
+        workers = [spawn(bc.Square, transport=transport, results=results) for _ in range(2)]
+        for worker in workers:
+            worker.send((-1, 0))
+        for worker in workers:
+            wait_idle(worker)
+        return (workers, results), {}
+
+    def run(workers, results):
+        round_robin(workers, items)
+        for worker in workers:
+            worker.close()
+        return results.count
+
+    count = benchmark.pedantic(run, setup=setup, rounds=ROUNDS)
+    assert count == ROUND_TRIP_ITEMS + 2
+    report(benchmark, ROUND_TRIP_ITEMS)
+
+
+@pytest.mark.benchmark(group="round trip of tiny tasks, 2 workers")
+@pytest.mark.timeout(TIMEOUT)
+def test_round_trip_through_process_pool_executor_map(benchmark):
+    items = small_items(EXECUTOR_ITEMS)
+    ctx = multiprocessing.get_context("spawn")
+
+    def setup():
+        pool = concurrent.futures.ProcessPoolExecutor(2, mp_context=ctx)
+        list(pool.map(bc.square, small_items(4)))  # both workers up
+        return (pool,), {}
+
+    def run(pool):
+        return sum(1 for _ in pool.map(bc.square, items))
+
+    count = benchmark.pedantic(run, setup=setup, teardown=lambda pool: pool.shutdown(),
+                               rounds=ROUNDS)
+    assert count == EXECUTOR_ITEMS
+    report(benchmark, EXECUTOR_ITEMS)
+
+
+# --- Start-up: from nothing to a first item handled ------------------------------------------
+
+class _Signal:
+    """Results consumer that remembers what came and sets ``event``."""
+
+    def __init__(self, event):
+        self.event = event
+        self.got = []
+
+    def send(self, item):
+        self.got.append(item)
+        self.event.set()
+
+
+@pytest.mark.benchmark(group="start-up")
+@pytest.mark.timeout(TIMEOUT)
+@pytest.mark.parametrize("transport", ["pipe", "fifo", "socket"])
+def test_spawn_until_first_item_handled_then_close(benchmark, transport):
+    def run():
+        arrived = threading.Event()
+        results = _Signal(arrived)
+        consumer = spawn(bc.Started, transport=transport, results=results)
+        consumer.send("first")
+        consumer.flush()
+        arrived.wait(TIMEOUT)
+        consumer.close()
+        return results.got
+
+    assert benchmark.pedantic(run, rounds=ROUNDS * 2) == ["first"]
+
+
+@pytest.mark.benchmark(group="start-up")
+@pytest.mark.timeout(TIMEOUT)
+def test_multiprocessing_spawn_process_start_and_join(benchmark):
+    ctx = multiprocessing.get_context("spawn")
+
+    def run():
+        process = ctx.Process(target=bc.nothing)
+        process.start()
+        process.join(TIMEOUT)
+        return process.exitcode
+
+    assert benchmark.pedantic(run, rounds=ROUNDS * 2) == 0
+
+
+# --- The plain protocol's sender against a bare pickle.dump loop -----------------------------
+
+@pytest.mark.benchmark(group="plain protocol: one pickle per item")
+@pytest.mark.parametrize("writer", ["bare-pickle.dump", "CoprocessSender"])
+def test_plain_sender(benchmark, writer):
+    items = small_items(PLAIN_ITEMS)
+
+    def setup():
+        return (io.BytesIO(),), {}
+
+    def bare(stream):
+        dump = pickle.dump
+        for item in items:
+            dump(item, stream)
+        return stream.tell()
+
+    def sender(stream):
+        send = CoprocessSender(stream).send
+        for item in items:
+            send(item)
+        return stream.tell()
+
+    written = benchmark.pedantic(bare if writer == "bare-pickle.dump" else sender, setup=setup,
+                                 rounds=ROUNDS * 2)
+    assert written > PLAIN_ITEMS * 10
+    report(benchmark, PLAIN_ITEMS)

@@ -1,0 +1,1102 @@
+# Consumers that run in another Python process. spawn() starts a fresh interpreter that
+# builds a consumer and feeds it the items sent here, in batches, over a pipe, two FIFOs or
+# a socket; serve() and connect() do the same between processes that meet at a TCP address
+# (gilstudy.wire holds the framing). CoprocessSender and Coprocess speak the plain protocol
+# instead: a bare stream of pickles that any pickle.dump/pickle.load loop understands.
+
+import errno
+import fcntl
+import itertools
+import logging
+import os
+import pickle
+import select
+import selectors
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import weakref
+from typing import Any, BinaryIO, Callable
+
+from gilstudy import wire
+from gilstudy._coprocess_child import PeerGone, run_consumer
+from gilstudy.errors import CoprocessDied, ProtocolError, RemoteError
+
+__all__ = [
+    "TRANSPORTS", "FLUSH_INTERVAL", "START_TIMEOUT", "EXIT_TIMEOUT",
+    "CoprocessSender", "Coprocess",
+    "RemoteConsumer", "spawn", "connect",
+    "CoprocessServer", "serve", "parse_address", "import_factory", "add_subcommand",
+]
+
+TRANSPORTS = ("pipe", "fifo", "socket")
+
+FLUSH_INTERVAL = wire.FLUSH_INTERVAL
+
+# How long spawn() waits for a coprocess to open its FIFOs or connect back, and connect()
+# for a server's HELLO, in seconds; only a machine in deep trouble takes longer.
+START_TIMEOUT = 60.0
+
+# How long a coprocess may take to exit once its channel has closed, in seconds, before it
+# is killed; close() raises CoprocessDied for a dead one at the latest this long after the
+# death, and usually within milliseconds.
+EXIT_TIMEOUT = 5.0
+
+_log = logging.getLogger(__name__)
+
+
+# -- The plain protocol: a stream of standard pickles, ended by EOF ------------------------
+
+class CoprocessSender:
+    """Send items to a consumer in another process over the binary stream ``stream``.
+
+    Each ``send(item)`` writes one standard pickle (``pickle.dump(item, stream)``, pickle's
+    default protocol); ``close()`` flushes and closes the stream, which the reading end
+    sees as EOF. Anything that loads pickles one by one from a stream can read it, a
+    Coprocess in particular.
+    Nothing comes back: no results, no errors. A reader that died shows up as
+    BrokenPipeError from a later send or from close.
+
+    >>> import io
+    >>> sink = io.BytesIO()
+    >>> sender = CoprocessSender(sink)
+    >>> sender.send((1, "one"))
+    >>> pickle.loads(sink.getvalue())
+    (1, 'one')
+    """
+
+    def __init__(self, stream: BinaryIO):
+        self._stream = stream
+
+    def send(self, item: Any, _dump=pickle.dump) -> None:
+        # pickle.dump bound as a default argument: the per-item cost stays within ~15% of a
+        # bare pickle.dump loop (bench/bench_coprocess.py measures it).
+        _dump(item, self._stream)
+
+    def close(self) -> None:
+        """Flush and close the stream; idempotent."""
+        if not self._stream.closed:
+            self._stream.close()
+
+    def __enter__(self) -> "CoprocessSender":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+
+class Coprocess:
+    """Run ``consumer`` on every pickle read from the binary stream ``stream``.
+
+    ``run()`` loads pickles until EOF, sends each object to the consumer in order, then
+    closes the consumer; results (non-None values of send() and close()) go to
+    ``results.send`` when ``results`` is given. A stream that ends in the middle of a pickle
+    raises ProtocolError (the consumer is then not closed); an exception from the consumer
+    propagates from run(). This is the reading end of the plain protocol: a CoprocessSender,
+    or any loop of ``pickle.dump(item, stream)``, can feed it, e.g. through standard input:
+
+        Coprocess(sys.stdin.buffer, Countdown()).run()
+    """
+
+    def __init__(self, stream: BinaryIO, consumer: Any, results: Any = None):
+        self._stream = stream
+        self._consumer = consumer
+        self._results = results
+
+    def run(self) -> None:
+        stream = self._stream
+        load = pickle.Unpickler(stream).load
+        send = self._consumer.send
+        forward = self._results.send if self._results is not None else None
+        # peek() tells a clean EOF between pickles from a truncated one; a stream without
+        # it (unbuffered) ends at the first EOFError.
+        peek = getattr(stream, "peek", None)
+        while True:
+            if peek is not None and not peek(1):
+                break
+            try:
+                item = load()
+            except EOFError:
+                if peek is not None:
+                    raise ProtocolError("the stream ended inside a pickle") from None
+                break
+            except pickle.UnpicklingError as exc:
+                raise ProtocolError(f"unreadable pickle in the stream: {exc}") from exc
+            result = send(item)
+            if result is not None and forward is not None:
+                forward(result)
+        result = self._consumer.close()
+        if result is not None and forward is not None:
+            forward(result)
+
+
+# -- The framed protocol, sending end -------------------------------------------------------
+
+# Batches start small and grow (at most 4x per frame) towards frames of about _FRAME_BYTES,
+# so small items travel a few thousand to a frame and a large item travels alone at once.
+_FIRST_BATCH = 64
+_MAX_BATCH = 4096
+_FRAME_BYTES = 1 << 16
+
+
+class _Link:
+    """The sending end of one framed channel, and its two threads: a reader that takes
+    acknowledgements, results and errors from the peer, and a flusher that writes a batch
+    no later than FLUSH_INTERVAL after its first item arrived. RemoteConsumer is its public
+    face; the threads hold only this object, so a forgotten RemoteConsumer can still be
+    garbage-collected and its coprocess ended."""
+
+    def __init__(self, channel: wire.Channel, *, pid: int | None, process=None, results=None,
+                 where: str, expect_hello: bool, cleanups=()):
+        self.channel = channel
+        self.pid = pid
+        self.process = process
+        self.results = results
+        self.where = where
+        self.cleanups = list(cleanups)
+        self.batch: list = []
+        self.batch_size = _FIRST_BATCH
+        # send() appends, then takes the slow path (on_fill) when len(batch) >= limit:
+        # batch_size normally; 1 while the batch is empty, so that the item that starts a
+        # batch wakes the flusher; 0 once halted (closed or failed), so send() raises.
+        self.limit = 1
+        self.taken = 0            # items taken out of the batch to be written
+        self.flushes = 0
+        self.last_flush = 0.0
+        self.acknowledged = 0
+        self.halted = False       # closed, failed or the writer broke: send() must refuse
+        self.closed = False
+        self.finished = False
+        self.done = False         # the peer said DONE
+        self.writer_broken = False
+        self.failure: BaseException | None = None
+        self.failure_raised = False
+        self.stopping = False
+        self.reader_closes_channel = False
+        self.write_lock = threading.Lock()
+        self.state_lock = threading.Lock()
+        self.wake = threading.Event()
+        label = f"gilstudy-coprocess-{pid if pid is not None else where}"
+        self.reader = threading.Thread(target=self._read_loop, args=(expect_hello,),
+                                       name=f"{label}-reader", daemon=True)
+        self.flusher = threading.Thread(target=self._flush_loop, name=f"{label}-flusher",
+                                        daemon=True)
+        self.reader.start()
+        self.flusher.start()
+
+    @property
+    def sent(self) -> int:
+        return self.taken + len(self.batch)
+
+    # Failures -------------------------------------------------------------------------
+
+    def fail(self, exc: BaseException) -> None:
+        """Record ``exc`` as the failure, unless one was recorded first."""
+        with self.state_lock:
+            if self.failure is None:
+                self.failure = exc
+            self._halt()
+
+    def _halt(self) -> None:
+        # With state_lock held.
+        self.halted = True
+        self.limit = 0
+
+    def raise_failure(self):
+        exc = self.failure
+        self.failure_raised = True
+        if isinstance(exc, (RemoteError, CoprocessDied)):
+            # Facts of this moment; the traceback of an earlier raise would only mislead.
+            exc._set_counts(self.sent, self.acknowledged)
+            raise exc.with_traceback(None)
+        raise exc
+
+    def on_fill(self) -> None:
+        """send()'s slow path: the batch is full, or just started, or the link halted."""
+        if self.halted:
+            # Take back the refused item. Nothing takes items from a halted batch, but a
+            # flush under way as the link halted may have taken it (and the batch with it).
+            if self.batch:
+                self.batch.pop()
+            self.refuse()
+        if len(self.batch) >= self.batch_size:
+            self.flush()
+            if self.halted:
+                self.refuse()
+            return
+        self.wake.set()
+        with self.state_lock:
+            # Unless the flusher took the batch meanwhile (and set limit to 1 again).
+            if not self.halted and self.batch:
+                self.limit = self.batch_size
+
+    def refuse(self):
+        """The link halted: raise why."""
+        if self.failure is None and self.writer_broken:
+            # A write failed and the reader has not yet said why: it sees the EOF next.
+            if threading.current_thread() is not self.reader:
+                self.reader.join(EXIT_TIMEOUT + 1)
+            self.fail(CoprocessDied(self.pid, self._exitcode(0), f"its {self.where} broke"))
+        if self.failure is not None:
+            self.raise_failure()
+        raise ValueError(f"send() on a closed {self._describe()}")
+
+    def _describe(self) -> str:
+        return f"coprocess {self.pid}" if self.pid is not None else f"coprocess at {self.where}"
+
+    def _exitcode(self, timeout: float) -> int | None:
+        if self.process is None or not _reap(self.process, timeout):
+            return None
+        return self.process.returncode
+
+    # Writing --------------------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Write the batch as one ITEMS frame now (nothing when empty or after a failure)."""
+        with self.write_lock:
+            batch = self.batch
+            count = len(batch)
+            if not count or self.failure is not None or self.writer_broken:
+                return
+            with self.state_lock:
+                # Before the take: an item appended after it starts a new batch.
+                if not self.halted:
+                    self.limit = 1
+            # The producer may append while this runs: take exactly the first ``count``.
+            chunk = batch[:count]
+            del batch[:count]
+            self.taken += count
+            self.flushes += 1
+            self.last_flush = time.monotonic()
+            try:
+                payload = pickle.dumps(chunk, wire.PICKLE_PROTOCOL)
+            except Exception as exc:
+                self._unpicklable(chunk, exc)
+                return
+            try:
+                self.channel.write_frame(wire.ITEMS, payload)
+            except OSError:
+                with self.state_lock:
+                    self.writer_broken = True
+                    self._halt()
+                return
+            per_item = len(payload) / count
+            self.batch_size = max(1, min(_MAX_BATCH, self.batch_size * 4,
+                                         int(_FRAME_BYTES / per_item)))
+
+    def _unpicklable(self, chunk: list, exc: Exception) -> None:
+        first = self.taken - len(chunk)
+        for index, item in enumerate(chunk):
+            try:
+                pickle.dumps(item, wire.PICKLE_PROTOCOL)
+            except Exception as item_exc:
+                exc = item_exc
+                first += index
+                break
+        exc.add_note(f"gilstudy: item number {first} sent to {self._describe()} could not be "
+                     "pickled; the coprocess was abandoned with its consumer unclosed")
+        self.fail(exc)
+
+    def _flush_loop(self) -> None:
+        # Woken when the batch goes from empty to one item. A lone item after a quiet
+        # spell leaves at once; otherwise the batch waits until FLUSH_INTERVAL after the
+        # previous frame, unless the producer filled and flushed it meanwhile.
+        wake = self.wake
+        while True:
+            wake.wait()
+            wake.clear()
+            if self.stopping:
+                return
+            seen = self.flushes
+            delay = self.last_flush + FLUSH_INTERVAL - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+                if self.stopping:
+                    return
+            if self.flushes == seen:
+                self.flush()
+
+    def _stop_flusher(self) -> None:
+        self.stopping = True
+        self.wake.set()
+        if threading.current_thread() is not self.flusher:
+            self.flusher.join()
+
+    # Reading --------------------------------------------------------------------------
+
+    def _read_loop(self, expect_hello: bool) -> None:
+        channel = self.channel
+        try:
+            if expect_hello:
+                wire.read_hello(channel)
+            while True:
+                kind, payload = channel.read_frame()
+                if kind == wire.ACK:
+                    (self.acknowledged,) = wire.ACK_BODY.unpack(payload)
+                elif kind == wire.RESULTS:
+                    self._forward(payload)
+                elif kind == wire.ERROR:
+                    self.fail(RemoteError(*wire.decode_error(channel, payload)))
+                elif kind == wire.DONE:
+                    self.done = True
+                    return
+                else:
+                    raise ProtocolError(f"unexpected {wire.KIND_NAMES[kind]} frame from "
+                                        f"{self._describe()}")
+        except (EOFError, OSError):
+            self.fail(CoprocessDied(self.pid, self._exitcode(EXIT_TIMEOUT),
+                                    f"its {self.where} closed before the consumer was closed"))
+        except ProtocolError as exc:
+            self.fail(exc)
+        except Exception as exc:  # a malformed ACK (struct.error)
+            self.fail(ProtocolError(f"malformed frame from {self._describe()}: {exc}"))
+        finally:
+            if self.reader_closes_channel:
+                self.channel.close()
+
+    def _forward(self, payload: bytes) -> None:
+        if self.results is None:
+            return
+        try:
+            values = self.channel.loads(payload)
+        except Exception as exc:
+            exc.add_note(f"gilstudy: a result from {self._describe()} could not be unpickled")
+            self.results = None
+            self.fail(exc)
+            return
+        send = self.results.send
+        try:
+            for value in values:
+                send(value)
+        except Exception as exc:
+            exc.add_note(f"gilstudy: raised by the results consumer of {self._describe()}")
+            self.results = None
+            self.fail(exc)
+
+    # Ending ---------------------------------------------------------------------------
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        with self.state_lock:
+            self.closed = True
+            self._halt()
+        self._stop_flusher()
+        if self.failure is None:
+            self.flush()
+            with self.write_lock:
+                if self.failure is None and not self.writer_broken:
+                    try:
+                        self.channel.write_frame(wire.CLOSE)
+                    except OSError:
+                        self.writer_broken = True
+        with self.write_lock:
+            self.channel.close_writer()
+        if self.failure is None and not self.writer_broken:
+            self.reader.join()  # the consumer handles what is left, closes, says DONE
+        self._finish(terminate=False)
+        if self.failure is None and not self.done:
+            self.fail(CoprocessDied(self.pid, self._exitcode(0),
+                                    f"its {self.where} closed before the consumer was closed"))
+        if self.failure is not None and not self.failure_raised:
+            self.raise_failure()
+
+    def abort(self) -> None:
+        if self.finished:
+            return
+        with self.state_lock:
+            self.closed = True
+            self._halt()
+        self.stopping = True
+        self.wake.set()
+        self._finish(terminate=True)
+
+    def _finish(self, terminate: bool) -> None:
+        """End the peer (politely unless ``terminate``), join both threads, close the
+        channel and remove what the transport left behind. Every step may run twice, so
+        abort() can finish what an interrupted close() began."""
+        process = self.process
+        if process is not None:
+            if terminate and process.poll() is None:
+                process.terminate()
+            if not _reap(process, EXIT_TIMEOUT):
+                process.kill()
+                process.wait()
+        if terminate or process is None:
+            # Wakes a reader or writer blocked on a socket; pipes broke with the process.
+            self.channel.shutdown()
+        self._stop_flusher()
+        with self.write_lock:
+            self.channel.close_writer()
+        if threading.current_thread() is not self.reader:
+            self.reader.join()
+            self.channel.close()
+        else:
+            # Garbage collection ran the finalizer in the reader thread itself: the reader
+            # closes the channel on its way out.
+            self.reader_closes_channel = True
+        for cleanup in self.cleanups:
+            cleanup()
+        self.finished = True
+
+
+def _reap(process: subprocess.Popen, timeout: float) -> bool:
+    """Wait up to ``timeout`` seconds for ``process`` to exit and reap it; return whether
+    it did. Popen.wait(timeout) polls with growing sleeps, which would add milliseconds to
+    every close(); a pidfd (Linux 5.3+) wakes us the moment the process exits."""
+    if process.returncode is not None:
+        return True
+    pidfd_open = getattr(os, "pidfd_open", None)
+    if pidfd_open is not None:
+        try:
+            pidfd = pidfd_open(process.pid)
+        except OSError:
+            pass  # an older kernel (or already reaped): fall back to polling
+        else:
+            try:
+                poller = select.poll()
+                poller.register(pidfd, select.POLLIN)
+                if not poller.poll(timeout * 1000):
+                    return False
+            finally:
+                os.close(pidfd)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        return False
+    return True
+
+
+class RemoteConsumer:
+    """A consumer running in another process, fed through a framed channel; spawn() and
+    connect() make them.
+
+    ``send(item)`` appends the item to a batch: nothing is pickled or written per item. A
+    full batch (sized to make frames of about 64 KiB) is pickled and written by the send
+    that fills it, and a flusher thread writes a partial batch no later than FLUSH_INTERVAL
+    (5 ms) after its first item. Results (non-None values of the remote consumer's send()
+    and close()) are passed to ``results.send`` from a reader thread, in order.
+
+    Trouble: when the remote consumer raises, the next send() or close() raises
+    RemoteError (remote type name and traceback inside); when the process dies or the
+    connection drops, CoprocessDied (exit code or signal). Both carry how many items were
+    sent and how many the consumer acknowledged. close() raises such a failure only if
+    no send() raised it before. Leaving a ``with`` block on an exception aborts instead of
+    closing. One producer thread at a time may call send().
+    """
+
+    def __init__(self, link: _Link):
+        self._link = link
+        self._batch = link.batch
+        self._finalizer = weakref.finalize(self, link.abort)
+
+    @property
+    def pid(self) -> int | None:
+        """The process running the consumer (for connect(): the server's process)."""
+        return self._link.pid
+
+    @property
+    def pending(self) -> int:
+        """Items sent but not yet acknowledged as handled by the remote consumer."""
+        link = self._link
+        return link.taken + len(self._batch) - link.acknowledged
+
+    @property
+    def sent(self) -> int:
+        """Items passed to send() so far."""
+        return self._link.sent
+
+    @property
+    def acknowledged(self) -> int:
+        """Items the remote consumer has acknowledged as handled."""
+        return self._link.acknowledged
+
+    @property
+    def is_closed(self) -> bool:
+        return self._link.closed
+
+    def send(self, item: Any) -> None:
+        """Queue ``item`` for the remote consumer; see the class docstring for failures."""
+        # The hot path is an append and one comparison; see _Link.limit.
+        batch = self._batch
+        batch.append(item)
+        if len(batch) >= self._link.limit:
+            self._link.on_fill()
+
+    def flush(self) -> None:
+        """Write the items queued so far now, instead of within FLUSH_INTERVAL."""
+        link = self._link
+        if link.halted:
+            link.refuse()
+        link.flush()
+
+    def close(self) -> None:
+        """Wait until the remote consumer has handled every item sent, close it (its
+        close() result arrives as a result), end the process (kill it if it takes longer
+        than EXIT_TIMEOUT to exit) and raise the failure if there was one that no send()
+        raised. Idempotent: a second close() does nothing."""
+        link = self._link
+        try:
+            link.close()
+        except BaseException as exc:
+            if exc is not link.failure:
+                # Interrupted (Ctrl-C) while waiting: end the coprocess now.
+                link.abort()
+            raise
+        finally:
+            self._finalizer.detach()
+
+    def abort(self) -> None:
+        """Drop the remote consumer now, unclosed: items not yet handled are lost, a spawned
+        process is terminated (killed after EXIT_TIMEOUT), no failure is raised."""
+        self._finalizer.detach()
+        self._link.abort()
+
+    def __enter__(self) -> "RemoteConsumer":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+    def __reduce__(self):
+        raise TypeError("a RemoteConsumer cannot be pickled: it owns a live channel")
+
+    def __repr__(self) -> str:
+        link = self._link
+        state = "closed" if link.closed else "open"
+        return (f"<RemoteConsumer pid={link.pid} over {link.where}, {state}, "
+                f"{link.sent} sent, {link.acknowledged} acknowledged>")
+
+
+# -- Transports for spawn() -----------------------------------------------------------------
+
+def _wait_until(ready: Callable[[float], bool], process: subprocess.Popen, what: str) -> None:
+    """Call ``ready(timeout)``, which waits up to ``timeout`` seconds for the child, until it
+    returns true; raise CoprocessDied if ``process`` ends first or is not ready after
+    START_TIMEOUT (the caller then kills it). ``what`` completes "before ..."."""
+    deadline = time.monotonic() + START_TIMEOUT
+    while not ready(0.05):
+        if process.poll() is not None:
+            raise CoprocessDied(process.pid, process.returncode, f"it ended before {what}")
+        if time.monotonic() > deadline:
+            raise CoprocessDied(process.pid, None,
+                                f"{START_TIMEOUT:g} s passed before {what}; it was killed")
+
+
+class _PipeTransport:
+    """Two anonymous pipes, the child's ends passed with pass_fds."""
+
+    name = "pipe"
+
+    def __init__(self):
+        self._parent_fds: list[int] = []
+        self._child_fds: list[int] = []
+
+    def prepare(self) -> tuple[list[str], tuple[int, ...]]:
+        items_r, items_w = os.pipe()
+        replies_r, replies_w = os.pipe()
+        self._parent_fds = [replies_r, items_w]
+        self._child_fds = [items_r, replies_w]
+        _grow_pipe(items_w)
+        return ["pipe", str(items_r), str(replies_w)], (items_r, replies_w)
+
+    def connect(self, process: subprocess.Popen) -> wire.Channel:
+        self._close_child_fds()
+        replies_r, items_w = self._parent_fds
+        self._parent_fds = []
+        return wire.Channel.from_fds(replies_r, items_w)
+
+    def _close_child_fds(self) -> None:
+        while self._child_fds:
+            os.close(self._child_fds.pop())
+
+    def cleanup(self) -> None:
+        self._close_child_fds()
+        while self._parent_fds:
+            os.close(self._parent_fds.pop())
+
+
+def _grow_pipe(fd: int) -> None:
+    # A 1 MiB pipe (the unprivileged Linux maximum) lets the producer run further ahead of
+    # the consumer before a write blocks; where that is refused, the default 64 KiB works.
+    if not hasattr(fcntl, "F_SETPIPE_SZ"):
+        return
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, 1 << 20)
+    except OSError:
+        pass
+
+
+_fifo_numbers = itertools.count()
+
+
+class _FifoTransport:
+    """Two named pipes, ``coprocess-PID-N.items`` and ``.replies``, in ``path`` (a fresh
+    temporary directory by default). Both are removed as soon as the two ends have opened
+    them, so nothing is left behind even if a process is killed later."""
+
+    name = "FIFO"
+
+    def __init__(self, path):
+        if path is None:
+            self._directory = tempfile.mkdtemp(prefix="gilstudy-fifo-")
+            self._owns_directory = True
+        else:
+            self._directory = os.fspath(path)
+            self._owns_directory = False
+            if not os.path.isdir(self._directory):
+                raise NotADirectoryError(f"spawn: path must be an existing directory for the "
+                                         f"FIFOs, got {self._directory!r}")
+        stem = os.path.join(self._directory, f"coprocess-{os.getpid()}-{next(_fifo_numbers)}")
+        self._items = stem + ".items"
+        self._replies = stem + ".replies"
+        self._made: list[str] = []
+        self._fds: list[int] = []
+
+    def prepare(self) -> tuple[list[str], tuple[int, ...]]:
+        for fifo in (self._items, self._replies):
+            os.mkfifo(fifo, 0o600)
+            self._made.append(fifo)
+        # Our read end opens at once without blocking; it turns blocking once the child's
+        # HELLO shows that its write end is open (before that a read would see EOF).
+        self._fds.append(os.open(self._replies, os.O_RDONLY | os.O_NONBLOCK))
+        return ["fifo", self._items, self._replies], ()
+
+    def connect(self, process: subprocess.Popen) -> wire.Channel:
+        replies_r = self._fds[0]
+
+        def items_open(timeout: float) -> bool:
+            # Opening a FIFO cannot wait with a timeout: try every millisecond.
+            pause = time.monotonic() + timeout
+            while True:
+                try:
+                    self._fds.append(os.open(self._items, os.O_WRONLY | os.O_NONBLOCK))
+                except OSError as exc:
+                    if exc.errno != errno.ENXIO:  # ENXIO: no reader yet
+                        raise
+                    if time.monotonic() > pause:
+                        return False
+                    time.sleep(0.001)
+                else:
+                    return True
+
+        _wait_until(items_open, process, "it opened its FIFOs")
+        poller = select.poll()
+        poller.register(replies_r, select.POLLIN)
+        _wait_until(lambda timeout: bool(poller.poll(timeout * 1000)), process,
+                    "it opened its FIFOs")
+        items_w = self._fds[1]
+        os.set_blocking(items_w, True)
+        os.set_blocking(replies_r, True)
+        _grow_pipe(items_w)
+        self._fds = []
+        self._remove()
+        return wire.Channel.from_fds(replies_r, items_w)
+
+    def _remove(self) -> None:
+        while self._made:
+            try:
+                os.unlink(self._made.pop())
+            except FileNotFoundError:
+                pass
+        if self._owns_directory:
+            self._owns_directory = False
+            os.rmdir(self._directory)
+
+    def cleanup(self) -> None:
+        while self._fds:
+            os.close(self._fds.pop())
+        self._remove()
+
+
+class _SocketTransport:
+    """TCP: this process listens on ``address`` (loopback, ephemeral port by default) and
+    the child connects back; the listening socket closes once it has."""
+
+    name = "socket"
+
+    def __init__(self, address):
+        self._address = address if address is not None else ("127.0.0.1", 0)
+        self._listener: socket.socket | None = None
+
+    def prepare(self) -> tuple[list[str], tuple[int, ...]]:
+        self._listener = socket.create_server(self._address, family=_family(self._address[0]))
+        host, port = self._listener.getsockname()[:2]
+        host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+        self.name = f"socket {_format_address(host, port)}"
+        return ["socket", host, str(port)], ()
+
+    def connect(self, process: subprocess.Popen) -> wire.Channel:
+        listener = self._listener
+        accepted = []
+
+        def accept(timeout: float) -> bool:
+            listener.settimeout(timeout)
+            try:
+                accepted.append(listener.accept()[0])
+            except TimeoutError:
+                return False
+            return True
+
+        _wait_until(accept, process, "it connected back")
+        conn = accepted[0]
+        conn.settimeout(None)
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.cleanup()
+        return wire.Channel.from_socket(conn)
+
+    def cleanup(self) -> None:
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+
+
+def _family(host: str) -> int:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+def _format_address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _check_factory(factory: Callable) -> None:
+    if not callable(factory):
+        raise TypeError(f"spawn: factory must be callable, got {factory!r}")
+    if getattr(factory, "__module__", None) == "__main__":
+        raise ValueError(
+            f"spawn: factory {getattr(factory, '__qualname__', factory)!r} is defined in "
+            "__main__, which a coprocess cannot import; define it in a module")
+
+
+def spawn(factory: Callable, *args: Any, transport: str = "pipe", path=None, address=None,
+          results: Any = None) -> RemoteConsumer:
+    """Start a new Python interpreter that runs the consumer ``factory(*args)``; return the
+    RemoteConsumer that feeds it.
+
+    ``factory`` and ``args`` are pickled here (``factory`` by reference: it must be
+    importable by its module name, not defined in ``__main__``) and the child, started with
+    ``sys.executable -m gilstudy._coprocess_child``, first takes this process's sys.path.
+    Its standard input, output and error are this process's. ``transport`` is "pipe"
+    (anonymous pipes), "fifo" (two named pipes in directory ``path``, by default a fresh
+    temporary directory, removed as soon as both ends opened them) or "socket" (this
+    process listens on ``address``, by default 127.0.0.1 on an ephemeral port, and the
+    child connects back). For "pipe" spawn returns at once; for the others once the child
+    has opened its end, raising CoprocessDied if it ends first or takes more than
+    START_TIMEOUT. Non-None results of the consumer go to ``results.send``, from a reader
+    thread; ``results.send`` must not wait for the thread that calls ``send`` here.
+
+        from gilstudy.kernels.work import KernelConsumer
+        with spawn(KernelConsumer, "count_primes", "cython", results=collect) as worker:
+            for index in range(100):
+                worker.send((index, (0, 10_000)))
+        # collect got (index, 1229) for every index
+    """
+    if transport not in TRANSPORTS:
+        raise ValueError(f"spawn: transport must be one of {', '.join(TRANSPORTS)}, "
+                         f"got {transport!r}")
+    if path is not None and transport != "fifo":
+        raise ValueError(f"spawn: path is for transport='fifo', not {transport!r}")
+    if address is not None and transport != "socket":
+        raise ValueError(f"spawn: address is for transport='socket', not {transport!r}")
+    _check_factory(factory)
+    # Pickled before anything starts, so an unpicklable factory or argument fails here.
+    call = pickle.dumps((factory, args), wire.PICKLE_PROTOCOL)
+    setup = pickle.dumps((sys.path, call), wire.PICKLE_PROTOCOL)
+    if transport == "pipe":
+        opener = _PipeTransport()
+    elif transport == "fifo":
+        opener = _FifoTransport(path)
+    else:
+        opener = _SocketTransport(address)
+    process = None
+    try:
+        argv, pass_fds = opener.prepare()
+        process = subprocess.Popen([sys.executable, "-m", "gilstudy._coprocess_child", *argv],
+                                   pass_fds=pass_fds)
+        channel = opener.connect(process)
+    except BaseException:
+        if process is not None:
+            process.kill()
+            process.wait()
+        opener.cleanup()
+        raise
+    try:
+        wire.send_hello(channel, os.getpid(), wire.WANT_RESULTS if results is not None else 0)
+        channel.write_frame(wire.SETUP, setup)
+    except OSError:
+        # The child died at once; its reader thread will tell how (CoprocessDied).
+        broken = True
+    else:
+        broken = False
+    link = _Link(channel, pid=process.pid, process=process, results=results,
+                 where=opener.name, expect_hello=True, cleanups=[opener.cleanup])
+    if broken:
+        with link.state_lock:
+            link.writer_broken = True
+            link._halt()
+    return RemoteConsumer(link)
+
+
+def connect(address: tuple[str, int], results: Any = None) -> RemoteConsumer:
+    """Connect to a server started by serve() (or ``gilstudy serve``) at ``(host, port)``;
+    return the RemoteConsumer that feeds the consumer the server builds for this
+    connection. ``pid`` is the server's process. Raises OSError (ConnectionRefusedError...)
+    if nothing listens there, ProtocolError if the peer is not a gilstudy server, and
+    CoprocessDied if it closes the connection before its HELLO."""
+    host, port = address
+    sock = socket.create_connection((host, port), timeout=START_TIMEOUT)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    channel = wire.Channel.from_socket(sock)
+    where = f"connection to {_format_address(host, port)}"
+    try:
+        wire.send_hello(channel, os.getpid(), wire.WANT_RESULTS if results is not None else 0)
+        hello = wire.read_hello(channel)
+    except EOFError:
+        channel.close()
+        raise CoprocessDied(None, None, f"the server at {_format_address(host, port)} closed "
+                                        "the connection before its HELLO") from None
+    except BaseException:
+        channel.close()
+        raise
+    sock.settimeout(None)
+    link = _Link(channel, pid=hello.pid, results=results, where=where, expect_hello=False)
+    return RemoteConsumer(link)
+
+
+# -- Serving: a consumer per connection -----------------------------------------------------
+
+class CoprocessServer:
+    """Listens on a TCP address and runs a consumer, built by ``factory(*args)``, for each
+    connection, in a thread of its own, speaking the framed protocol; serve() makes one.
+
+    ``address`` is the ``(host, port)`` it listens on (the real port when asked for 0).
+    serve_forever() blocks until close(), which another thread or a signal handler may
+    call; close() stops accepting, drops open connections (their consumers are abandoned,
+    unclosed, once their current item is handled) and waits for their threads. A
+    connection whose peer breaks the protocol is logged on the ``gilstudy.coprocess``
+    logger and dropped; the server goes on.
+    """
+
+    def __init__(self, address: tuple[str, int], factory: Callable, args: tuple = ()):
+        if not callable(factory):
+            raise TypeError(f"serve: factory must be callable, got {factory!r}")
+        self._factory = factory
+        self._args = args
+        self._listener = socket.create_server(address, family=_family(address[0]))
+        self.address: tuple[str, int] = self._listener.getsockname()[:2]
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._lock = threading.Lock()
+        self._connections: dict[threading.Thread, socket.socket] = {}
+        self._closing = False
+        self._closed = threading.Event()
+        self._acceptor = threading.Thread(target=self._accept_loop, daemon=True,
+                                          name=f"gilstudy-serve-{self.address[1]}")
+        self._acceptor.start()
+
+    @property
+    def is_closed(self) -> bool:
+        return self._closed.is_set()
+
+    @property
+    def connections(self) -> int:
+        """Connections being served now."""
+        with self._lock:
+            return len(self._connections)
+
+    def _accept_loop(self) -> None:
+        with selectors.DefaultSelector() as selector:
+            selector.register(self._listener, selectors.EVENT_READ)
+            selector.register(self._wake_r, selectors.EVENT_READ)
+            while True:
+                ready = {key.fileobj for key, _ in selector.select()}
+                if self._wake_r in ready:
+                    return
+                try:
+                    conn, _peer = self._listener.accept()
+                except OSError:
+                    continue  # the peer gave up before we accepted (ECONNABORTED)
+                thread = threading.Thread(target=self._handle, args=(conn,), daemon=True,
+                                          name=f"gilstudy-serve-{self.address[1]}-conn")
+                with self._lock:
+                    if self._closing:
+                        conn.close()
+                        return
+                    self._connections[thread] = conn
+                thread.start()
+
+    def _handle(self, conn: socket.socket) -> None:
+        channel = None
+        try:
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            channel = wire.Channel.from_socket(conn)
+            wire.send_hello(channel, os.getpid())
+            hello = wire.read_hello(channel)
+            run_consumer(channel, lambda: self._factory(*self._args),
+                         want_results=bool(hello.flags & wire.WANT_RESULTS))
+        except (PeerGone, EOFError, OSError):
+            pass  # the client left
+        except ProtocolError as exc:
+            _log.warning("gilstudy serve on %s: dropped a connection: %s",
+                         _format_address(*self.address), exc)
+        finally:
+            # Leave the table first: close() shuts down only sockets still in it, so it
+            # never touches one closed here.
+            with self._lock:
+                self._connections.pop(threading.current_thread(), None)
+            if channel is not None:
+                channel.close()
+            else:
+                conn.close()
+
+    def serve_forever(self) -> None:
+        """Block until close() (from another thread) or an exception such as
+        KeyboardInterrupt; connections are served all the while."""
+        self._closed.wait()
+
+    def close(self) -> None:
+        """Stop accepting, drop open connections, wait for their threads; idempotent."""
+        with self._lock:
+            if self._closing:
+                already = True
+            else:
+                already = False
+                self._closing = True
+        if already:
+            self._closed.wait()
+            return
+        self._wake_w.send(b"x")
+        self._acceptor.join()
+        self._listener.close()
+        self._wake_r.close()
+        self._wake_w.close()
+        with self._lock:
+            connections = list(self._connections.items())
+            for _thread, conn in connections:
+                try:
+                    conn.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+        for thread, _conn in connections:
+            thread.join()
+        self._closed.set()
+
+    def __enter__(self) -> "CoprocessServer":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self.is_closed else "serving"
+        return f"<CoprocessServer on {_format_address(*self.address)}, {state}>"
+
+
+def serve(address: tuple[str, int], factory: Callable, *args: Any) -> CoprocessServer:
+    """Listen on ``address`` (``(host, port)``; port 0 picks a free one) and run the
+    consumer ``factory(*args)`` for each connection made with connect(); return the
+    running CoprocessServer at once (see it for stopping).
+
+    Items arrive pickled: anyone who can connect can make this process run code. Listen on
+    a loopback address unless every machine that can reach the port is trusted.
+    """
+    return CoprocessServer(address, factory, args)
+
+
+# -- The `gilstudy serve` command -----------------------------------------------------------
+
+def parse_address(text: str) -> tuple[str, int]:
+    """``"HOST:PORT"`` (IPv6 as ``"[::1]:PORT"``) → ``(host, port)``; ValueError otherwise."""
+    host, sep, port_text = text.rpartition(":")
+    if not sep or not host:
+        raise ValueError(f"address must be HOST:PORT, got {text!r}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise ValueError(f"address {text!r}: port must be an integer, got {port_text!r}") from None
+    if not 0 <= port <= 65535:
+        raise ValueError(f"address {text!r}: port must be in 0..65535, got {port}")
+    return host, port
+
+
+def import_factory(text: str) -> Callable:
+    """``"module:name"`` (``name`` may be dotted) → the callable it names. Raises
+    ValueError for a malformed name, ImportError or AttributeError when it is missing."""
+    import importlib
+
+    module_name, sep, qualname = text.partition(":")
+    if not sep or not module_name or not qualname:
+        raise ValueError(f"factory must be MODULE:NAME, got {text!r}")
+    obj = importlib.import_module(module_name)
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise ValueError(f"factory {text!r} is not callable")
+    return obj
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _run_serve(args) -> int:
+    try:
+        address = parse_address(args.address)
+    except ValueError as exc:
+        print(f"gilstudy serve: error: {exc}", file=sys.stderr)
+        return 2
+    # Like `python -m`, look for the factory's module in the current directory too.
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        factory = import_factory(args.factory)
+    except Exception as exc:
+        print(f"gilstudy serve: error: cannot import factory {args.factory!r}: "
+              f"{type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
+    if not _is_loopback(address[0]):
+        print(f"gilstudy serve: warning: {address[0]} is not a loopback address; whoever can "
+              "connect can run code in this process", file=sys.stderr)
+    try:
+        server = serve(address, factory, *args.args)
+    except OSError as exc:
+        print(f"gilstudy serve: error: cannot listen on {args.address}: "
+              f"{exc.strerror or exc}", file=sys.stderr)
+        return 1
+    with server:
+        print(f"serving on {_format_address(*server.address)}", flush=True)
+        server.serve_forever()
+    return 0
+
+
+def add_subcommand(subparsers) -> None:
+    """Register ``gilstudy serve`` on the CLI's subparsers."""
+    parser = subparsers.add_parser(
+        "serve", help="run a consumer for each connection to HOST:PORT",
+        description="Listen on HOST:PORT and, for each connection made with "
+                    "gilstudy.coprocess.connect(), build a consumer with FACTORY(*ARGS) "
+                    "(ARGs are passed as strings; put -- before any that starts with -) "
+                    "and feed it the items sent. Prints 'serving on HOST:PORT' once "
+                    "listening; stop it with Ctrl-C. Items are pickles: anyone who can "
+                    "connect can run code here, so keep to loopback addresses.")
+    parser.add_argument("address", metavar="HOST:PORT",
+                        help="where to listen; port 0 picks a free port")
+    parser.add_argument("factory", metavar="MODULE:FACTORY",
+                        help="importable callable that returns a consumer (looked up from "
+                             "the current directory too)")
+    parser.add_argument("args", nargs="*", metavar="ARG", help="arguments to FACTORY")
+    parser.set_defaults(run=_run_serve)

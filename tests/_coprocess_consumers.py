@@ -1,0 +1,180 @@
+# Consumers for the coprocess tests. A coprocess imports its consumer's factory by name, so
+# they live in a module of their own: spawn() gives the child the test process's sys.path,
+# where pytest has put this directory, and the `gilstudy serve` test puts it on PYTHONPATH.
+
+import os
+import signal
+import sys
+import time
+
+
+class Counter:
+    """Counts items and sums them; close() returns (count, checksum). The checksum weights
+    each item by its position, so it also tells whether the order was kept."""
+
+    def __init__(self):
+        self.count = 0
+        self.checksum = 0
+
+    def send(self, item):
+        self.count += 1
+        self.checksum = (self.checksum * 31 + hash(item)) & 0xFFFFFFFF
+        return None
+
+    def close(self):
+        return self.count, self.checksum
+
+
+def checksum(items) -> tuple[int, int]:
+    """What Counter's close() returns after being sent ``items``."""
+    counter = Counter()
+    for item in items:
+        counter.send(item)
+    return counter.close()
+
+
+class Echo:
+    """Returns every item; close() returns the string "closed"."""
+
+    def send(self, item):
+        return item
+
+    def close(self):
+        return "closed"
+
+
+class Square:
+    """A tiny task: ``(index, x)`` → ``(index, x * x)``."""
+
+    def send(self, item):
+        index, x = item
+        return index, x * x
+
+    def close(self):
+        return None
+
+
+class FailOn:
+    """Raises ValueError on item ``bad``; echoes the others."""
+
+    def __init__(self, bad):
+        self.bad = bad
+
+    def send(self, item):
+        if item == self.bad:
+            raise ValueError(f"item {item!r} is bad")
+        return item
+
+    def close(self):
+        return None
+
+
+class FailOnClose:
+    def send(self, item):
+        return None
+
+    def close(self):
+        raise KeyError("close failed")
+
+
+def broken_factory():
+    raise RuntimeError("no consumer today")
+
+
+class Die:
+    """Ends its own process on item ``when``: "exit" (os._exit(3)), "kill" (SIGKILL) or
+    "segfault" (reads address 0 through ctypes, core dumps off)."""
+
+    def __init__(self, how, when=0):
+        self.how = how
+        self.when = when
+
+    def send(self, item):
+        if item != self.when:
+            return item
+        if self.how == "exit":
+            os._exit(3)
+        if self.how == "kill":
+            os.kill(os.getpid(), signal.SIGKILL)
+        if self.how == "segfault":
+            import ctypes
+            import resource
+
+            resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+            ctypes.string_at(0)
+        raise AssertionError(f"unknown way to die: {self.how!r}")
+
+    def close(self):
+        return None
+
+
+class Unpicklable:
+    """Returns a result that cannot be pickled."""
+
+    def send(self, item):
+        return lambda: item
+
+    def close(self):
+        return None
+
+
+class Joined:
+    """Joins string arguments, for the `gilstudy serve` CLI: each item comes back prefixed."""
+
+    def __init__(self, *words):
+        self.prefix = "-".join(words)
+
+    def send(self, item):
+        return f"{self.prefix}:{item}"
+
+    def close(self):
+        return None
+
+
+class Count:
+    """Only counts; close() returns the count."""
+
+    def __init__(self):
+        self.count = 0
+
+    def send(self, item):
+        self.count += 1
+
+    def close(self):
+        return self.count
+
+
+class Blocker:
+    """Returns each item, but only once the file at ``path`` exists (looked for every
+    millisecond): the test decides when the coprocess may go on."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def send(self, item):
+        while not os.path.exists(self.path):
+            time.sleep(0.001)
+        return item
+
+    def close(self):
+        return None
+
+
+class ModulesLoaded:
+    """close() returns the names of the modules loaded in this process."""
+
+    def send(self, item):
+        return None
+
+    def close(self):
+        return sorted(sys.modules)
+
+
+class Printer:
+    """Prints each item as a line on standard output; close() prints "done"."""
+
+    def send(self, item):
+        print(f"got {item}", flush=True)
+
+    def close(self):
+        print("done", flush=True)
