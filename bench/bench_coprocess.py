@@ -14,6 +14,7 @@ import time
 import pytest
 
 import _bench_consumers as bc
+from gilstudy.consumers import Collect, Dispatch
 from gilstudy.coprocess import CoprocessSender, spawn
 
 # Only reached when something deadlocks.
@@ -39,29 +40,6 @@ def report(benchmark, items: int) -> None:
     benchmark.extra_info["items_per_s"] = round(items / seconds)
 
 
-# --- Test-only stand-ins for gilstudy.consumers.Collect and Dispatch (written in parallel ---
-# --- by another helper); the lead re-measures through the real ones at merge.            ---
-class CountResults:
-    """Thread-safe results consumer that only counts (results come from several readers)."""
-
-    def __init__(self):
-        self._lock = threading.Lock()
-        self.count = 0
-
-    def send(self, item):
-        with self._lock:
-            self.count += 1
-
-    def close(self):
-        return None
-
-
-def round_robin(consumers, items) -> None:
-    sends = [c.send for c in consumers]
-    n = len(sends)
-    for i, item in enumerate(items):
-        sends[i % n](item)
-# --- end of stand-ins ---
 
 
 def wait_idle(consumer) -> None:
@@ -158,19 +136,20 @@ def test_round_trip_through_two_coprocesses(benchmark, transport):
     items = small_items(ROUND_TRIP_ITEMS)
 
     def setup():
-        results = CountResults()
+        results = Collect()
         workers = [spawn(bc.Square, transport=transport, results=results) for _ in range(2)]
         for worker in workers:
             worker.send((-1, 0))
         for worker in workers:
             wait_idle(worker)
-        return (workers, results), {}
+        return (Dispatch(workers), results), {}
 
-    def run(workers, results):
-        round_robin(workers, items)
-        for worker in workers:
-            worker.close()
-        return results.count
+    def run(dispatch, results):
+        send = dispatch.send
+        for item in items:
+            send(item)
+        dispatch.close()
+        return len(results.items)
 
     count = benchmark.pedantic(run, setup=setup, rounds=ROUNDS)
     assert count == ROUND_TRIP_ITEMS + 2

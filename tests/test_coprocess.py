@@ -31,10 +31,9 @@ TRANSPORTS = ["pipe", "fifo", "socket"]
 LOOPBACK = ("127.0.0.1", 0)
 
 
-# --- Test-only stand-in for gilstudy.consumers.Collect (written in parallel by another ---
-# --- helper); the lead switches these tests to the real Collect at merge.               ---
 class Collected:
-    """A thread-safe results consumer that remembers what it got and lets a test wait."""
+    """Like gilstudy.Collect (thread-safe, remembers what it got), and a test can wait for
+    a number of results to arrive."""
 
     def __init__(self):
         self._changed = threading.Condition()
@@ -51,7 +50,6 @@ class Collected:
     def wait_for(self, count: int) -> bool:
         with self._changed:
             return self._changed.wait_for(lambda: len(self.items) >= count, TIMEOUT)
-# --- end of stand-in ---
 
 
 @pytest.fixture(autouse=True)

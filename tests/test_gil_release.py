@@ -14,7 +14,7 @@ import pytest
 
 from gilstudy import kernels
 from gilstudy.machine import gil_enabled
-from tests.conftest import TIMEOUT
+from conftest import TIMEOUT
 
 PROBE_STEPS = 20_000
 

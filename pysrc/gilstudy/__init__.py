@@ -2,69 +2,67 @@
 
 The same CPU-bound kernels (``gilstudy.kernels``) run in every execution model Python
 offers; a consumer interface (``send``/``close``) lets one consumer class run inline, in a
-thread, as a coroutine or in another process.
+thread, as a coroutine or in another process, and ``gilstudy.compare`` reports the speedup
+of each.
+
+Every public name is loaded on first use (PEP 562): a coprocess child imports ``gilstudy``
+to rebuild its consumer, and must not pay for threads, sockets or numpy it does not need.
 """
 
-from gilstudy import kernels
-from gilstudy.consumers import (
-    Broadcast,
-    Collect,
-    Consumer,
-    ConsumerThread,
-    Dispatch,
-    Inline,
-    Runner,
-    coroutine,
-    threads,
-)
-from gilstudy.errors import (
-    AuthenticationError,
-    ConsumerError,
-    CoprocessDied,
-    GilstudyError,
-    ProtocolError,
-    RemoteError,
-    UnknownKernelError,
-)
-from gilstudy.machine import describe as describe_machine
-from gilstudy.machine import gil_enabled, usable_cores
+import importlib
 
 __version__ = "0.1.0"
 
-# Submodules that import numpy or the optional peers are loaded on first use, so that
-# `import gilstudy` stays light: a coprocess child imports only what its consumer needs.
-_LAZY_SUBMODULES = ("compare", "experiments")
+# Public name -> the module that defines it.
+_EXPORTS = {
+    # the consumer interface and the in-process runners
+    "Consumer": "gilstudy.consumers",
+    "Runner": "gilstudy.consumers",
+    "Collect": "gilstudy.consumers",
+    "Inline": "gilstudy.consumers",
+    "ConsumerThread": "gilstudy.consumers",
+    "coroutine": "gilstudy.consumers",
+    "Broadcast": "gilstudy.consumers",
+    "Dispatch": "gilstudy.consumers",
+    "threads": "gilstudy.consumers",
+    # coprocesses
+    "spawn": "gilstudy.coprocess",
+    "coprocesses": "gilstudy.coprocess",
+    "connect": "gilstudy.coprocess",
+    "serve": "gilstudy.coprocess",
+    "RemoteConsumer": "gilstudy.coprocess",
+    "CoprocessServer": "gilstudy.coprocess",
+    "Coprocess": "gilstudy.coprocess",
+    "CoprocessSender": "gilstudy.coprocess",
+    # errors
+    "GilstudyError": "gilstudy.errors",
+    "UnknownKernelError": "gilstudy.errors",
+    "ConsumerError": "gilstudy.errors",
+    "RemoteError": "gilstudy.errors",
+    "CoprocessDied": "gilstudy.errors",
+    "ProtocolError": "gilstudy.errors",
+    "AuthenticationError": "gilstudy.errors",
+    # the machine and interpreter
+    "describe_machine": "gilstudy.machine",
+    "gil_enabled": "gilstudy.machine",
+    "usable_cores": "gilstudy.machine",
+}
+_RENAMED = {"describe_machine": "describe"}
+_SUBMODULES = ("kernels", "consumers", "coprocess", "compare", "experiments", "errors", "machine")
+
+__all__ = ["__version__", *_SUBMODULES, *_EXPORTS]
 
 
 def __getattr__(name: str):
-    if name in _LAZY_SUBMODULES:
-        import importlib
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), _RENAMED.get(name, name))
+    elif name in _SUBMODULES:
+        value = importlib.import_module(f"gilstudy.{name}")
+    else:
+        raise AttributeError(f"module 'gilstudy' has no attribute {name!r}")
+    globals()[name] = value
+    return value
 
-        return importlib.import_module(f"gilstudy.{name}")
-    raise AttributeError(f"module 'gilstudy' has no attribute {name!r}")
 
-__all__ = [
-    "kernels",
-    "compare",
-    "experiments",
-    "Consumer",
-    "Runner",
-    "Collect",
-    "Inline",
-    "ConsumerThread",
-    "coroutine",
-    "Broadcast",
-    "Dispatch",
-    "threads",
-    "GilstudyError",
-    "UnknownKernelError",
-    "ConsumerError",
-    "RemoteError",
-    "CoprocessDied",
-    "ProtocolError",
-    "AuthenticationError",
-    "describe_machine",
-    "gil_enabled",
-    "usable_cores",
-    "__version__",
-]
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

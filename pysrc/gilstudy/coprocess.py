@@ -19,16 +19,19 @@ import tempfile
 import threading
 import time
 import weakref
-from typing import Any, BinaryIO, Callable
+from typing import TYPE_CHECKING, Any, BinaryIO, Callable
 
 from gilstudy import wire
 from gilstudy._coprocess_child import PeerGone, run_consumer
 from gilstudy.errors import CoprocessDied, ProtocolError, RemoteError
 
+if TYPE_CHECKING:
+    from gilstudy.consumers import Dispatch
+
 __all__ = [
     "TRANSPORTS", "FLUSH_INTERVAL", "START_TIMEOUT", "EXIT_TIMEOUT",
     "CoprocessSender", "Coprocess",
-    "RemoteConsumer", "spawn", "connect",
+    "RemoteConsumer", "spawn", "coprocesses", "connect",
     "CoprocessServer", "serve", "parse_address", "import_factory", "add_subcommand",
 ]
 
@@ -176,6 +179,10 @@ class _Link:
         self.failure_raised = False
         self.stopping = False
         self.reader_closes_channel = False
+        # Set by the reader as it leaves. close() waits on this rather than on
+        # Thread.join(): on 3.11 and 3.12 a join interrupted by Ctrl-C marks the thread
+        # stopped while it still runs (bpo-45274), so a later join would not wait for it.
+        self.reader_done = threading.Event()
         self.write_lock = threading.Lock()
         self.state_lock = threading.Lock()
         self.wake = threading.Event()
@@ -356,6 +363,7 @@ class _Link:
         finally:
             if self.reader_closes_channel:
                 self.channel.close()
+            self.reader_done.set()
 
     def _forward(self, payload: bytes) -> None:
         if self.results is None:
@@ -396,7 +404,7 @@ class _Link:
         with self.write_lock:
             self.channel.close_writer()
         if self.failure is None and not self.writer_broken:
-            self.reader.join()  # the consumer handles what is left, closes, says DONE
+            self.reader_done.wait()  # the consumer handles what is left, closes, says DONE
         self._finish(terminate=False)
         if self.failure is None and not self.done:
             self.fail(CoprocessDied(self.pid, self._exitcode(0),
@@ -841,6 +849,41 @@ def spawn(factory: Callable, *args: Any, transport: str = "pipe", path=None, add
             link.writer_broken = True
             link._halt()
     return RemoteConsumer(link)
+
+
+def coprocesses(factory: Callable, n: int, *args: Any, transport: str = "pipe",
+                results: Any = None) -> "Dispatch":
+    """``n`` coprocesses, each running its own ``factory(*args)``, behind one Dispatch: the
+    process twin of :func:`gilstudy.consumers.threads`.
+
+    Every item goes to the coprocess with the fewest unacknowledged items. Give a
+    thread-safe ``results`` (such as :class:`gilstudy.consumers.Collect`): each coprocess's
+    reader thread sends to it. If starting one fails, those already started are ended and
+    the error is raised.
+
+        from gilstudy.consumers import Collect
+        from gilstudy.kernels.work import KernelConsumer
+        results = Collect()
+        with coprocesses(KernelConsumer, 2, "count_primes", "python", results=results) as fan:
+            for index in range(8):
+                fan.send((index, (index * 1000, index * 1000 + 1000)))
+        # results.items holds (index, count) for all eight ranges, in arrival order
+    """
+    from gilstudy.consumers import Dispatch
+
+    if not isinstance(n, int) or isinstance(n, bool):
+        raise TypeError(f"coprocesses: n must be an int, got {n!r} ({type(n).__name__})")
+    if n < 1:
+        raise ValueError(f"coprocesses: n must be >= 1, got {n}")
+    started: list[RemoteConsumer] = []
+    try:
+        for _ in range(n):
+            started.append(spawn(factory, *args, transport=transport, results=results))
+    except BaseException:
+        for worker in started:
+            worker.abort()
+        raise
+    return Dispatch(started)
 
 
 def connect(address: tuple[str, int], results: Any = None) -> RemoteConsumer:
