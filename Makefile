@@ -25,9 +25,11 @@ $(VENV)/.installed-run: $(VENV)/bin/python $(SOURCES)
 	$(PY) -m pip install --quiet ".[compare]"
 	touch $@
 
+# The main job: the single-thread kernel table, then every execution model side by side.
 run: $(VENV)/.installed-run
 	mkdir -p results
 	$(VENV)/bin/gilstudy kernels
+	$(VENV)/bin/gilstudy compare --json results/compare.json --plot results/compare.png
 
 ftpython:
 	bash tools/ftpython.sh --venv $(CURDIR)/.venv-3.13t
