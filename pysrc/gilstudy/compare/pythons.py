@@ -198,8 +198,8 @@ class RemoteSession:
             self._stderr.close()
             raise RuntimeError(f"--python {python.path}: cannot be started: "
                                f"{exc.strerror or exc}") from exc
-        self._reader = threading.Thread(target=self._read, name=f"gilstudy-python-{label}",
-                                        daemon=True)
+        self._reader = threading.Thread(target=self._read, args=(self._process.stdout,),
+                                        name=f"gilstudy-python-{label}", daemon=True)
         self._reader.start()
         try:
             hello = self._receive()
@@ -261,9 +261,9 @@ class RemoteSession:
 
     # ---- the pipe ---------------------------------------------------------------------
 
-    def _read(self) -> None:
+    def _read(self, pipe: TextIO) -> None:
         try:
-            for line in self._process.stdout:
+            for line in pipe:
                 self._replies.put(line)
         except (OSError, ValueError):
             pass  # the pipe was closed under us: close() is ending the child
