@@ -88,24 +88,30 @@ def test_a_bad_option_from_the_shell_prints_no_traceback():
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
 
 
-# The keys of every JSON document, schema 1 (documented in gilstudy/compare/report.py).
+# The keys of every JSON document, schema 2 (documented in gilstudy/compare/report.py).
 SCHEMA = {
     "schema_version": int, "tool": str, "gilstudy_version": str, "created": str,
     "workload": {"kernel": str, "size": int, "size_means": str, "items": int,
                  "whole_args": list, "answer": object},
-    "settings": {"workers": list, "repeat": int, "models": list, "reference": str},
+    "settings": {"workers": list, "repeat": int, "models": list, "reference": str,
+                 "pythons": list},
     "environment": {"machine": dict, "build": dict, "versions": dict, "idle_check": dict,
-                    "reference_run_s": float},
+                    "reference_run_s": float,
+                    "interpreters": [{"label": str, "default": bool, "executable": str,
+                                      "gil_enabled": bool, "reference_run_s": float,
+                                      "machine": dict, "build": dict, "versions": dict}]},
     "models": [{"name": str, "impl": str, "summary": str, "available": bool,
                 "reason": (str, type(None)), "reusable": bool,
-                "max_workers": (int, type(None)), "shares_gil": bool}],
-    "rows": [{"model": str, "impl": str, "workers": int, "oversubscribed": bool,
+                "max_workers": (int, type(None)), "shares_gil": bool, "interpreter": str}],
+    "rows": [{"model": str, "interpreter": str, "gil_enabled": bool, "impl": str,
+              "workers": int, "oversubscribed": bool,
               "restarted_per_repeat": bool, "startup_s": list, "work_s": list,
               "median_s": float, "spread": float, "speedup_vs_serial": float,
+              "speedup_vs_own_serial": float,
               "speedup_vs_own_1": (float, type(None)), "efficiency": (float, type(None))}],
-    "projections": [{"model": str, "law": str, "points": list, "params": (dict, type(None)),
-                     "rms_error": (float, type(None)), "projected": (dict, type(None)),
-                     "reason": (str, type(None))}],
+    "projections": [{"model": str, "interpreter": str, "law": str, "points": list,
+                     "params": (dict, type(None)), "rms_error": (float, type(None)),
+                     "projected": (dict, type(None)), "reason": (str, type(None))}],
     "verdict": list,
 }
 ENVIRONMENT = {
@@ -143,7 +149,7 @@ def test_a_tiny_run_prints_the_report_and_writes_json_and_png(capsys, tmp_path):
     assert png_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     document = json.loads(json_path.read_text())
-    assert document["schema_version"] == SCHEMA_VERSION == 1
+    assert document["schema_version"] == SCHEMA_VERSION == 2
     check_schema(document, SCHEMA)
     for key, keys in ENVIRONMENT.items():
         assert keys <= set(document["environment"][key]), key
@@ -153,6 +159,10 @@ def test_a_tiny_run_prints_the_report_and_writes_json_and_png(capsys, tmp_path):
     assert {r["model"] for r in document["rows"]} == set(available)
     assert all(len(r["work_s"]) == 2 for r in document["rows"])
     assert all(m["reason"] for m in document["models"] if not m["available"])
+    [interpreter] = document["environment"]["interpreters"]
+    assert interpreter["default"] and interpreter["executable"] == sys.executable
+    assert {r["interpreter"] for r in document["rows"]} == {interpreter["label"]}
+    assert document["settings"]["pythons"] == []
 
 
 def test_the_progress_bar_redraws_one_line_and_clears_it():

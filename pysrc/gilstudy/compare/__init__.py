@@ -1,6 +1,7 @@
 # `gilstudy compare`: one workload in every execution model at several worker counts, the
 # answers checked against each other, the speedups reported. Models are registry entries
-# (gilstudy.compare.models); run() does the measuring and returns a CompareResult.
+# (gilstudy.compare.models); run() does the measuring and returns a CompareResult, under
+# this interpreter and, with pythons=[...], others too (gilstudy.compare.pythons).
 #
 #     >>> from gilstudy import compare
 #     >>> result = compare.run("count_primes", size=200_000, workers=[1, 2], repeat=3)
@@ -10,7 +11,8 @@ from gilstudy.compare import models
 from gilstudy.compare.fit import ScalingFit, fit_amdahl, fit_usl
 from gilstudy.compare.models import Model, Workers, register, registered, unregister
 from gilstudy.compare.plot import plot
-from gilstudy.compare.report import SCHEMA_VERSION, CompareResult, Projection, Row
+from gilstudy.compare.pythons import Python, probe
+from gilstudy.compare.report import SCHEMA_VERSION, CompareResult, Interpreter, Projection, Row
 from gilstudy.compare.runner import REFERENCE, default_workers, run
 from gilstudy.compare.workload import Workload, make_workload
 
@@ -19,6 +21,9 @@ __all__ = [
     "CompareResult",
     "Row",
     "Projection",
+    "Interpreter",
+    "Python",
+    "probe",
     "SCHEMA_VERSION",
     "REFERENCE",
     "default_workers",

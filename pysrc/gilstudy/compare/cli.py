@@ -1,7 +1,7 @@
 # `gilstudy compare`: parse the options, check them all before anything runs (a bad one is
-# a one-line error and exit status 2), run gilstudy.compare.run with a progress bar on
-# stderr, print the report, write the JSON and the plot. A failed or disagreeing model is
-# a one-line error and exit status 1.
+# a one-line error and exit status 2; a bad --python too: each is probed first), run
+# gilstudy.compare.run with a progress bar on stderr, print the report, write the JSON and
+# the plot. A failed or disagreeing model is a one-line error and exit status 1.
 
 import argparse
 import importlib.util
@@ -12,11 +12,12 @@ from typing import TextIO
 
 from gilstudy import kernels
 from gilstudy.compare import models as registry
+from gilstudy.compare.pythons import checked
 from gilstudy.compare.runner import check_workers, default_workers, run
 from gilstudy.compare.workload import DEFAULT_ITEMS, default_size, make_workload, size_means
 from gilstudy.errors import UnknownKernelError
 
-__all__ = ["add_subcommand", "main", "worker_counts", "ProgressBar"]
+__all__ = ["add_subcommand", "main", "worker_counts", "python_paths", "ProgressBar"]
 
 PROG = "gilstudy compare"
 
@@ -43,6 +44,15 @@ def worker_counts(text: str) -> list[int]:
         return check_workers(counts)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc).removeprefix("workers: ")) from None
+
+
+def python_paths(text: str) -> list[str]:
+    """argparse type: '/a/python,/b/python3.13t' -> the paths (probed later, in _check)."""
+    paths = [part.strip() for part in text.split(",")]
+    if not all(paths):
+        raise argparse.ArgumentTypeError(
+            f"must be comma-separated interpreter paths, got {text!r}")
+    return paths
 
 
 class ProgressBar:
@@ -83,6 +93,8 @@ def _check(args) -> None:
     for option, path in (("--json", args.json), ("--plot", args.plot)):
         if path is not None and not Path(path).resolve().parent.is_dir():
             raise ValueError(f"{option}: directory {str(Path(path).parent)!r} does not exist")
+    # Last, as it runs each interpreter once (about a second each).
+    args.pythons = [checked(path, option="--python") for path in args.pythons]
 
 
 def main(args: argparse.Namespace, out: TextIO | None = None) -> int:
@@ -97,7 +109,7 @@ def main(args: argparse.Namespace, out: TextIO | None = None) -> int:
     try:
         result = run(kernel=args.kernel, size=args.size, items=args.items, workers=args.workers,
                      models=args.models, repeat=args.repeat, progress=bar,
-                     idle_timeout_s=args.idle_timeout)
+                     idle_timeout_s=args.idle_timeout, pythons=args.pythons)
     except RuntimeError as exc:
         return _error(exc, 1)
     finally:
@@ -137,7 +149,9 @@ def add_subcommand(subparsers) -> None:
                "  gilstudy compare --kernel mandelbrot --models '*-cython' --workers 1,2\n"
                "  gilstudy compare --kernel countdown --items 20000   # tiny items: "
                "per-item overhead\n"
-               "  gilstudy compare --json results/compare.json --plot results/compare.png")
+               "  gilstudy compare --json results/compare.json --plot results/compare.png\n"
+               "  gilstudy compare --models 'serial-*,threads-*' --python .venv-3.13t/bin/python\n"
+               "                   # the same models under a free-threaded 3.13t too")
     parser.error = _one_line_error
     parser.add_argument("--kernel", default="count_primes", choices=kernels.NAMES,
                         help="kernel to run (default count_primes)")
@@ -156,6 +170,13 @@ def add_subcommand(subparsers) -> None:
                              "always runs, as the reference")
     parser.add_argument("--repeat", type=positive_int, default=5,
                         help="interleaved repeats; the median is reported (default 5)")
+    parser.add_argument("--python", dest="pythons", type=python_paths, action="extend",
+                        default=[], metavar="PATH[,PATH...]",
+                        help="also run the models under these interpreters (each needs this "
+                             "gilstudy installed), in child processes taking turns with this "
+                             "one; rows are labelled model@3.11, model@3.13t, ... and "
+                             "speedups stay relative to serial-python under this interpreter, "
+                             "with a column against each interpreter's own serial-python")
     parser.add_argument("--json", default=None, metavar="PATH",
                         help="write every timing and the environment as JSON")
     parser.add_argument("--plot", default=None, metavar="PATH",

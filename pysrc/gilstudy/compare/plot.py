@@ -1,6 +1,7 @@
 # A PNG of a compare result: each model's speedup over its own 1-worker run against the
-# worker count, with the ideal line, and its speedup over the serial-python reference.
-# Drawn with matplotlib's Agg canvas directly, so no GUI backend or pyplot state is used.
+# worker count, with the ideal line, and its speedup over the serial-python reference; one
+# line per model@interpreter when several interpreters ran. Drawn with matplotlib's Agg
+# canvas directly, so no GUI backend or pyplot state is used.
 
 from pathlib import Path
 
@@ -8,14 +9,22 @@ from gilstudy.compare.report import CompareResult
 
 __all__ = ["plot"]
 
+# Line styles of the second, third ... interpreter (the default's lines are solid).
+_INTERPRETER_LINES = ("--", "-.", ":", (0, (5, 1, 1, 1)))
+
 
 def plot(result: CompareResult, path: str | Path) -> Path:
     """Write ``result`` as a PNG to ``path`` and return the path.
 
     Left: speedup over the model's own 1-worker run (the scaling), with the ideal
     S(N) = N and a dashed line at the usable cores; right: speedup over the reference
-    (serial-python), log scale, where the compiled kernels' head start shows. Models
-    measured at one worker count only appear as single points.
+    (serial-python under the default interpreter), log scale, where the compiled kernels'
+    head start and a slower interpreter's handicap show. Models measured at one worker
+    count only appear as single points.
+
+    One colour per model. With one interpreter, solid circles run Python and dashed
+    squares Cython; with several, circles run Python and squares Cython, and the line
+    style tells the interpreters apart (the default's are solid).
 
     Raises ModuleNotFoundError if matplotlib is missing (pip install 'gilstudy[compare]').
     """
@@ -29,13 +38,21 @@ def plot(result: CompareResult, path: str | Path) -> Path:
     scaling, absolute = figure.subplots(1, 2)
     counts = sorted({r.workers for r in result.rows})
     palette = colormaps["tab20"]
-    for index, info in enumerate(result.models):
-        rows = result.rows_of(info.name)
+    colours = {name: palette(i % 20) for i, name in enumerate(dict.fromkeys(
+        m.name for m in result.models))}
+    lines = {i.label: "-" if i.is_default else _INTERPRETER_LINES[(n - 1) % len(_INTERPRETER_LINES)]
+             for n, i in enumerate(result.interpreters)}
+    for info in result.models:
+        rows = result.rows_of(info.name, info.interpreter)
         if not rows:
             continue
-        # One colour per model in both panels; solid circles run Python, dashed squares Cython.
-        style = dict(color=palette(index % 20), linestyle="-" if info.impl == "python" else "--",
-                     marker="o" if info.impl == "python" else "s", label=info.name)
+        if result.spans_interpreters:
+            linestyle = lines[info.interpreter]
+        else:
+            linestyle = "-" if info.impl == "python" else "--"
+        style = dict(color=colours[info.name], linestyle=linestyle,
+                     marker="o" if info.impl == "python" else "s",
+                     label=result.name_of(info.name, info.interpreter))
         workers = [r.workers for r in rows]
         own = [(r.workers, r.speedup_vs_own_1) for r in rows if r.speedup_vs_own_1 is not None]
         if own and info.max_workers != 1:
@@ -48,15 +65,19 @@ def plot(result: CompareResult, path: str | Path) -> Path:
         axes.set_xticks(counts, [str(c) for c in counts])
         axes.set_xlabel(f"workers (dashed: {result.usable_cores} usable cores)")
         axes.grid(True, alpha=0.3)
-        axes.legend(fontsize="small")
+        axes.legend(fontsize="x-small" if result.spans_interpreters else "small")
     scaling.set_ylabel("speedup over the model's own 1-worker run")
     scaling.set_title("scaling")
     absolute.set_yscale("log")
-    absolute.set_ylabel(f"speedup over {result.reference} (log)")
-    absolute.set_title(f"against {result.reference}")
+    reference = result.name_of(result.reference, result.default_label)
+    absolute.set_ylabel(f"speedup over {reference} (log)")
+    absolute.set_title(f"against {reference}")
     m = result.environment["machine"]
-    figure.suptitle(f"gilstudy compare: {result.workload.describe()}; python {m['python']} "
-                    f"(GIL {'enabled' if m['gil_enabled'] else 'disabled'}), "
+    pythons = " and ".join(
+        f"python {i.environment['machine']['python']}"
+        f"{f' @{i.label}' if result.spans_interpreters else ''}"
+        f" (GIL {'enabled' if i.gil_enabled else 'disabled'})" for i in result.interpreters)
+    figure.suptitle(f"gilstudy compare: {result.workload.describe()}; {pythons}, "
                     f"{m['usable_cores']} usable cores, {m['cpu_model']}", fontsize="medium")
     figure.savefig(path, dpi=100)
     return path

@@ -1,7 +1,8 @@
 # What `gilstudy compare` found, and every way of showing it: the CompareResult the runner
 # returns, its table (plain or markdown), a plain-language verdict, scaling projections and
 # the JSON document (schema below). Nothing here looks at a model's name: facts about a
-# model come from its registry entry, copied into ModelInfo.
+# model come from its registry entry, copied into ModelInfo. With several interpreters
+# (--python), every model is shown once per interpreter as model@label.
 
 import datetime
 import json
@@ -13,32 +14,42 @@ from gilstudy.compare.fit import PROJECT_AT, ScalingFit, fit_amdahl, fit_usl
 from gilstudy.compare.workload import Workload, answer_summary, size_means
 from gilstudy.machine import IdleCheck
 
-__all__ = ["SCHEMA_VERSION", "ModelInfo", "Row", "Projection", "CompareResult"]
+__all__ = ["SCHEMA_VERSION", "ModelInfo", "Row", "Projection", "Interpreter", "CompareResult"]
 
 # Version of the JSON document written by CompareResult.to_json(); raised whenever a key
 # changes meaning or goes away (adding keys does not change it).
 #
-# Schema 1, every key always present (null where a figure does not exist):
-#   schema_version  int, 1
+# Schema 2 (schema 1 had one interpreter, so a model and a worker count named one row; now
+# a model appears once per interpreter in models, rows and projections, told apart by
+# their "interpreter" label), every key always present (null where a figure does not exist):
+#   schema_version  int, 2
 #   tool            "gilstudy compare";  gilstudy_version  str;  created  ISO 8601 UTC time
 #   workload        {kernel, size, size_means, items, whole_args [..], answer}: answer is
 #                   the serial-python answer: a number, or for an image {shape, dtype,
 #                   sum, sha256 (first 16 hex digits)}
-#   settings        {workers [int], repeat int, models [names asked for], reference str}
+#   settings        {workers [int], repeat int, models [names asked for], reference str,
+#                   pythons [the other interpreters' paths, in order]}
 #   environment     {machine: gilstudy.machine.describe(), build: gilstudy.kernels.
 #                   build_info() (Cython version, compiler, cflags, openmp, ...),
-#                   versions {python, numpy, cython, joblib|null}, idle_check {idle,
-#                   busy_cores|null, waited_s, measured, text}, reference_run_s}
+#                   versions {python, numpy, cython, joblib|null}: all three of the default
+#                   interpreter (the one that ran `gilstudy compare`); idle_check {idle,
+#                   busy_cores|null, waited_s, measured, text}, reference_run_s (default
+#                   interpreter), interpreters [{label ("3.11", "3.13t", "3.11#2" for a
+#                   second 3.11), default bool, executable, gil_enabled (as its runs
+#                   ended), reference_run_s, machine, build, versions}], default first}
 #   models          [{name, impl, summary, available, reason|null, reusable, max_workers|
-#                   null, shares_gil}] for every model asked for, runnable or not
-#   rows            [{model, impl, workers, oversubscribed, restarted_per_repeat,
-#                   startup_s [s per start], work_s [s per repeat], median_s, spread,
-#                   speedup_vs_serial, speedup_vs_own_1|null, efficiency|null}]
-#   projections     [{model, law "amdahl"|"usl", points [[workers, speedup vs own 1 worker]],
-#                   params {s}|{a, b}|null, rms_error|null, projected {"4","16","64": speedup}
-#                   |null, reason|null (why there is no fit)}]
+#                   null, shares_gil, interpreter}] for every model asked for under every
+#                   interpreter, runnable or not
+#   rows            [{model, interpreter, gil_enabled, impl, workers, oversubscribed,
+#                   restarted_per_repeat, startup_s [s per start], work_s [s per repeat],
+#                   median_s, spread, speedup_vs_serial (against the default interpreter's
+#                   reference), speedup_vs_own_serial (against the reference under the
+#                   row's own interpreter), speedup_vs_own_1|null, efficiency|null}]
+#   projections     [{model, interpreter, law "amdahl"|"usl", points [[workers, speedup vs
+#                   own 1 worker]], params {s}|{a, b}|null, rms_error|null, projected {"4",
+#                   "16","64": speedup}|null, reason|null (why there is no fit)}]
 #   verdict         [sentences]
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # A model "helped" when its best speedup over its own 1-worker run reaches this.
 _HELPED = 1.2
@@ -57,20 +68,27 @@ class ModelInfo:
     reusable: bool
     max_workers: int | None
     shares_gil: bool
+    interpreter: str
 
 
 @dataclass
 class Row:
-    """One model at one worker count: raw seconds and the figures derived from them."""
+    """One model at one worker count under one interpreter (its label, and whether its
+    GIL was enabled as the runs began): raw seconds and the figures derived from them.
+    ``speedup_vs_serial`` divides the default interpreter's reference time,
+    ``speedup_vs_own_serial`` the reference time under the row's own interpreter."""
 
     model: str
     impl: str
     workers: int
     oversubscribed: bool
     restarted: bool
+    interpreter: str
+    gil_enabled: bool
     startup_s: list[float] = field(default_factory=list)
     work_s: list[float] = field(default_factory=list)
     speedup_vs_serial: float | None = None
+    speedup_vs_own_serial: float | None = None
     speedup_vs_own_1: float | None = None
 
     @property
@@ -95,9 +113,11 @@ class Row:
 
 @dataclass(frozen=True)
 class Projection:
-    """One scaling law fitted to one model's measured points, or why it could not be."""
+    """One scaling law fitted to one model's measured points under one interpreter, or
+    why it could not be."""
 
     model: str
+    interpreter: str
     law: str
     points: tuple[tuple[int, float], ...]
     fit: ScalingFit | None
@@ -105,6 +125,23 @@ class Projection:
 
     def at(self, cores: int) -> float | None:
         return None if self.fit is None else self.fit.speedup(cores)
+
+
+@dataclass(frozen=True)
+class Interpreter:
+    """One interpreter the models ran under. ``label`` names it in rows ('3.11', '3.13t';
+    '#2' is added when two share one); the default is the one that ran the comparison
+    (``executable`` is then sys.executable, else the --python path). ``gil_enabled`` is
+    its GIL state when its runs ended, ``environment`` its machine, build and versions
+    (gilstudy.compare.runner.environment() there), ``reference_run_s`` its untimed
+    reference run."""
+
+    label: str
+    executable: str
+    is_default: bool
+    gil_enabled: bool
+    reference_run_s: float
+    environment: dict
 
 
 def workers_text(n: int) -> str:
@@ -134,7 +171,12 @@ def _align(table: list[list[str]], right: set[int]) -> str:
 class CompareResult:
     """Everything one `gilstudy compare` run measured. Build it with
     gilstudy.compare.run(); show it with table(), to_markdown(), verdict(),
-    projections(), report(); save it with to_json() or gilstudy.compare.plot()."""
+    projections(), report(); save it with to_json() or gilstudy.compare.plot().
+
+    ``interpreters`` lists the interpreters the models ran under, the default first;
+    ``environment`` and ``reference_run_s`` are the default interpreter's. ``models`` and
+    ``rows`` hold each model once per interpreter (ModelInfo.interpreter, Row.interpreter).
+    """
 
     workload: Workload
     workers: list[int]
@@ -146,16 +188,43 @@ class CompareResult:
     reference_run_s: float
     idle: IdleCheck
     environment: dict
+    interpreters: list[Interpreter]
     created: str = field(default_factory=lambda: datetime.datetime.now(
         datetime.timezone.utc).isoformat(timespec="seconds"))
 
     # ---- derived figures ------------------------------------------------------------
 
-    def model(self, name: str) -> ModelInfo:
-        return next(m for m in self.models if m.name == name)
+    @property
+    def default_label(self) -> str:
+        """The label of the interpreter that ran the comparison (the first)."""
+        return self.interpreters[0].label
 
-    def rows_of(self, name: str) -> list[Row]:
-        return [r for r in self.rows if r.model == name]
+    @property
+    def spans_interpreters(self) -> bool:
+        """Whether more than one interpreter ran (then models are shown as model@label)."""
+        return len(self.interpreters) > 1
+
+    def name_of(self, model: str, interpreter: str) -> str:
+        """How the report names ``model`` under ``interpreter``: 'threads-python', or
+        'threads-python@3.13t' when several interpreters ran."""
+        return f"{model}@{interpreter}" if self.spans_interpreters else model
+
+    def interpreter(self, label: str) -> Interpreter:
+        return next(i for i in self.interpreters if i.label == label)
+
+    def model(self, name: str, interpreter: str | None = None) -> ModelInfo:
+        """Model ``name`` under ``interpreter`` (default: the default interpreter)."""
+        label = self.default_label if interpreter is None else interpreter
+        return next(m for m in self.models if m.name == name and m.interpreter == label)
+
+    def rows_of(self, name: str, interpreter: str | None = None) -> list[Row]:
+        """The rows of model ``name`` under ``interpreter`` (default: the default
+        interpreter), by worker count."""
+        label = self.default_label if interpreter is None else interpreter
+        return [r for r in self.rows if r.model == name and r.interpreter == label]
+
+    def _row_name(self, row: Row) -> str:
+        return self.name_of(row.model, row.interpreter)
 
     @property
     def usable_cores(self) -> int:
@@ -163,7 +232,9 @@ class CompareResult:
 
     @property
     def unavailable(self) -> dict[str, str]:
-        return {m.name: m.reason for m in self.models if not m.available}
+        """Why each model that could not run did not, by its name in the report."""
+        return {self.name_of(m.name, m.interpreter): m.reason for m in self.models
+                if not m.available}
 
     def projections(self) -> list[Projection]:
         """Amdahl and USL fitted to each multi-worker model's speedups over its own
@@ -171,41 +242,52 @@ class CompareResult:
         measure time-sharing, not more cores, so they are left out)."""
         projections = []
         for info in self.models:
-            rows = self.rows_of(info.name)
+            rows = self.rows_of(info.name, info.interpreter)
             if not rows or info.max_workers == 1:
                 continue
             points = tuple((r.workers, r.speedup_vs_own_1) for r in rows
                            if not r.oversubscribed and r.speedup_vs_own_1 is not None)
             for law, fitter in (("amdahl", fit_amdahl), ("usl", fit_usl)):
                 if not any(r.workers == 1 for r in rows):
-                    projections.append(Projection(info.name, law, (), None,
+                    projections.append(Projection(info.name, info.interpreter, law, (), None,
                                                   "needs a 1-worker run to compare with"))
                     continue
                 try:
-                    projections.append(Projection(info.name, law, points, fitter(points), None))
+                    projections.append(Projection(info.name, info.interpreter, law, points,
+                                                  fitter(points), None))
                 except ValueError as exc:
                     reason = f"{exc} within the {self.usable_cores} usable cores"
-                    projections.append(Projection(info.name, law, points, None, reason))
+                    projections.append(Projection(info.name, info.interpreter, law, points,
+                                                  None, reason))
         return projections
 
     # ---- text -----------------------------------------------------------------------
 
     def _table_cells(self) -> list[list[str]]:
+        # With one interpreter "vs its own serial" would repeat "vs serial", so it is left out.
+        several = self.spans_interpreters
         header = ["model", "workers", "start-up s", "median s", "spread",
-                  f"vs {self.reference}", "vs own 1 worker", "efficiency"]
+                  f"vs {self.name_of(self.reference, self.default_label)}",
+                  *([f"vs {self.reference}@own"] if several else []),
+                  "vs own 1 worker", "efficiency"]
         cells = [header]
         for r in self.rows:
             cells.append([
-                r.model, f"{r.workers}{'*' if r.oversubscribed else ''}",
+                self._row_name(r), f"{r.workers}{'*' if r.oversubscribed else ''}",
                 f"{r.startup_median_s:.3f}{' (each)' if r.restarted else ''}",
                 f"{r.median_s:.4f}", f"{100 * r.spread:.0f}%",
-                _fmt(r.speedup_vs_serial, ".2f", "x"), _fmt(r.speedup_vs_own_1, ".2f", "x"),
-                _fmt(r.efficiency, ".0%"),
+                _fmt(r.speedup_vs_serial, ".2f", "x"),
+                *([_fmt(r.speedup_vs_own_serial, ".2f", "x")] if several else []),
+                _fmt(r.speedup_vs_own_1, ".2f", "x"), _fmt(r.efficiency, ".0%"),
             ])
         return cells
 
     def _table_notes(self) -> list[str]:
         notes = []
+        if self.spans_interpreters:
+            notes.append(f"vs {self.reference}@own: against {self.reference} under the row's own "
+                         f"interpreter; vs {self.name_of(self.reference, self.default_label)}: "
+                         "against the default interpreter's, so a slower single thread shows")
         if any(r.oversubscribed for r in self.rows):
             notes.append(f"* more workers than the {self.usable_cores} usable cores "
                          "(oversubscribed)")
@@ -217,7 +299,8 @@ class CompareResult:
 
     def table(self) -> str:
         """The results as an aligned plain-text table, with its footnotes."""
-        text = _align(self._table_cells(), right=set(range(1, 8)))
+        cells = self._table_cells()
+        text = _align(cells, right=set(range(1, len(cells[0]))))
         return "\n".join([text, *self._table_notes()])
 
     def to_markdown(self) -> str:
@@ -237,20 +320,23 @@ class CompareResult:
     def _verdict_lines(self) -> list[str]:
         lines = []
         kernel = self.workload.kernel
+        reference = self.name_of(self.reference, self.default_label)
         best = min(self.rows, key=lambda r: r.median_s)
-        lines.append(f"Fastest for {kernel} here: {best.model} with "
+        lines.append(f"Fastest for {kernel} here: {self._row_name(best)} with "
                      f"{workers_text(best.workers)}, {best.median_s:.4f} s, "
-                     f"{_fmt(best.speedup_vs_serial, '.1f', 'x')} {self.reference}.")
+                     f"{_fmt(best.speedup_vs_serial, '.1f', 'x')} {reference}.")
         python_rows = [r for r in self.rows if r.impl == "python" and r.model != self.reference]
         if python_rows:
             top = min(python_rows, key=lambda r: r.median_s)
             if top.speedup_vs_serial is not None and top.speedup_vs_serial >= _HELPED:
-                lines.append(f"Best with the pure-Python kernel: {top.model} with "
-                             f"{workers_text(top.workers)}, {top.speedup_vs_serial:.1f}x {self.reference}.")
+                lines.append(f"Best with the pure-Python kernel: {self._row_name(top)} with "
+                             f"{workers_text(top.workers)}, {top.speedup_vs_serial:.1f}x "
+                             f"{reference}.")
             else:
                 lines.append(f"No model ran the pure-Python kernel much faster than "
-                             f"{self.reference} (best: {top.model}, "
+                             f"{reference} (best: {self._row_name(top)}, "
                              f"{_fmt(top.speedup_vs_serial, '.2f', 'x')}).")
+        lines.extend(self._interpreter_lines())
         lines.extend(self._startup_lines())
         lines.extend(self._gil_lines())
         if not self.idle.idle:
@@ -265,9 +351,10 @@ class CompareResult:
         costly = max(started, key=lambda r: r.startup_median_s)
         slowest: dict[str, float] = {}
         for r in started:
-            slowest[r.model] = max(slowest.get(r.model, 0.0), r.startup_median_s)
+            slowest[self._row_name(r)] = max(slowest.get(self._row_name(r), 0.0),
+                                             r.startup_median_s)
         cheap = [name for name, seconds in slowest.items() if seconds < 0.01]
-        text = (f"Start-up: {costly.model} took {costly.startup_median_s:.3f} s to start "
+        text = (f"Start-up: {self._row_name(costly)} took {costly.startup_median_s:.3f} s to start "
                 f"{workers_text(costly.workers)}, "
                 f"{_fmt(_ratio(costly.startup_median_s, costly.median_s), '.1f', 'x')} the "
                 "time of one run of the workload on them: worth paying only when workers "
@@ -277,27 +364,58 @@ class CompareResult:
         return [text]
 
     def _gil_lines(self) -> list[str]:
-        gil = self.environment["machine"]["gil_enabled"]
         lines = []
         for info in self.models:
-            rows = [r for r in self.rows_of(info.name)
+            rows = [r for r in self.rows_of(info.name, info.interpreter)
                     if r.workers > 1 and r.speedup_vs_own_1 is not None]
             if not info.shares_gil or info.max_workers == 1 or not rows:
                 continue
             top = max(rows, key=lambda r: r.speedup_vs_own_1)
             helped = top.speedup_vs_own_1 >= _HELPED
+            name = self.name_of(info.name, info.interpreter)
             if info.impl == "python":
-                why = ("the GIL is enabled, so pure-Python threads take turns" if gil else
-                       "the GIL is disabled in this build, so pure-Python threads can run "
+                why = ("the GIL is enabled, so pure-Python threads take turns" if top.gil_enabled
+                       else "the GIL is disabled in this build, so pure-Python threads can run "
                        "at once")
                 outcome = "helped" if helped else "did not help"
-                lines.append(f"{info.name}: threads {outcome} pure Python "
+                lines.append(f"{name}: threads {outcome} pure Python "
                              f"(best {top.speedup_vs_own_1:.2f}x its 1-worker speed, at "
                              f"{top.workers} workers); {why}.")
             else:
-                lines.append(f"{info.name}: the compiled kernel releases the GIL; best "
+                lines.append(f"{name}: the compiled kernel releases the GIL; best "
                              f"{top.speedup_vs_own_1:.2f}x its 1-worker speed, at "
                              f"{top.workers} workers.")
+        return lines
+
+    def _interpreter_lines(self) -> list[str]:
+        """Per other interpreter: the single-thread cost (its reference time against the
+        default's) and, where its GIL is disabled, what its pure-Python threads gained
+        over its own reference, and the net of the two."""
+        lines = []
+        default = self.default_label
+        base = self.rows_of(self.reference, default)[0]
+        for other in self.interpreters[1:]:
+            own = self.rows_of(self.reference, other.label)[0]
+            cost = _ratio(own.median_s, base.median_s)
+            text = (f"Single thread: {self.reference}@{other.label} (GIL "
+                    f"{'enabled' if other.gil_enabled else 'disabled'}) took "
+                    f"{_fmt(cost, '.2f', 'x')} the time of {self.reference}@{default}")
+            threads = [r for r in self.rows if r.interpreter == other.label and r.impl == "python"
+                       and r.workers > 1 and r.speedup_vs_own_serial is not None
+                       and self.model(r.model, other.label).shares_gil]
+            if other.gil_enabled or not threads:
+                lines.append(text + ".")
+                continue
+            top = max(threads, key=lambda r: r.speedup_vs_own_serial)
+            net = top.speedup_vs_serial
+            pays = (f"the parallel gain outweighs the single-thread cost at "
+                    f"{workers_text(top.workers)}" if net is not None and net >= 1.0 else
+                    f"the parallel gain does not make up for the single-thread cost at "
+                    f"{workers_text(top.workers)}")
+            lines.append(f"{text}; against that cost, {top.model}@{other.label} ran "
+                         f"{top.speedup_vs_own_serial:.2f}x as fast as {self.reference}@"
+                         f"{other.label} with {workers_text(top.workers)}, so "
+                         f"{_fmt(net, '.2f', 'x')} {self.reference}@{default} net: {pays}.")
         return lines
 
     def projection_text(self) -> str:
@@ -313,21 +431,32 @@ class CompareResult:
                   *[f"{n} cores" for n in PROJECT_AT]]]
         for p in projections:
             points = ", ".join(f"{n}: {s:.2f}" for n, s in p.points) or "-"
+            name = self.name_of(p.model, p.interpreter)
             if p.fit is None:
-                cells.append([p.model, p.law, points, p.reason, *["-"] * len(PROJECT_AT)])
+                cells.append([name, p.law, points, p.reason, *["-"] * len(PROJECT_AT)])
             else:
-                cells.append([p.model, p.law, points,
+                cells.append([name, p.law, points,
                               f"{p.fit.describe_params()} (rms {p.fit.rms_error:.2f})",
                               *[f"{p.at(n):.1f}x" for n in PROJECT_AT]])
         return "\n".join(head + [_align(cells, right={4, 5, 6})])
 
     def header(self) -> str:
         m = self.environment["machine"]
-        return (f"gilstudy compare: {self.workload.describe()}, median of {self.repeat} "
-                f"interleaved repeats\n"
-                f"python {m['python']} ({m['interpreter']}, GIL "
-                f"{'enabled' if m['gil_enabled'] else 'disabled'}), {m['cpu_model']}, "
-                f"{m['usable_cores']} usable cores; {self.idle.describe()}")
+        first = (f"gilstudy compare: {self.workload.describe()}, median of {self.repeat} "
+                 f"interleaved repeats")
+        if not self.spans_interpreters:
+            return (f"{first}\npython {m['python']} ({m['interpreter']}, GIL "
+                    f"{'enabled' if m['gil_enabled'] else 'disabled'}), {m['cpu_model']}, "
+                    f"{m['usable_cores']} usable cores; {self.idle.describe()}")
+        lines = [f"{first}, the interpreters taking turns within each repeat"]
+        for i in self.interpreters:
+            im = i.environment["machine"]
+            lines.append(f"@{i.label}: python {im['python']}, GIL "
+                         f"{'enabled' if i.gil_enabled else 'disabled'}: {i.executable}"
+                         f"{' (the default)' if i.is_default else ''}")
+        lines.append(f"{m['cpu_model']}, {m['usable_cores']} usable cores; "
+                     f"{self.idle.describe()}")
+        return "\n".join(lines)
 
     def report(self, markdown: bool = False) -> str:
         """Header, table, verdict and projections: what the CLI prints."""
@@ -359,25 +488,35 @@ class CompareResult:
                 "answer": answer_summary(self.answer),
             },
             "settings": {"workers": list(self.workers), "repeat": self.repeat,
-                         "models": [m.name for m in self.models], "reference": self.reference},
+                         "models": list(dict.fromkeys(m.name for m in self.models)),
+                         "reference": self.reference,
+                         "pythons": [i.executable for i in self.interpreters[1:]]},
             "environment": {
                 **{k: v for k, v in self.environment.items()},
                 "idle_check": {"idle": idle.idle, "busy_cores": _finite(idle.busy_cores),
                                "waited_s": idle.waited_s, "measured": idle.measured,
                                "text": idle.describe()},
                 "reference_run_s": self.reference_run_s,
+                "interpreters": [{
+                    "label": i.label, "default": i.is_default, "executable": i.executable,
+                    "gil_enabled": i.gil_enabled, "reference_run_s": i.reference_run_s,
+                    **i.environment,
+                } for i in self.interpreters],
             },
             "models": [vars(m).copy() for m in self.models],
             "rows": [{
-                "model": r.model, "impl": r.impl, "workers": r.workers,
+                "model": r.model, "interpreter": r.interpreter, "gil_enabled": r.gil_enabled,
+                "impl": r.impl, "workers": r.workers,
                 "oversubscribed": r.oversubscribed, "restarted_per_repeat": r.restarted,
                 "startup_s": list(r.startup_s), "work_s": list(r.work_s),
                 "median_s": r.median_s, "spread": r.spread,
                 "speedup_vs_serial": r.speedup_vs_serial,
+                "speedup_vs_own_serial": r.speedup_vs_own_serial,
                 "speedup_vs_own_1": r.speedup_vs_own_1, "efficiency": r.efficiency,
             } for r in self.rows],
             "projections": [{
-                "model": p.model, "law": p.law, "points": [list(pt) for pt in p.points],
+                "model": p.model, "interpreter": p.interpreter, "law": p.law,
+                "points": [list(pt) for pt in p.points],
                 "params": None if p.fit is None else dict(p.fit.params),
                 "rms_error": None if p.fit is None else p.fit.rms_error,
                 "projected": None if p.fit is None else {str(n): p.at(n) for n in PROJECT_AT},

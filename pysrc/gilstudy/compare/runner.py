@@ -1,8 +1,11 @@
 # The compare runner: one workload in every selected model at every worker count, timed
 # interleaved on already-started workers, every answer checked against the reference
-# model's. It only goes through the registry's entries; it never looks at a model's name
-# except the reference's, which the caller chooses.
+# model's. Each interpreter is a session (LocalSession here, pythons.RemoteSession for
+# another Python) driven step by step, so several interpreters interleave too. It only
+# goes through the registry's entries; it never looks at a model's name except the
+# reference's, which the caller chooses.
 
+import os
 import sys
 from typing import Callable, Iterable
 
@@ -10,11 +13,12 @@ import numpy as np
 
 from gilstudy import kernels, machine
 from gilstudy.compare import models as registry
-from gilstudy.compare.report import CompareResult, ModelInfo, Row, workers_text
+from gilstudy.compare.pythons import Python, RemoteSession, checked
+from gilstudy.compare.report import CompareResult, Interpreter, ModelInfo, Row, workers_text
 from gilstudy.compare.workload import Workload, answer_summary, make_workload, same_answer
 from gilstudy.timing import time_call
 
-__all__ = ["run", "default_workers", "check_workers", "REFERENCE", "environment"]
+__all__ = ["run", "default_workers", "check_workers", "REFERENCE", "environment", "LocalSession"]
 
 # The model whose answer every other model must match and whose time the speedups divide.
 REFERENCE = "serial-python"
@@ -62,15 +66,16 @@ def environment() -> dict:
     return {"machine": machine.describe(), "build": build, "versions": versions}
 
 
-def _info(model: registry.Model) -> ModelInfo:
+def _info(model: registry.Model, interpreter: str) -> ModelInfo:
     reason = model.unavailable_reason()
     return ModelInfo(name=model.name, impl=model.impl, summary=model.summary,
                      available=reason is None, reason=reason, reusable=model.reusable,
-                     max_workers=model.max_workers, shares_gil=model.shares_gil)
+                     max_workers=model.max_workers, shares_gil=model.shares_gil,
+                     interpreter=interpreter)
 
 
-def _failed(model: registry.Model, workers: int, what: str, exc: Exception) -> RuntimeError:
-    return RuntimeError(f"{model.name} with {workers_text(workers)}: {what} failed: "
+def _failed(name: str, workers: int, what: str, exc: Exception) -> RuntimeError:
+    return RuntimeError(f"{name} with {workers_text(workers)}: {what} failed: "
                         f"{type(exc).__name__}: {exc}")
 
 
@@ -93,82 +98,209 @@ def _close_all(handles: dict, workers: int, quietly: bool) -> None:
 
 
 class _Round:
-    """The models of one worker count, timed together: started, run interleaved
-    ``repeat`` times, stopped. Each answer is checked against ``expected``."""
+    """The models of one worker count under this interpreter, timed together: started
+    (``start``), run once each per ``run_repeat``, stopped (``stop``). Each answer is
+    checked against ``expected``. A model that cannot reuse its workers is started and
+    stopped inside each repeat. After an error, ``stop(quietly=True)`` stops whatever is
+    still running."""
 
-    def __init__(self, workers: int, chosen: list[registry.Model], workload: Workload,
-                 expected, reference: str, patience_s: float, cores: int, step: Callable[[str], None]):
+    def __init__(self, workers: int, chosen: list[registry.Model], session: "LocalSession"):
         self.workers = workers
         self.models = chosen
-        self.workload = workload
-        self.expected = expected
-        self.reference = reference
-        self.patience_s = patience_s
-        self.step = step
+        self.session = session
+        self.handles: dict = {}
+        gil = machine.gil_enabled()
         self.rows = {m.name: Row(model=m.name, impl=m.impl, workers=workers,
-                                 oversubscribed=workers > cores, restarted=not m.reusable)
+                                 oversubscribed=workers > session.cores,
+                                 restarted=not m.reusable, interpreter=session.label,
+                                 gil_enabled=gil)
                      for m in chosen}
 
-    def _start(self, model: registry.Model):
+    def _start(self, model: registry.Model) -> None:
+        name = self.session.name_of(model.name)
         try:
-            seconds, handle = time_call(lambda: model.launch(self.workload, self.workers))
+            seconds, handle = time_call(lambda: model.launch(self.session.workload, self.workers))
         except Exception as exc:
-            raise _failed(model, self.workers, "starting its workers", exc) from exc
+            raise _failed(name, self.workers, "starting its workers", exc) from exc
+        self.handles[name] = handle
         self.rows[model.name].startup_s.append(seconds)
-        self.step(f"{model.name} w{self.workers} start")
-        return handle
+        self.session.step(f"{name} w{self.workers} start")
 
-    def _run_once(self, model: registry.Model, handle, repeat_index: int) -> None:
+    def _run_once(self, model: registry.Model, repeat_index: int) -> None:
+        session, name = self.session, self.session.name_of(model.name)
+        handle = self.handles[name]
         try:
-            seconds, answer = time_call(lambda: handle.run(self.workload, self.patience_s))
+            seconds, answer = time_call(lambda: handle.run(session.workload, session.patience_s))
         except Exception as exc:
-            raise _failed(model, self.workers, f"repeat {repeat_index + 1}", exc) from exc
-        if not same_answer(answer, self.expected):
+            raise _failed(name, self.workers, f"repeat {repeat_index + 1}", exc) from exc
+        if not same_answer(answer, session.expected):
             raise RuntimeError(
-                f"{model.name} with {workers_text(self.workers)} computed a wrong answer for "
-                f"{self.workload.describe()} (repeat {repeat_index + 1}): got "
-                f"{answer_summary(answer)!r}, {self.reference} got "
-                f"{answer_summary(self.expected)!r}")
+                f"{name} with {workers_text(self.workers)} computed a wrong answer for "
+                f"{session.workload.describe()} (repeat {repeat_index + 1}): got "
+                f"{answer_summary(answer)!r}, {session.name_of(session.reference)} got "
+                f"{answer_summary(session.expected)!r}")
         self.rows[model.name].work_s.append(seconds)
-        self.step(f"{model.name} w{self.workers}")
+        self.session.step(f"{name} w{self.workers}")
 
-    def time(self, repeat: int) -> list[Row]:
-        handles: dict = {}
+    def start(self) -> None:
+        for model in self.models:
+            if model.reusable:
+                self._start(model)
+
+    def run_repeat(self, repeat_index: int) -> None:
+        for model in self.models:
+            if model.reusable:
+                self._run_once(model, repeat_index)
+                continue
+            self._start(model)
+            self._run_once(model, repeat_index)
+            self.handles.pop(self.session.name_of(model.name)).close()
+
+    def stop(self, quietly: bool = False) -> None:
+        _close_all(self.handles, self.workers, quietly)
+
+
+class LocalSession:
+    """The selected models under this interpreter, measured one step at a time so that a
+    caller can interleave several interpreters: ``run_reference()`` once, then for each worker
+    count in ``worker_counts``: ``start(n)``, ``run_repeat(i)`` for each repeat, ``stop()``;
+    ``finish()`` returns the rows and the environment. ``close()`` stops whatever is still
+    running (quietly: it is for error paths) and is idempotent.
+
+    ``label`` names the interpreter in rows; with ``labelled`` the model names in progress
+    and error messages carry it (``threads-python@3.13t``). The child process of
+    ``gilstudy compare --python`` runs one of these for its interpreter.
+
+    Raises RuntimeError when the reference model cannot run here; a model that fails or
+    disagrees raises RuntimeError naming it, as run() describes.
+    """
+
+    def __init__(self, workload: Workload, chosen: list[registry.Model], reference: str,
+                 counts: list[int], repeat: int, label: str, labelled: bool = False,
+                 step: Callable[[str], None] = lambda what: None):
+        self.workload = workload
+        self.reference = reference
+        self.executable = sys.executable
+        self.label = label
+        self.labelled = labelled
+        self.step = step
+        self.cores = machine.usable_cores()
+        self.infos = [_info(m, label) for m in chosen]
+        self._baseline = registry.get(reference)
+        runnable = [m for m, info in zip(chosen, self.infos) if info.available]
+        if self._baseline not in runnable:
+            raise RuntimeError(f"the reference model {self.name_of(reference)} cannot run "
+                               f"here: {self._baseline.unavailable_reason()}")
+        self._plan: dict[int, list[registry.Model]] = {}
+        for model in runnable:
+            for n in model.worker_counts(counts):
+                self._plan.setdefault(n, []).append(model)
+        self.worker_counts = sorted(self._plan)
+        self.steps = 1 + sum(len(ms) * repeat + sum(1 for m in ms if m.reusable)
+                             for ms in self._plan.values())
+        self._order = {m.name: i for i, m in enumerate(chosen)}
+        self._rows: list[Row] = []
+        self._round: _Round | None = None
+        self.expected = None
+        self.patience_s = float("inf")
+
+    def name_of(self, model: str) -> str:
+        return f"{model}@{self.label}" if self.labelled else model
+
+    def run_reference(self, patience_s: float = float("inf")) -> tuple[object, float]:
+        """One untimed run of the reference model: the answer every model must give (and
+        warm caches). Returns the answer and its seconds. It runs in this thread, so there
+        is nothing to wait for: ``patience_s`` is for RemoteSession's sake."""
+        handle = self._baseline.launch(self.workload, 1)
         try:
-            for model in self.models:
-                if model.reusable:
-                    handles[model.name] = self._start(model)
-            for repeat_index in range(repeat):
-                for model in self.models:
-                    if model.reusable:
-                        self._run_once(model, handles[model.name], repeat_index)
-                        continue
-                    handles[model.name] = self._start(model)
-                    self._run_once(model, handles[model.name], repeat_index)
-                    handles.pop(model.name).close()
-        except BaseException:
-            _close_all(handles, self.workers, quietly=True)
-            raise
-        _close_all(handles, self.workers, quietly=False)
-        return list(self.rows.values())
+            seconds, self.expected = time_call(lambda: handle.run(self.workload, float("inf")))
+        finally:
+            handle.close()
+        # A worker silent for this long is stuck: ten times the whole serial run, plus slack.
+        self.patience_s = 60.0 + 10.0 * seconds
+        self.step(f"{self.name_of(self.reference)} reference run")
+        return self.expected, seconds
+
+    def start(self, workers: int) -> None:
+        assert self._round is None and self.expected is not None, \
+            "run_reference() first, then one round at a time"
+        self._round = _Round(workers, self._plan[workers], self)
+        self._round.start()
+
+    def run_repeat(self, repeat_index: int) -> None:
+        self._round.run_repeat(repeat_index)
+
+    def stop(self) -> None:
+        finished, self._round = self._round, None
+        self._rows += finished.rows.values()
+        finished.stop()
+
+    def finish(self) -> tuple[list[Row], dict]:
+        """The rows, in registry order then by workers, and the environment as it is now
+        (after the runs, so the GIL state is the one the runs ended with: importing an
+        extension that is not free-threading safe turns the GIL back on)."""
+        rows = sorted(self._rows, key=lambda r: (self._order[r.model], r.workers))
+        return rows, environment()
+
+    def close(self) -> None:
+        unfinished, self._round = self._round, None
+        if unfinished is not None:
+            unfinished.stop(quietly=True)
 
 
-def _speedups(rows: list[Row], reference: str) -> None:
-    by_key = {(r.model, r.workers): r for r in rows}
-    reference_s = by_key[(reference, 1)].median_s
+def _interleave(sessions: list, repeat: int) -> None:
+    """Time every session's models: for each worker count, every session starts its
+    workers, then each repeat runs every session once, in turn, then all stop. So the
+    interpreters take turns at the level of single runs, as the models of one interpreter
+    do, and a burst of outside load hits them alike. On an error the caller closes the
+    sessions, which stops what is still running.
+
+    The cost, against running each interpreter's whole comparison one after the other:
+    while one interpreter runs, the others' workers for that count are alive but idle
+    (blocked on their queues, using memory but no CPU), and each step of a child
+    interpreter is one request and reply over its pipe (well under a millisecond, outside
+    the timed calls). Workers are still started once per count, not once per repeat, so
+    no repeat pays a start-up."""
+    for n in sorted({n for session in sessions for n in session.worker_counts}):
+        active = [session for session in sessions if n in session.worker_counts]
+        for session in active:
+            session.start(n)
+        for repeat_index in range(repeat):
+            for session in active:
+                session.run_repeat(repeat_index)
+        for session in reversed(active):
+            session.stop()
+
+
+def _speedups(rows: list[Row], reference: str, default: str) -> None:
+    by_key = {(r.interpreter, r.model, r.workers): r for r in rows}
+    reference_s = by_key[(default, reference, 1)].median_s
     for r in rows:
         median = r.median_s
         r.speedup_vs_serial = None if median <= 0 else reference_s / median
-        own = by_key.get((r.model, 1))
+        own_serial = by_key[(r.interpreter, reference, 1)]
+        r.speedup_vs_own_serial = None if median <= 0 else own_serial.median_s / median
+        own = by_key.get((r.interpreter, r.model, 1))
         r.speedup_vs_own_1 = None if own is None or median <= 0 else own.median_s / median
+
+
+def _unique_labels(labels: list[str]) -> list[str]:
+    """Labels made distinct in order: ['3.11', '3.13t', '3.11'] -> ['3.11', '3.13t', '3.11#2']."""
+    seen: dict[str, int] = {}
+    unique = []
+    for label in labels:
+        seen[label] = seen.get(label, 0) + 1
+        unique.append(label if seen[label] == 1 else f"{label}#{seen[label]}")
+    return unique
 
 
 def run(kernel: str = "count_primes", size: int | None = None, items: int | None = None,
         workers: Iterable[int] | None = None, models: str | Iterable[str] | None = None,
         repeat: int = 5, progress: Progress | None = None, idle_timeout_s: float = 30.0,
-        reference: str = REFERENCE) -> CompareResult:
+        reference: str = REFERENCE,
+        pythons: Iterable[str | os.PathLike | Python] = ()) -> CompareResult:
     """Run ``kernel`` over ``size`` in ``items`` work items in every selected model at every
-    worker count; return the CompareResult.
+    worker count, under this interpreter and each of ``pythons``; return the CompareResult.
 
     ``size`` and ``items`` default to the kernel's default size and 64 items; ``workers``
     to default_workers(); ``models`` (names or glob patterns, comma-separated or a list) to
@@ -176,14 +308,27 @@ def run(kernel: str = "count_primes", size: int | None = None, items: int | None
     the one every model must give and its time the one speedups divide. Models that cannot
     run here are reported with the reason, not run.
 
+    ``pythons`` are other interpreters (paths, or gilstudy.compare.pythons.probe() results)
+    with this gilstudy installed; each runs the same models in a child process. This
+    interpreter comes first and is the default: ``speedup_vs_serial`` divides its
+    reference time, ``speedup_vs_own_serial`` the row's own interpreter's. Rows are
+    labelled by interpreter (gilstudy.machine.interpreter_label(), '#2' added when two
+    share a label). The reference answer under every interpreter must equal this one's
+    (numbers exactly; images by shape, dtype, sum and SHA-256, as answer_summary() gives
+    them), and each interpreter checks its models' answers against its own reference.
+
     Before timing it waits up to ``idle_timeout_s`` for idle CPUs and records whether they
-    were. Then, for each worker count, it starts every model's workers (timed apart as the
-    start-up) and runs the models interleaved, ``repeat`` rounds; the median of the rounds
-    is the figure, because one burst of outside load moves a mean but not a median.
+    were. Then, for each worker count, every interpreter starts every model's workers
+    (timed apart as the start-up), and the models run interleaved, ``repeat`` rounds, each
+    round running every interpreter's models in turn; the median of the rounds is the
+    figure, because one burst of outside load moves a mean but not a median.
 
     Raises UnknownKernelError, TypeError, ValueError or OverflowError for bad arguments,
-    before anything runs; RuntimeError when a model fails or computes a different answer
-    (with the model's own error as ``__cause__``). Every worker is stopped either way.
+    before anything runs (ValueError ``pythons: PATH: what is wrong`` for an interpreter
+    that is missing, is not a Python or lacks a matching gilstudy); RuntimeError when a
+    model fails or computes a different answer (with the model's own error as
+    ``__cause__``), or a child interpreter dies or stops answering. Every worker and child
+    process is stopped either way.
 
     >>> result = run("count_primes", size=2000, items=4, workers=[1], repeat=1,
     ...              models="serial-*", idle_timeout_s=0)
@@ -198,18 +343,12 @@ def run(kernel: str = "count_primes", size: int | None = None, items: int | None
     chosen = registry.select(models)
     if baseline not in chosen:
         chosen.insert(0, baseline)
-    infos = [_info(m) for m in chosen]
-    runnable = [m for m, info in zip(chosen, infos) if info.available]
-    if baseline not in runnable:
-        raise RuntimeError(f"the reference model {reference} cannot run here: "
-                           f"{baseline.unavailable_reason()}")
+    others = [checked(python, option="pythons:") for python in pythons]
+    labels = _unique_labels([machine.interpreter_label()] + [p.label for p in others])
+    labelled = len(labels) > 1
 
-    rounds: dict[int, list[registry.Model]] = {}
-    for model in runnable:
-        for n in model.worker_counts(counts):
-            rounds.setdefault(n, []).append(model)
-    total = 1 + sum(len(ms) * repeat + sum(1 for m in ms if m.reusable) for ms in rounds.values())
     done = 0
+    total = 0
 
     def step(what: str) -> None:
         nonlocal done
@@ -217,28 +356,49 @@ def run(kernel: str = "count_primes", size: int | None = None, items: int | None
         if progress is not None:
             progress(done, total, what)
 
-    if progress is not None:
-        progress(0, total, "waiting for idle CPUs")
-    idle = machine.wait_for_idle_cpus(timeout_s=idle_timeout_s)
-    env = environment()
-    # One untimed run of the reference gives the answer to check (and warms caches).
-    handle = baseline.launch(workload, 1)
+    sessions: list = []
     try:
-        reference_run_s, expected = time_call(lambda: handle.run(workload, float("inf")))
+        sessions.append(LocalSession(workload, chosen, reference, counts, repeat, labels[0],
+                                     labelled, step))
+        for python, label in zip(others, labels[1:]):
+            sessions.append(RemoteSession(python, label, workload, chosen, reference, counts,
+                                         repeat, step))
+        total = sum(session.steps for session in sessions)
+        if progress is not None:
+            progress(0, total, "waiting for idle CPUs")
+        idle = machine.wait_for_idle_cpus(timeout_s=idle_timeout_s)
+        expected, reference_run_s = sessions[0].run_reference()
+        reference_runs = [reference_run_s]
+        for session in sessions[1:]:
+            answer, seconds = session.run_reference(patience_s=60.0 + 10.0 * reference_run_s)
+            if answer != answer_summary(expected):
+                raise RuntimeError(
+                    f"{reference}@{session.label} ({session.executable}) computed a different "
+                    f"answer for {workload.describe()}: got {answer!r}, {reference}@{labels[0]} "
+                    f"got {answer_summary(expected)!r}")
+            reference_runs.append(seconds)
+        _interleave(sessions, repeat)
+        finished = [session.finish() for session in sessions]
     finally:
-        handle.close()
-    step(f"{reference} reference run")
-    # A worker silent for this long is stuck: ten times the whole serial run, plus slack.
-    patience_s = 60.0 + 10.0 * reference_run_s
+        for session in reversed(sessions):
+            session.close()
 
-    cores = env["machine"]["usable_cores"]
+    interpreters = []
     rows: list[Row] = []
-    for n in sorted(rounds):
-        rows += _Round(n, rounds[n], workload, expected, reference, patience_s, cores,
-                       step).time(repeat)
-    order = {m.name: i for i, m in enumerate(chosen)}
-    rows.sort(key=lambda r: (order[r.model], r.workers))
-    _speedups(rows, reference)
+    infos: list[ModelInfo] = []
+    for session, (session_rows, env), seconds in zip(sessions, finished, reference_runs):
+        rows += session_rows
+        infos += session.infos
+        interpreters.append(Interpreter(
+            label=session.label, executable=session.executable, is_default=not interpreters,
+            gil_enabled=env["machine"]["gil_enabled"], reference_run_s=seconds,
+            environment=env))
+    model_order = {m.name: i for i, m in enumerate(chosen)}
+    label_order = {label: i for i, label in enumerate(labels)}
+    rows.sort(key=lambda r: (model_order[r.model], label_order[r.interpreter], r.workers))
+    infos.sort(key=lambda m: (model_order[m.name], label_order[m.interpreter]))
+    _speedups(rows, reference, labels[0])
     return CompareResult(workload=workload, workers=counts, repeat=repeat, reference=reference,
                          models=infos, rows=rows, answer=expected,
-                         reference_run_s=reference_run_s, idle=idle, environment=env)
+                         reference_run_s=reference_run_s, idle=idle,
+                         environment=interpreters[0].environment, interpreters=interpreters)
