@@ -17,9 +17,9 @@ import pytest
 from gilstudy import compare, machine
 from gilstudy.compare import models as registry
 from gilstudy.compare.pythons import probe
-from tests.test_compare_cli import SCHEMA, check_schema, run_cli
-from tests.conftest import FTPYTHON_VARIABLE
-from tests.test_compare_run import fake_model
+from test_compare_cli import SCHEMA, check_schema, run_cli
+from conftest import FTPYTHON_VARIABLE
+from test_compare_run import fake_model
 
 # Only reached in case of a deadlock.
 TIMEOUT = 120
