@@ -8,7 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
-from typing import TextIO
+from typing import Callable, TextIO
 
 __all__ = ["TIMEOUT", "interpreter_paths", "check_interpreter", "check_json_path", "run_module",
            "write_json", "format_table"]
@@ -118,3 +118,37 @@ def format_table(rows: list[tuple[str, ...]], right: set[int] = frozenset()) -> 
 
     return "\n".join([line(rows[0]), "  ".join("-" * w for w in widths)]
                      + [line(row) for row in rows[1:]])
+
+
+def command(name: str, module: str, pythons: list[str] | None, json_path: str | None,
+            quiet: bool, run_one: Callable, header: str,
+            format_report: Callable[[list], str], document: Callable[[list], dict]) -> int:
+    """What `gilstudy experiment NAME` does, for every experiment: check the options (exit 2
+    on a bad one), call ``run_one(python=..., progress=...)`` under each interpreter (or
+    this one), print ``header`` and the report unless the JSON goes to stdout, write the
+    JSON; return the exit status (1 when a run or the JSON fails)."""
+    prefix = f"gilstudy experiment {name}: error:"
+    progress = None if quiet else (lambda msg: print(f"  {msg}", file=sys.stderr, flush=True))
+    try:
+        check_json_path(json_path)
+        for python in pythons or ():
+            check_interpreter(python, module)
+    except ValueError as exc:
+        print(f"{prefix} {exc}", file=sys.stderr)
+        return 2
+    try:
+        results = ([run_one(python=p, progress=progress) for p in pythons]
+                   if pythons else [run_one(progress=progress)])
+    except RuntimeError as exc:
+        print(f"{prefix} {exc}", file=sys.stderr)
+        return 1
+    if json_path != "-":
+        print(header)
+        print(format_report(results))
+    if json_path is not None:
+        try:
+            write_json(json_path, document(results))
+        except OSError as exc:
+            print(f"{prefix} cannot write {json_path}: {exc.strerror or exc}", file=sys.stderr)
+            return 1
+    return 0

@@ -10,6 +10,7 @@
 # measured. The "nothing" row shows the OS's own wake-up delay, the floor of every other row.
 
 import argparse
+import functools
 import math
 import statistics
 import sys
@@ -222,32 +223,14 @@ def document(results: list[ConvoyResult]) -> dict:
 def main(seconds: float = DEFAULT_SECONDS, pythons: list[str] | None = None,
          json_path: str | None = None, quiet: bool = False) -> int:
     """The ``gilstudy experiment convoy`` command; returns the exit status."""
-    progress = None if quiet else (lambda msg: print(f"  {msg}", file=sys.stderr, flush=True))
-    try:
-        _interpreters.check_json_path(json_path)
-        for python in pythons or ():
-            _interpreters.check_interpreter(python, "gilstudy.experiments.convoy")
-    except ValueError as exc:
-        print(f"gilstudy experiment convoy: error: {exc}", file=sys.stderr)
-        return 2
-    try:
-        results = ([run(seconds=seconds, python=p, progress=progress) for p in pythons]
-                   if pythons else [run(seconds=seconds, progress=progress)])
-    except RuntimeError as exc:
-        print(f"gilstudy experiment convoy: error: {exc}", file=sys.stderr)
-        return 1
-    if json_path != "-":
-        print(f"gilstudy experiment convoy: an I/O thread sleeps {INTERVAL_S * 1e3:g} ms and "
-              f"responds, for {seconds:g} s beside each CPU load; latency = how late it ran")
-        print(format_report(results))
-    if json_path is not None:
-        try:
-            _interpreters.write_json(json_path, document(results))
-        except OSError as exc:
-            print(f"gilstudy experiment convoy: error: cannot write {json_path}: "
-                  f"{exc.strerror or exc}", file=sys.stderr)
-            return 1
-    return 0
+    return _interpreters.command(
+        "convoy", "gilstudy.experiments.convoy", pythons, json_path, quiet,
+        run_one=functools.partial(run, seconds=seconds),
+        header=(f"gilstudy experiment convoy: an I/O thread sleeps {INTERVAL_S * 1e3:g} ms "
+                f"and responds, for {seconds:g} s beside each CPU load; latency = how late "
+                "it ran"),
+        format_report=format_report, document=document)
+
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

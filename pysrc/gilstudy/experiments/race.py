@@ -8,6 +8,7 @@
 # variant where both threads add 1 counts them exactly: 2N - final.
 
 import argparse
+import functools
 import statistics
 import sys
 import textwrap
@@ -269,32 +270,13 @@ def document(results: list[RaceResult]) -> dict:
 def main(n: int = DEFAULT_N, repeat: int = 1, pythons: list[str] | None = None,
          json_path: str | None = None, quiet: bool = False) -> int:
     """The ``gilstudy experiment race`` command; returns the exit status."""
-    progress = None if quiet else (lambda msg: print(f"  {msg}", file=sys.stderr, flush=True))
-    try:
-        _interpreters.check_json_path(json_path)
-        for python in pythons or ():
-            _interpreters.check_interpreter(python, "gilstudy.experiments.race")
-    except ValueError as exc:
-        print(f"gilstudy experiment race: error: {exc}", file=sys.stderr)
-        return 2
-    try:
-        results = ([run(n=n, repeat=repeat, python=p, progress=progress) for p in pythons]
-                   if pythons else [run(n=n, repeat=repeat, progress=progress)])
-    except RuntimeError as exc:
-        print(f"gilstudy experiment race: error: {exc}", file=sys.stderr)
-        return 1
-    if json_path != "-":
-        print(f"gilstudy experiment race: two threads, {n:,} updates each on one module "
-              f"global, {repeat} run(s) of each variant")
-        print(format_report(results))
-    if json_path is not None:
-        try:
-            _interpreters.write_json(json_path, document(results))
-        except OSError as exc:
-            print(f"gilstudy experiment race: error: cannot write {json_path}: "
-                  f"{exc.strerror or exc}", file=sys.stderr)
-            return 1
-    return 0
+    return _interpreters.command(
+        "race", "gilstudy.experiments.race", pythons, json_path, quiet,
+        run_one=functools.partial(run, n=n, repeat=repeat),
+        header=(f"gilstudy experiment race: two threads, {n:,} updates each on one module "
+                f"global, {repeat} run(s) of each variant"),
+        format_report=format_report, document=document)
+
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
