@@ -75,11 +75,14 @@ def time_kernels(repeat: int = 3, scale: float = 1.0,
 
 
 def format_table(timings: list[KernelTiming]) -> str:
-    rows = [("kernel", "args", "python s", "cython s", "C ref s", "cython/python speedup")]
+    rows = [("kernel", "args", "python s", "cython s", "C ref s", "cython/C time",
+             "cython/python speedup")]
     for t in timings:
+        has_reference = t.reference_s is not None
         rows.append((t.kernel, ", ".join(map(str, t.args)), f"{t.python_s:.4f}",
                      f"{t.cython_s:.5f}",
-                     "-" if t.reference_s is None else f"{t.reference_s:.5f}",
+                     f"{t.reference_s:.5f}" if has_reference else "-",
+                     f"{t.cython_s / t.reference_s:.3f}x" if has_reference else "-",
                      f"{t.speedup:.1f}x"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
