@@ -7,6 +7,7 @@
 import gc
 import os
 import pickle
+import re
 import signal
 import socket
 import subprocess
@@ -29,6 +30,8 @@ TIMEOUT = 60
 HERE = os.path.dirname(os.path.abspath(__file__))
 TRANSPORTS = ["pipe", "fifo", "socket"]
 LOOPBACK = ("127.0.0.1", 0)
+# The key serve() and connect() share in these tests (test_security.py tries others).
+KEY = b"the tests' key"
 
 
 class Collected:
@@ -622,8 +625,8 @@ def test_ctrl_c_in_the_parent_ends_its_coprocesses_quietly():
 @pytest.mark.timeout(TIMEOUT)
 def test_serve_and_connect_round_trip():
     results = Collected()
-    with serve(LOOPBACK, cc.Echo) as server:
-        with connect(server.address, results=results) as consumer:
+    with serve(LOOPBACK, cc.Echo, authkey=KEY) as server:
+        with connect(server.address, results=results, authkey=KEY) as consumer:
             for item in range(1000):
                 consumer.send(item)
         assert consumer.pid == os.getpid()
@@ -632,10 +635,10 @@ def test_serve_and_connect_round_trip():
 
 @pytest.mark.timeout(TIMEOUT)
 def test_a_server_builds_a_consumer_per_connection_and_serves_them_at_once():
-    with serve(LOOPBACK, cc.Counter) as server:
+    with serve(LOOPBACK, cc.Counter, authkey=KEY) as server:
         first, second = Collected(), Collected()
-        a = connect(server.address, results=first)
-        b = connect(server.address, results=second)
+        a = connect(server.address, results=first, authkey=KEY)
+        b = connect(server.address, results=second, authkey=KEY)
         for item in small_items(1000):
             a.send(item)
             b.send(item)
@@ -648,23 +651,23 @@ def test_a_server_builds_a_consumer_per_connection_and_serves_them_at_once():
 
 @pytest.mark.timeout(TIMEOUT)
 def test_a_remote_error_over_a_connection_leaves_the_server_serving():
-    with serve(LOOPBACK, cc.FailOn, 2) as server:
-        failing = connect(server.address)
+    with serve(LOOPBACK, cc.FailOn, 2, authkey=KEY) as server:
+        failing = connect(server.address, authkey=KEY)
         for item in range(5):
             failing.send(item)
         with pytest.raises(RemoteError, match=r"^ValueError: item 2 is bad \(5 items sent, 2 "
                                               r"acknowledged\)"):
             failing.close()
         results = Collected()
-        with connect(server.address, results=results) as working:
+        with connect(server.address, results=results, authkey=KEY) as working:
             working.send(1)
     assert results.items == [1]
 
 
 @pytest.mark.timeout(TIMEOUT)
 def test_a_server_closed_under_a_connection_makes_close_raise_coprocess_died(tmp_path):
-    server = serve(LOOPBACK, cc.Blocker, str(tmp_path / "go"))
-    consumer = connect(server.address)
+    server = serve(LOOPBACK, cc.Blocker, str(tmp_path / "go"), authkey=KEY)
+    consumer = connect(server.address, authkey=KEY)
     consumer.send(1)
     consumer.flush()
     closer = threading.Thread(target=server.close)
@@ -692,38 +695,39 @@ def test_connect_to_a_peer_that_is_not_gilstudy_raises_protocol_error():
         peer = threading.Thread(target=answer)
         peer.start()
         with pytest.raises(ProtocolError):
-            connect(listener.getsockname())
+            connect(listener.getsockname(), authkey=KEY)
         peer.join(TIMEOUT)
 
 
 @pytest.mark.timeout(TIMEOUT)
 def test_a_client_that_is_not_gilstudy_is_dropped_and_logged(caplog):
-    with serve(LOOPBACK, cc.Echo) as server:
+    with serve(LOOPBACK, cc.Echo, authkey=KEY) as server:
         with socket.create_connection(server.address) as intruder:
             intruder.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
             assert intruder.recv(1 << 16).startswith(b"H")  # its HELLO
             assert intruder.recv(1 << 16) == b""  # then it hangs up
         results = Collected()
-        with connect(server.address, results=results) as consumer:
+        with connect(server.address, results=results, authkey=KEY) as consumer:
             consumer.send("still serving")
     assert results.items == ["still serving", "closed"]
-    assert "dropped a connection: unknown frame kind 0x47" in caplog.text
+    assert re.search(r"dropped a connection from 127\.0\.0\.1:\d+: unknown frame kind 0x47",
+                     caplog.text)
 
 
 def test_connect_to_a_closed_port_raises_connection_refused():
     with socket.create_server(LOOPBACK) as placeholder:
         address = placeholder.getsockname()
     with pytest.raises(ConnectionRefusedError):
-        connect(address)
+        connect(address, authkey=KEY)
 
 
 @pytest.mark.timeout(TIMEOUT)
 def test_server_close_is_idempotent_and_stops_accepting():
-    server = serve(LOOPBACK, cc.Echo)
+    server = serve(LOOPBACK, cc.Echo, authkey=KEY)
     server.close()
     server.close()
     with pytest.raises(ConnectionRefusedError):
-        connect(server.address)
+        connect(server.address, authkey=KEY)
 
 
 # --- `gilstudy serve` -----------------------------------------------------------------------
@@ -732,13 +736,14 @@ def test_server_close_is_idempotent_and_stops_accepting():
 def test_gilstudy_serve_prints_its_address_and_serves_until_interrupted():
     command = subprocess.Popen(
         [sys.executable, "-m", "gilstudy", "serve", "127.0.0.1:0", "_coprocess_consumers:Joined",
-         "a", "b"], env={**os.environ, "PYTHONPATH": HERE},
+         "a", "b"], env={**os.environ, "PYTHONPATH": HERE, "GILSTUDY_AUTHKEY": KEY.decode()},
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = command.stdout.readline()
         assert line.startswith("serving on 127.0.0.1:")
         results = Collected()
-        with connect(parse_address(line.split()[-1]), results=results) as consumer:
+        with connect(parse_address(line.split()[-1]), results=results,
+                     authkey=KEY) as consumer:
             consumer.send("x")
         assert results.items == ["a-b:x"]
         command.send_signal(signal.SIGINT)

@@ -49,7 +49,7 @@ def raw_pipe():
 
 def test_frame_is_kind_byte_then_big_endian_64_bit_length_then_payload():
     read_fd, write_fd = os.pipe()
-    channel = wire.Channel(open(read_fd, "rb"), open(write_fd, "wb"))
+    channel = wire.Channel(open(read_fd, "rb"), write_fd)
     channel.write_frame(wire.ITEMS, b"abc")
     channel.close_writer()
     data = channel._reader.read()
@@ -120,15 +120,18 @@ def test_hello_tells_the_peer_pid_and_flags(pipe_pair):
     a, b = pipe_pair
     wire.send_hello(a, pid=1234, flags=wire.WANT_RESULTS)
     wire.send_hello(b, pid=5678)
-    assert wire.read_hello(b) == wire.Hello(1234, wire.WANT_RESULTS)
-    assert wire.read_hello(a) == wire.Hello(5678, 0)
+    assert wire.read_hello(b) == wire.Hello(1234, wire.WANT_RESULTS, wire.MAX_FRAME)
+    assert wire.read_hello(a) == wire.Hello(5678, 0, wire.MAX_FRAME)
 
 
 @pytest.mark.parametrize("payload, message", [
-    (wire.HELLO_BODY.pack(b"HTTP", 1, 0, 1), r"^the peer is not a gilstudy coprocess"),
-    (wire.HELLO_BODY.pack(wire.MAGIC, 99, 0, 1), r"^the peer speaks gilstudy wire version 99"),
-    (b"short", r"^expected a HELLO frame of 10 bytes, got HELLO of 5 bytes$"),
-], ids=["wrong-magic", "wrong-version", "wrong-size"])
+    (wire.HELLO_BODY.pack(b"HTTP", 2, 0, 1, 1 << 20), r"^the peer is not a gilstudy coprocess"),
+    (wire.HELLO_BODY.pack(wire.MAGIC, 99, 0, 1, 1 << 20),
+     r"^the peer speaks gilstudy wire version 99"),
+    (wire.HELLO_BODY.pack(wire.MAGIC, 2, 0, 1, 10),
+     r"^the peer announces a frame limit of 10 bytes; the least is 1024$"),
+    (b"short", r"^expected a HELLO frame of 18 bytes, got HELLO of 5 bytes$"),
+], ids=["wrong-magic", "wrong-version", "tiny-frame-limit", "wrong-size"])
 def test_a_bad_hello_is_a_protocol_error(pipe_pair, payload, message):
     a, b = pipe_pair
     a.write_frame(wire.HELLO, payload)
@@ -139,7 +142,7 @@ def test_a_bad_hello_is_a_protocol_error(pipe_pair, payload, message):
 def test_a_first_frame_other_than_hello_is_a_protocol_error(pipe_pair):
     a, b = pipe_pair
     a.write_frame(wire.ITEMS, b"x" * 10)
-    with pytest.raises(ProtocolError, match=r"^expected a HELLO frame of 10 bytes, got ITEMS"):
+    with pytest.raises(ProtocolError, match=r"^expected a HELLO frame of 18 bytes, got ITEMS"):
         wire.read_hello(b)
 
 
@@ -149,7 +152,7 @@ def test_a_hello_that_is_not_gilstudy_is_refused_before_reading_its_claimed_leng
     os.write(write_fd, b"HTTP/1.1 400 Bad Request\r\n\r\n")
     os.close(write_fd)
     with pytest.raises(ProtocolError, match=r"^a HELLO frame of 6076[0-9]+ bytes, more than "
-                                            r"the 10 allowed here$"):
+                                            r"the 18 allowed here$"):
         wire.read_hello(channel)
     channel.close()
 
@@ -229,6 +232,7 @@ def test_pickles_from_the_peer_are_loaded_with_the_channels_loads(pipe_pair):
 def test_close_is_idempotent_and_tolerates_a_vanished_peer(pipe_pair):
     a, b = pipe_pair
     b.close()
-    a._writer.write(b"unflushed")
+    with pytest.raises(BrokenPipeError):
+        a.write_frame(wire.ITEMS, b"for nobody")
     a.close()
     a.close()
