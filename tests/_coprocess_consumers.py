@@ -247,3 +247,8 @@ class Appender:
 
     def __init__(self, into):
         self.send = into.append
+
+
+def exit_at_once():
+    """A factory whose process exits (code 3) before it builds anything."""
+    os._exit(3)
