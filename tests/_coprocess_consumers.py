@@ -252,3 +252,16 @@ class Appender:
 def exit_at_once():
     """A factory whose process exits (code 3) before it builds anything."""
     os._exit(3)
+
+
+class Times:
+    """Returns each item repeated ``count`` times (``item * count``)."""
+
+    def __init__(self, count):
+        self.count = count
+
+    def send(self, item):
+        return item * self.count
+
+    def close(self):
+        return None

@@ -318,9 +318,8 @@ def test_dumps_in_frames_splits_a_batch_to_fit_and_keeps_the_order():
 
 def test_dumps_in_frames_names_the_item_too_large_for_any_frame():
     items = [b"small", b"x" * 5000, b"small"]
-    with pytest.raises(ProtocolError, match=r"^item number 1 of the batch pickles to a frame of "
-                                            r"\d+ bytes, more than the 4096 bytes the peer "
-                                            r"accepts") as info:
+    with pytest.raises(ProtocolError, match=r"^a bytes pickles to a frame of \d+ bytes, more "
+                                            r"than the 4096 bytes the peer accepts") as info:
         wire.dumps_in_frames(items, 4096)
     assert info.value.index == 1
 
@@ -502,3 +501,30 @@ def test_cancel_writes_releases_a_writer_blocked_in_another_thread(pipe_pair):
     writer.join(TIMEOUT)
     assert not writer.is_alive()
     assert str(outcome[0]) == "[Errno 32] writes to this channel were cancelled"
+
+
+def test_a_memo_index_of_a_billion_costs_no_memory_under_restriction():
+    import tracemalloc
+
+    # EMPTY_LIST, LONG_BINPUT 2**30, STOP: the C unpickler would size its memo to 2**31.
+    bomb = b"\x80\x05]r" + (1 << 30).to_bytes(4, "little") + b"."
+    tracemalloc.start()
+    try:
+        assert wire.restricted_loads(set())(bomb) == []
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 20
+
+
+def test_a_registered_extension_code_is_still_checked_against_allowed():
+    import copyreg
+
+    copyreg.add_extension("os", "getcwd", 0x7ABC)
+    try:
+        payload = b"\x80\x02\x83" + (0x7ABC).to_bytes(2, "little") + b"."  # EXT2 0x7ABC
+        assert pickle.loads(payload) is os.getcwd  # now cached by the stock unpicklers
+        with pytest.raises(ProtocolError, match=r"^refused to unpickle global 'os\.getcwd'"):
+            wire.restricted_loads(set())(payload)
+    finally:
+        copyreg.remove_extension("os", "getcwd", 0x7ABC)

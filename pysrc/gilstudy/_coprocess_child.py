@@ -46,17 +46,20 @@ def _reply(channel: wire.Channel, results: list, handled: int, *last) -> None:
     _write(channel, frames)
 
 
-def _report(channel: wire.Channel, results: list, handled: int, exc: Exception) -> None:
-    """Send the results of the items handled before ``exc`` (if they pickle), the count
-    handled and the error; then wait for the sender to close."""
+def _report(channel: wire.Channel, results: list, handled: int, acknowledged: int,
+            exc: Exception) -> None:
+    """Send the results of the items handled before ``exc`` and the count handled, then the
+    error; then wait for the sender to close. When those results cannot be sent (one does
+    not pickle, or is too large), the count stays at ``acknowledged``, the last one sent: an
+    item counts as handled only once its results are on their way."""
     error = (wire.ERROR, wire.encode_error(exc))
     try:
         _reply(channel, results, handled, error)
     except PeerGone:
         raise
     except Exception:
-        results.clear()  # a result that cannot be pickled: the error says enough
-        _reply(channel, results, handled, error)
+        results.clear()  # the error says why
+        _reply(channel, results, acknowledged, error)
     _drain(channel)
 
 
@@ -91,6 +94,7 @@ def run_consumer(channel: wire.Channel, make_consumer, want_results: bool) -> bo
     malformed pickle, an item whose unpickling raises).
     """
     handled = 0
+    acknowledged = 0  # the count in the last ACK sent
     stride = 1
     results = []
     load = channel.load
@@ -100,7 +104,7 @@ def run_consumer(channel: wire.Channel, make_consumer, want_results: bool) -> bo
         send = consumer.send
         close = consumer.close
     except Exception as exc:
-        _report(channel, results, handled, exc)
+        _report(channel, results, handled, acknowledged, exc)
         return False
     while True:
         try:
@@ -113,7 +117,7 @@ def run_consumer(channel: wire.Channel, make_consumer, want_results: bool) -> bo
             try:
                 items = load(payload)
             except ProtocolError as exc:
-                _report(channel, results, handled, exc)
+                _report(channel, results, handled, acknowledged, exc)
                 raise
         try:
             if kind == wire.ITEMS:
@@ -132,6 +136,7 @@ def run_consumer(channel: wire.Channel, make_consumer, want_results: bool) -> bo
                         now = monotonic()
                         if now >= deadline:
                             _reply(channel, results, handled)
+                            acknowledged = handled
                             deadline = now + wire.FLUSH_INTERVAL
                         if now - last_check < wire.FLUSH_INTERVAL / 8:
                             stride = min(stride * 2, _MAX_STRIDE)
@@ -140,6 +145,7 @@ def run_consumer(channel: wire.Channel, make_consumer, want_results: bool) -> bo
                         last_check = now
                         next_check = handled + stride
                 _reply(channel, results, handled)
+                acknowledged = handled
             else:
                 result = close()
                 if result is not None and want_results:
@@ -149,7 +155,7 @@ def run_consumer(channel: wire.Channel, make_consumer, want_results: bool) -> bo
         except PeerGone:
             raise
         except Exception as exc:
-            _report(channel, results, handled, exc)
+            _report(channel, results, handled, acknowledged, exc)
             return False
 
 

@@ -6,6 +6,7 @@
 
 import collections
 import collections.abc
+import copyreg
 import errno
 import io
 import math
@@ -13,6 +14,7 @@ import os
 import pickle
 import select
 import struct
+import sys
 import time
 
 from gilstudy.errors import AuthenticationError, ProtocolError
@@ -141,21 +143,11 @@ def frame_size(payload: bytes, buffers=()) -> int:
             + sum(view.nbytes for view in buffers))
 
 
-class _ItemTooLarge(ProtocolError):
-    """One item alone makes a frame larger than the peer accepts."""
-
-    def __init__(self, index: int, size: int, limit: int):
-        super().__init__(f"item number {index} of the batch pickles to a frame of {size} "
-                         f"bytes, more than the {limit} bytes the peer accepts; raise "
-                         "max_frame on both ends to send it")
-        self.index = index
-
-
 def dumps_in_frames(items: list, limit: int) -> list:
     """Pickle the list ``items`` into as few ``(payload, buffers)`` frames as keep each
     within ``limit`` bytes, in order: the whole list when it fits, else halves, recursively.
-    Raises ProtocolError (``index`` tells which) when one item alone does not fit, and
-    whatever pickle raises for an item that cannot be pickled."""
+    Raises ProtocolError, its ``index`` attribute telling which, when one item alone does
+    not fit, and whatever pickle raises for an item that cannot be pickled."""
     frames = []
     _dump_into(items, 0, limit, frames)
     return frames
@@ -168,7 +160,11 @@ def _dump_into(items: list, first: int, limit: int, frames: list) -> None:
         frames.append((payload, buffers))
         return
     if len(items) == 1:
-        raise _ItemTooLarge(first, size, limit)
+        exc = ProtocolError(f"a {type(items[0]).__name__} pickles to a frame of {size} bytes, "
+                            f"more than the {limit} bytes the peer accepts; raise max_frame "
+                            "on both ends to send it")
+        exc.index = first
+        raise exc
     half = len(items) // 2
     _dump_into(items[:half], first, limit, frames)
     _dump_into(items[half:], first + half, limit, frames)
@@ -192,7 +188,7 @@ def _permits(allowed):
     return lambda module, name: f"{module}.{name}" in names
 
 
-class RestrictedUnpickler(pickle.Unpickler):
+class RestrictedUnpickler(pickle._Unpickler):
     """An Unpickler that loads only the globals (classes, functions) that ``allowed``
     permits; any other raises ProtocolError naming it, before its module is imported.
 
@@ -202,6 +198,12 @@ class RestrictedUnpickler(pickle.Unpickler):
     lists, dicts, sets and frozensets. Everything pickled by reference needs an entry,
     builtins such as ``builtins.complex`` and ``builtins.slice`` included; numpy arrays
     need NUMPY_ARRAYS.
+
+    It is the pure-Python unpickler, about 15 times slower per item than the C one, on
+    purpose: the C unpickler sizes its memo by the index a PUT opcode names, so a pickle of
+    30 bytes can make it allocate and clear gigabytes; here the memo is a dict, and memory
+    stays proportional to the pickle. (Out-of-band buffers are not parsed: arrays keep
+    their speed.)
     """
 
     def __init__(self, file, *, allowed, buffers=None):
@@ -213,6 +215,13 @@ class RestrictedUnpickler(pickle.Unpickler):
             raise ProtocolError(f"refused to unpickle global '{module}.{name}': it is not "
                                 "in allowed")
         return super().find_class(module, name)
+
+    def get_extension(self, code: int) -> None:
+        # The stock one returns a global it has loaded before without asking find_class.
+        key = copyreg._inverted_registry.get(code)
+        if key is None:
+            raise ProtocolError(f"unregistered pickle extension code {code}")
+        self.append(self.find_class(*key))
 
 
 def restricted_loads(allowed):
@@ -343,7 +352,7 @@ class Channel:
         data = self._read_exactly(kind, left)
         buffers = []
         for size in sizes:
-            buffer = bytearray(size)
+            buffer = _receive_buffer(size)
             if self._readinto(buffer) != size:
                 raise ProtocolError(f"the channel closed inside an out-of-band buffer of a "
                                     f"{name} frame")
@@ -473,6 +482,16 @@ class Channel:
         sock, self._sock = self._sock, None
         if sock is not None:
             sock.close()
+
+
+def _receive_buffer(size: int) -> memoryview:
+    """A writable buffer of ``size`` bytes for an out-of-band buffer to be read into. Once
+    numpy is loaded (the first array's unpickling loads it), numpy.empty: unlike bytearray,
+    it does not first fill the memory with zeros, which costs as much as the copy itself."""
+    numpy = sys.modules.get("numpy")
+    if numpy is None:
+        return memoryview(bytearray(size))
+    return memoryview(numpy.empty(size, numpy.uint8))
 
 
 def _skip(pieces: list, count: int) -> list:
