@@ -900,7 +900,8 @@ class _SocketTransport:
         while True:
             _wait_until(accept, process, "it connected back", deadline)
             conn, peer = accepted.pop()
-            channel = _open_socket(conn, options, max(0.05, deadline - time.monotonic()))
+            channel = _open_socket(conn, options,
+                                   max(0.05, min(CONNECT_TIMEOUT, deadline - time.monotonic())))
             try:
                 wire.handshake(channel, pid=os.getpid(), flags=flags, authkey=self._authkey,
                                accepting=True)
