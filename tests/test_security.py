@@ -4,18 +4,20 @@
 # trusted peer may load. The consumer under attack records every call it gets, and every
 # attack carries a pickle that would create a marker directory if it were ever loaded.
 
+import fractions
 import os
 import pickle
 import random
 import re
 import socket
 import subprocess
+import sys
 
 import pytest
 
 import _coprocess_consumers as cc
 from gilstudy import cli, wire
-from gilstudy.coprocess import AUTHKEY_ENV, Coprocess, connect, serve, spawn
+from gilstudy.coprocess import AUTHKEY_ENV, Coprocess, connect, parse_address, serve, spawn
 from gilstudy.errors import AuthenticationError, ProtocolError, RemoteError
 
 # Only reached when something deadlocks.
@@ -341,3 +343,36 @@ def test_spawns_key_is_in_neither_the_childs_command_line_nor_its_environment():
     assert argv[3:5] == [b"socket", str(wire.MAX_FRAME).encode()]
     assert argv[5].isdigit()  # the descriptor the key is read from
     assert AUTHKEY_ENV.encode() not in environment
+
+
+@pytest.mark.timeout(TIMEOUT)
+def test_gilstudy_serve_takes_its_key_from_the_environment_and_allowed_globals(tmp_path):
+    here = os.path.dirname(os.path.abspath(__file__))
+    command = subprocess.Popen(
+        [sys.executable, "-m", "gilstudy", "serve", "127.0.0.1:0", "_coprocess_consumers:Echo",
+         "--allow", "fractions.Fraction", "--max-frame", "100000"],
+        env={**os.environ, "PYTHONPATH": here, AUTHKEY_ENV: "from the environment"},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        address = parse_address(command.stdout.readline().split()[-1])
+        results = []
+        with connect(address, results=cc.Appender(results),
+                     authkey=b"from the environment") as consumer:
+            consumer.send(fractions.Fraction(1, 3))
+        assert results == [fractions.Fraction(1, 3), "closed"]
+        consumer = connect(address, authkey=b"from the environment")
+        consumer.send(Plant(tmp_path / "marker"))
+        with pytest.raises(RemoteError, match=r"refused to unpickle global 'posix\.mkdir'"):
+            consumer.close()
+    finally:
+        command.terminate()
+        command.communicate(timeout=TIMEOUT)
+    assert not (tmp_path / "marker").exists()
+
+
+def test_gilstudy_serve_refuses_a_bad_frame_limit_in_one_line(capsys, monkeypatch):
+    monkeypatch.setenv(AUTHKEY_ENV, "k")
+    assert cli.main(["serve", "127.0.0.1:0", "_coprocess_consumers:Echo", "--max-frame",
+                     "10"]) == 2
+    assert capsys.readouterr().err == ("gilstudy serve: error: serve: max_frame must be at least "
+                                       "1024 bytes, got 10\n")

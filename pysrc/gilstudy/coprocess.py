@@ -154,8 +154,11 @@ class Coprocess:
                 if peek is not None:
                     raise ProtocolError("the stream ended inside a pickle") from None
                 break
-            except pickle.UnpicklingError as exc:
-                raise ProtocolError(f"unreadable pickle in the stream: {exc}") from exc
+            except ProtocolError:
+                raise  # a global refused by ``allowed``
+            except Exception as exc:
+                raise ProtocolError(f"unreadable pickle in the stream: {type(exc).__name__}: "
+                                    f"{exc}") from exc
             result = send(item)
             if result is not None and forward is not None:
                 forward(result)
