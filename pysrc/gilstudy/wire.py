@@ -75,7 +75,10 @@ MAX_FRAME = 64 << 20
 # more than copying a small one.
 OUT_OF_BAND_MIN = 1 << 16
 
-# An out-of-band frame body: buffer count, each buffer's size, the pickle, the buffers.
+# The body of an ITEMS_OOB or RESULTS_OOB frame: the buffer count n (unsigned 32-bit), the
+# size of each buffer (n unsigned 64-bit), the pickle (whatever the frame's length leaves),
+# then the n buffers, in the order pickle.loads(..., buffers=) takes them; all big-endian.
+# The frame's length, checked against the limit before anything is read, covers it all.
 _OOB_COUNT = struct.Struct("!I")
 _OOB_SIZE = struct.Struct("!Q")
 
