@@ -178,3 +178,90 @@ class Printer:
 
     def close(self):
         print("done", flush=True)
+
+
+class Recorder:
+    """Appends a line to the file at ``path`` for every call, its own construction
+    included: a test can tell whether anything at all reached the consumer."""
+
+    def __init__(self, path):
+        self.path = path
+        self._note("init")
+
+    def _note(self, line):
+        with open(self.path, "a") as record:
+            record.write(line + "\n")
+
+    def send(self, item):
+        self._note(f"send {item!r}")
+        return item
+
+    def close(self):
+        self._note("close")
+
+
+def refuse_to_load():
+    raise RuntimeError("this item cannot be unpickled here")
+
+
+class FailsToUnpickle:
+    """Pickles anywhere; unpickling it raises RuntimeError."""
+
+    def __reduce__(self):
+        return refuse_to_load, ()
+
+
+class StopsAt:
+    """Returns items until item ``when``, then sleeps (for an hour): a coprocess that stops
+    reading its input."""
+
+    def __init__(self, when):
+        self.when = when
+
+    def send(self, item):
+        if item == self.when:
+            time.sleep(3600)
+        return item
+
+    def close(self):
+        return None
+
+
+class Shapes:
+    """Returns ``(shape, dtype name, sum)`` of each numpy array it gets; close() returns
+    whether every array arrived writable and in its own memory (as received arrays do)."""
+
+    def __init__(self):
+        self.all_writable = True
+
+    def send(self, item):
+        self.all_writable = self.all_writable and item.flags.writeable
+        return item.shape, item.dtype.name, int(item.sum())
+
+    def close(self):
+        return self.all_writable
+
+
+class Appender:
+    """A results consumer for the test process itself: appends what it gets to ``into``."""
+
+    def __init__(self, into):
+        self.send = into.append
+
+
+def exit_at_once():
+    """A factory whose process exits (code 3) before it builds anything."""
+    os._exit(3)
+
+
+class Times:
+    """Returns each item repeated ``count`` times (``item * count``)."""
+
+    def __init__(self, count):
+        self.count = count
+
+    def send(self, item):
+        return item * self.count
+
+    def close(self):
+        return None

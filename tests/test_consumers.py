@@ -27,6 +27,7 @@ from gilstudy.errors import (
     AuthenticationError,
     ConsumerError,
     CoprocessDied,
+    CoprocessStalled,
     GilstudyError,
     ProtocolError,
     RemoteError,
@@ -978,6 +979,8 @@ ERRORS = [
     RemoteError("ValueError", "bad item", "Traceback (most recent call last): ...",
                 sent=3, acknowledged=1),
     CoprocessDied(1234, -9, "while sending", sent=4, acknowledged=2),
+    CoprocessStalled(1234, "send() waited 0.5 s for it to read a frame", sent=9,
+                     acknowledged=3),
     ProtocolError("truncated message"),
     AuthenticationError("wrong key"),
 ]

@@ -7,6 +7,7 @@
 import gc
 import os
 import pickle
+import re
 import signal
 import socket
 import subprocess
@@ -22,13 +23,15 @@ import _coprocess_consumers as cc
 from gilstudy import cli
 from gilstudy.coprocess import (EXIT_TIMEOUT, FLUSH_INTERVAL, Coprocess, CoprocessSender,
                                 RemoteConsumer, connect, parse_address, serve, spawn)
-from gilstudy.errors import CoprocessDied, ProtocolError, RemoteError
+from gilstudy.errors import CoprocessDied, CoprocessStalled, ProtocolError, RemoteError
 
 # Only reached when something deadlocks.
 TIMEOUT = 60
 HERE = os.path.dirname(os.path.abspath(__file__))
 TRANSPORTS = ["pipe", "fifo", "socket"]
 LOOPBACK = ("127.0.0.1", 0)
+# The key serve() and connect() share in these tests (test_security.py tries others).
+KEY = b"the tests' key"
 
 
 class Collected:
@@ -622,8 +625,8 @@ def test_ctrl_c_in_the_parent_ends_its_coprocesses_quietly():
 @pytest.mark.timeout(TIMEOUT)
 def test_serve_and_connect_round_trip():
     results = Collected()
-    with serve(LOOPBACK, cc.Echo) as server:
-        with connect(server.address, results=results) as consumer:
+    with serve(LOOPBACK, cc.Echo, authkey=KEY) as server:
+        with connect(server.address, results=results, authkey=KEY) as consumer:
             for item in range(1000):
                 consumer.send(item)
         assert consumer.pid == os.getpid()
@@ -632,10 +635,10 @@ def test_serve_and_connect_round_trip():
 
 @pytest.mark.timeout(TIMEOUT)
 def test_a_server_builds_a_consumer_per_connection_and_serves_them_at_once():
-    with serve(LOOPBACK, cc.Counter) as server:
+    with serve(LOOPBACK, cc.Counter, authkey=KEY) as server:
         first, second = Collected(), Collected()
-        a = connect(server.address, results=first)
-        b = connect(server.address, results=second)
+        a = connect(server.address, results=first, authkey=KEY)
+        b = connect(server.address, results=second, authkey=KEY)
         for item in small_items(1000):
             a.send(item)
             b.send(item)
@@ -648,23 +651,23 @@ def test_a_server_builds_a_consumer_per_connection_and_serves_them_at_once():
 
 @pytest.mark.timeout(TIMEOUT)
 def test_a_remote_error_over_a_connection_leaves_the_server_serving():
-    with serve(LOOPBACK, cc.FailOn, 2) as server:
-        failing = connect(server.address)
+    with serve(LOOPBACK, cc.FailOn, 2, authkey=KEY) as server:
+        failing = connect(server.address, authkey=KEY)
         for item in range(5):
             failing.send(item)
         with pytest.raises(RemoteError, match=r"^ValueError: item 2 is bad \(5 items sent, 2 "
                                               r"acknowledged\)"):
             failing.close()
         results = Collected()
-        with connect(server.address, results=results) as working:
+        with connect(server.address, results=results, authkey=KEY) as working:
             working.send(1)
     assert results.items == [1]
 
 
 @pytest.mark.timeout(TIMEOUT)
 def test_a_server_closed_under_a_connection_makes_close_raise_coprocess_died(tmp_path):
-    server = serve(LOOPBACK, cc.Blocker, str(tmp_path / "go"))
-    consumer = connect(server.address)
+    server = serve(LOOPBACK, cc.Blocker, str(tmp_path / "go"), authkey=KEY)
+    consumer = connect(server.address, authkey=KEY)
     consumer.send(1)
     consumer.flush()
     closer = threading.Thread(target=server.close)
@@ -692,38 +695,39 @@ def test_connect_to_a_peer_that_is_not_gilstudy_raises_protocol_error():
         peer = threading.Thread(target=answer)
         peer.start()
         with pytest.raises(ProtocolError):
-            connect(listener.getsockname())
+            connect(listener.getsockname(), authkey=KEY)
         peer.join(TIMEOUT)
 
 
 @pytest.mark.timeout(TIMEOUT)
 def test_a_client_that_is_not_gilstudy_is_dropped_and_logged(caplog):
-    with serve(LOOPBACK, cc.Echo) as server:
+    with serve(LOOPBACK, cc.Echo, authkey=KEY) as server:
         with socket.create_connection(server.address) as intruder:
             intruder.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
             assert intruder.recv(1 << 16).startswith(b"H")  # its HELLO
             assert intruder.recv(1 << 16) == b""  # then it hangs up
         results = Collected()
-        with connect(server.address, results=results) as consumer:
+        with connect(server.address, results=results, authkey=KEY) as consumer:
             consumer.send("still serving")
     assert results.items == ["still serving", "closed"]
-    assert "dropped a connection: unknown frame kind 0x47" in caplog.text
+    assert re.search(r"dropped a connection from 127\.0\.0\.1:\d+: unknown frame kind 0x47",
+                     caplog.text)
 
 
 def test_connect_to_a_closed_port_raises_connection_refused():
     with socket.create_server(LOOPBACK) as placeholder:
         address = placeholder.getsockname()
     with pytest.raises(ConnectionRefusedError):
-        connect(address)
+        connect(address, authkey=KEY)
 
 
 @pytest.mark.timeout(TIMEOUT)
 def test_server_close_is_idempotent_and_stops_accepting():
-    server = serve(LOOPBACK, cc.Echo)
+    server = serve(LOOPBACK, cc.Echo, authkey=KEY)
     server.close()
     server.close()
     with pytest.raises(ConnectionRefusedError):
-        connect(server.address)
+        connect(server.address, authkey=KEY)
 
 
 # --- `gilstudy serve` -----------------------------------------------------------------------
@@ -732,13 +736,14 @@ def test_server_close_is_idempotent_and_stops_accepting():
 def test_gilstudy_serve_prints_its_address_and_serves_until_interrupted():
     command = subprocess.Popen(
         [sys.executable, "-m", "gilstudy", "serve", "127.0.0.1:0", "_coprocess_consumers:Joined",
-         "a", "b"], env={**os.environ, "PYTHONPATH": HERE},
+         "a", "b"], env={**os.environ, "PYTHONPATH": HERE, "GILSTUDY_AUTHKEY": KEY.decode()},
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = command.stdout.readline()
         assert line.startswith("serving on 127.0.0.1:")
         results = Collected()
-        with connect(parse_address(line.split()[-1]), results=results) as consumer:
+        with connect(parse_address(line.split()[-1]), results=results,
+                     authkey=KEY) as consumer:
             consumer.send("x")
         assert results.items == ["a-b:x"]
         command.send_signal(signal.SIGINT)
@@ -808,3 +813,126 @@ def test_a_remote_consumer_cannot_be_pickled():
         assert isinstance(consumer, RemoteConsumer)
         with pytest.raises(TypeError, match=r"^a RemoteConsumer cannot be pickled"):
             pickle.dumps(consumer)
+
+
+# --- Large arrays and frame limits ----------------------------------------------------------
+
+@pytest.mark.timeout(TIMEOUT)
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_numpy_arrays_arrive_whole_and_writable_in_and_out_of_band(transport):
+    np = pytest.importorskip("numpy")
+    arrays = [np.arange(1 << 18, dtype=np.int32), np.ones((512, 512)), np.arange(10),
+              np.arange(1 << 18, dtype=np.int64)[::2], np.asfortranarray(np.ones((300, 300)))]
+    results = Collected()
+    with spawn(cc.Shapes, transport=transport, results=results) as consumer:
+        for array in arrays:
+            consumer.send(array)
+    assert results.items == [(a.shape, a.dtype.name, int(a.sum())) for a in arrays] + [True]
+
+
+@pytest.mark.timeout(TIMEOUT)
+def test_arrays_come_back_as_results_out_of_band():
+    np = pytest.importorskip("numpy")
+    results = Collected()
+    with spawn(cc.Echo, results=results) as consumer:
+        consumer.send(np.arange(1 << 20, dtype=np.uint8))
+    assert (results.items[0] == np.arange(1 << 20, dtype=np.uint8)).all()
+
+
+@pytest.mark.timeout(TIMEOUT)
+def test_a_batch_larger_than_the_frame_limit_travels_in_several_frames():
+    results = Collected()
+    with spawn(cc.Echo, results=results, max_frame=64 << 10) as consumer:
+        for index in range(20):
+            consumer.send(bytes([index]) * 10_000)
+    assert results.items == [bytes([index]) * 10_000 for index in range(20)] + ["closed"]
+
+
+@pytest.mark.timeout(TIMEOUT)
+def test_an_item_larger_than_the_frame_limit_abandons_the_coprocess_naming_it():
+    consumer = spawn(cc.Count, max_frame=64 << 10)
+    consumer.send(b"small")
+    consumer.send(b"x" * (100 << 10))
+    with pytest.raises(ProtocolError, match=rf"^item number 1 sent to coprocess {consumer.pid} "
+                                            r"pickles to more than the 65536 bytes a frame may "
+                                            r"hold there; raise max_frame on both ends"):
+        consumer.close()
+    assert_reaped(consumer.pid)
+
+
+@pytest.mark.timeout(TIMEOUT)
+def test_a_result_larger_than_the_frame_limit_is_a_remote_error():
+    results = Collected()
+    consumer = spawn(cc.Times, 100, results=results, max_frame=64 << 10)
+    consumer.send(b"fits")
+    consumer.flush()
+    assert results.wait_for(1)
+    consumer.send(b"x" * 1000)  # comes back as 100 kB
+    with pytest.raises(RemoteError, match=r"^gilstudy\.errors\.ProtocolError: a bytes pickles "
+                                          r"to a frame of 100\d\d\d bytes, more than the "
+                                          r"65536 bytes the peer accepts") as info:
+        consumer.close()
+    # Item 1 was handled, but its result lost: it is not acknowledged, so it is sent again.
+    assert (info.value.sent, info.value.acknowledged) == (2, 1)
+    assert results.items == [b"fits" * 100]
+
+
+@pytest.mark.parametrize("max_frame, error, message", [
+    (512, ValueError, r"^spawn: max_frame must be at least 1024 bytes, got 512$"),
+    (2.0**20, TypeError, r"^spawn: max_frame must be an int \(bytes\), got 1048576\.0$"),
+], ids=["too-small", "not-an-int"])
+def test_spawn_refuses_a_bad_frame_limit(max_frame, error, message):
+    with pytest.raises(error, match=message):
+        spawn(cc.Count, max_frame=max_frame)
+
+
+# --- Timeouts -------------------------------------------------------------------------------
+
+@pytest.mark.timeout(TIMEOUT)
+def test_close_with_a_timeout_leaves_a_slow_coprocess_and_a_second_close_ends_it(tmp_path):
+    consumer = spawn(cc.Blocker, str(tmp_path / "go"))
+    consumer.send(1)
+    with pytest.raises(CoprocessStalled, match=rf"^coprocess {consumer.pid} stalled \(1 items "
+                                               r"sent, 0 acknowledged\): close\(\) waited 0\.2 s "
+                                               r"for its consumer to handle the items sent and "
+                                               r"close$"):
+        consumer.close(timeout=0.2)
+    assert os.path.exists(f"/proc/{consumer.pid}")
+    (tmp_path / "go").touch()
+    consumer.close()  # the consumer finishes, the process exits
+    assert_reaped(consumer.pid)
+
+
+@pytest.mark.timeout(TIMEOUT)
+def test_a_stalled_send_keeps_raising_until_abort():
+    consumer = spawn(cc.StopsAt, 0)
+    consumer.send(0)
+    big = b"x" * (1 << 16)
+    with pytest.raises(CoprocessStalled) as info:
+        for _ in range(10**4):
+            consumer.send(big, timeout=0.2)
+    assert "send() waited 0.2 s for it to read a frame" in str(info.value)
+    with pytest.raises(CoprocessStalled):
+        consumer.send(1)
+    consumer.abort()
+    assert_reaped(consumer.pid)
+
+
+@pytest.mark.parametrize("call", ["send", "flush", "close"])
+def test_a_timeout_must_be_positive(call):
+    with spawn(cc.Count) as consumer:
+        arguments = (1,) if call == "send" else ()
+        with pytest.raises(ValueError, match=rf"^{call}: timeout must be a positive number of "
+                                             r"seconds or None, got -1$"):
+            for _ in range(100):  # send() checks it when it writes
+                getattr(consumer, call)(*arguments, timeout=-1)
+
+
+@pytest.mark.timeout(TIMEOUT)
+def test_connect_to_a_server_that_never_answers_times_out():
+    with socket.create_server(LOOPBACK) as listener:
+        start = time.monotonic()
+        with pytest.raises(TimeoutError, match=r"^connect: the server at 127\.0\.0\.1:\d+ did "
+                                               r"not finish the handshake within 0\.3 s$"):
+            connect(listener.getsockname(), authkey=KEY, timeout=0.3)
+        assert time.monotonic() - start < 0.3 + 2

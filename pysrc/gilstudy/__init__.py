@@ -42,6 +42,7 @@ _EXPORTS = {
     "CoprocessDied": "gilstudy.errors",
     "ProtocolError": "gilstudy.errors",
     "AuthenticationError": "gilstudy.errors",
+    "CoprocessStalled": "gilstudy.errors",
     # the machine and interpreter
     "describe_machine": "gilstudy.machine",
     "gil_enabled": "gilstudy.machine",

@@ -5,13 +5,12 @@
 # no subprocess), so a coprocess starts fast.
 
 import os
-import pickle
 import signal
 import sys
 import time
 
 from gilstudy import wire
-from gilstudy.errors import ProtocolError
+from gilstudy.errors import AuthenticationError, ProtocolError
 
 __all__ = ["PeerGone", "run_consumer", "main"]
 
@@ -34,27 +33,33 @@ def _write(channel: wire.Channel, frames) -> None:
 
 def _reply(channel: wire.Channel, results: list, handled: int, *last) -> None:
     """Send the results gathered so far and the count handled, then the frames in ``last``.
-    A result that cannot be pickled raises here, as the consumer's error."""
+    A result that cannot be pickled, or alone makes a frame longer than the sender
+    accepts, raises here, as the consumer's error; results too many for one frame go in
+    several."""
     frames = []
     if results:
-        frames.append((wire.RESULTS, pickle.dumps(results, wire.PICKLE_PROTOCOL)))
+        for payload, buffers in wire.dumps_in_frames(results, channel.peer_max_frame):
+            frames.append((wire.RESULTS, payload, buffers))
         results.clear()
     frames.append((wire.ACK, wire.ACK_BODY.pack(handled)))
     frames.extend(last)
     _write(channel, frames)
 
 
-def _report(channel: wire.Channel, results: list, handled: int, exc: Exception) -> None:
-    """Send the results of the items handled before ``exc`` (if they pickle), the count
-    handled and the error; then wait for the sender to close."""
+def _report(channel: wire.Channel, results: list, handled: int, acknowledged: int,
+            exc: Exception) -> None:
+    """Send the results of the items handled before ``exc`` and the count handled, then the
+    error; then wait for the sender to close. When those results cannot be sent (one does
+    not pickle, or is too large), the count stays at ``acknowledged``, the last one sent: an
+    item counts as handled only once its results are on their way."""
     error = (wire.ERROR, wire.encode_error(exc))
     try:
         _reply(channel, results, handled, error)
     except PeerGone:
         raise
     except Exception:
-        results.clear()  # a result that cannot be pickled: the error says enough
-        _reply(channel, results, handled, error)
+        results.clear()  # the error says why
+        _reply(channel, results, acknowledged, error)
     _drain(channel)
 
 
@@ -80,23 +85,26 @@ def run_consumer(channel: wire.Channel, make_consumer, want_results: bool) -> bo
     every item while items are slow; while they take microseconds, after every few (at most
     _MAX_STRIDE), so an abrupt change from fast to slow items can delay one ACK by the time
     of that many items. If the
-    consumer (or make_consumer, or unpickling an item) raises, it sends the error (ERROR),
-    handles nothing more and discards input until the sender closes; the consumer's close()
-    is then not called. A sender that closes without CLOSE abandons the consumer the same
-    way. Raises PeerGone when the sender cannot be written to, ProtocolError when it breaks
-    the protocol.
+    consumer (or make_consumer) raises, it sends the error (ERROR), handles nothing more and
+    discards input until the sender closes; the consumer's close() is then not called. A
+    sender that closes without CLOSE abandons the consumer the same way. Raises PeerGone
+    when the sender cannot be written to, ProtocolError when it breaks the protocol: at
+    once for a broken frame (too long, truncated, of an unknown kind), and after reporting
+    and discarding as above for a whole frame that does not load (a refused global, a
+    malformed pickle, an item whose unpickling raises).
     """
     handled = 0
+    acknowledged = 0  # the count in the last ACK sent
     stride = 1
     results = []
-    loads = channel.loads
+    load = channel.load
     monotonic = time.monotonic
     try:
         consumer = make_consumer()
         send = consumer.send
         close = consumer.close
     except Exception as exc:
-        _report(channel, results, handled, exc)
+        _report(channel, results, handled, acknowledged, exc)
         return False
     while True:
         try:
@@ -105,12 +113,18 @@ def run_consumer(channel: wire.Channel, make_consumer, want_results: bool) -> bo
             return False
         if kind != wire.ITEMS and kind != wire.CLOSE:
             raise ProtocolError(f"unexpected {wire.KIND_NAMES[kind]} frame from the sender")
+        if kind == wire.ITEMS:
+            try:
+                items = load(payload)
+            except ProtocolError as exc:
+                _report(channel, results, handled, acknowledged, exc)
+                raise
         try:
             if kind == wire.ITEMS:
                 last_check = monotonic()
                 deadline = last_check + wire.FLUSH_INTERVAL
                 next_check = handled + stride
-                for item in loads(payload):
+                for item in items:
                     result = send(item)
                     handled += 1
                     if result is not None and want_results:
@@ -122,6 +136,7 @@ def run_consumer(channel: wire.Channel, make_consumer, want_results: bool) -> bo
                         now = monotonic()
                         if now >= deadline:
                             _reply(channel, results, handled)
+                            acknowledged = handled
                             deadline = now + wire.FLUSH_INTERVAL
                         if now - last_check < wire.FLUSH_INTERVAL / 8:
                             stride = min(stride * 2, _MAX_STRIDE)
@@ -130,6 +145,7 @@ def run_consumer(channel: wire.Channel, make_consumer, want_results: bool) -> bo
                         last_check = now
                         next_check = handled + stride
                 _reply(channel, results, handled)
+                acknowledged = handled
             else:
                 result = close()
                 if result is not None and want_results:
@@ -139,7 +155,7 @@ def run_consumer(channel: wire.Channel, make_consumer, want_results: bool) -> bo
         except PeerGone:
             raise
         except Exception as exc:
-            _report(channel, results, handled, exc)
+            _report(channel, results, handled, acknowledged, exc)
             return False
 
 
@@ -150,13 +166,13 @@ def _build_from_setup(channel: wire.Channel):
     kind, payload = channel.read_frame()
     if kind != wire.SETUP:
         raise ProtocolError(f"expected a SETUP frame, got {wire.KIND_NAMES[kind]}")
-    sys_path, call = channel.loads(payload)
+    sys_path, call = channel.load(payload)
     sys.path[:] = sys_path
-    factory, args = channel.loads(call)
+    factory, args = channel.load(call)
     return factory(*args)
 
 
-def _open_channel(transport: str, where: list[str]) -> wire.Channel:
+def _open_channel(transport: str, where: list[str], max_frame: int) -> wire.Channel:
     if transport == "pipe":
         read_fd, write_fd = map(int, where)
     elif transport == "fifo":
@@ -170,27 +186,45 @@ def _open_channel(transport: str, where: list[str]) -> wire.Channel:
         sock = socket.create_connection((where[0], int(where[1])))
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.set_inheritable(False)
-        return wire.Channel.from_socket(sock)
+        return wire.Channel.from_socket(sock, max_frame=max_frame)
     else:
         raise ValueError(f"unknown transport {transport!r}")
     # Processes the consumer starts must not hold our ends open: the parent would never
     # see EOF when this process dies.
     os.set_inheritable(read_fd, False)
     os.set_inheritable(write_fd, False)
-    return wire.Channel.from_fds(read_fd, write_fd)
+    channel = wire.Channel.from_fds(read_fd, write_fd, max_frame=max_frame)
+    # The parent sends before it reads our HELLO: it uses the limit it gave us.
+    channel.peer_max_frame = max_frame
+    return channel
+
+
+def _read_key(fd: int) -> bytes:
+    """The key the parent wrote into the pipe ``fd`` (then closed): all of it, up to EOF."""
+    chunks = []
+    with open(fd, "rb", buffering=0) as pipe:
+        while chunk := pipe.read(4096):
+            chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def main(argv: list[str]) -> int:
-    """Entry point of a spawned coprocess: ``TRANSPORT WHERE...`` as spawn() passes them."""
+    """Entry point of a spawned coprocess, with the arguments spawn() passes:
+    ``TRANSPORT MAX_FRAME KEY_FD WHERE...``; KEY_FD is a pipe holding the key a socket
+    channel authenticates with, or "-" for none."""
     # Ctrl-C reaches the whole foreground process group; the parent decides what happens
     # to its coprocesses, and this one ends when its input closes.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    channel = _open_channel(argv[0], argv[1:])
+    transport, max_frame, key_fd, *where = argv
+    authkey = None if key_fd == "-" else _read_key(int(key_fd))
+    channel = _open_channel(transport, where, int(max_frame))
     try:
-        wire.send_hello(channel, os.getpid())
-        hello = wire.read_hello(channel)
+        hello = wire.handshake(channel, pid=os.getpid(), authkey=authkey, accepting=False)
         run_consumer(channel, lambda: _build_from_setup(channel),
                      want_results=bool(hello.flags & wire.WANT_RESULTS))
+    except AuthenticationError as exc:
+        print(f"gilstudy coprocess {os.getpid()}: {exc}", file=sys.stderr)
+        return 2
     except (PeerGone, EOFError, OSError):
         return 0  # the parent is gone: nobody to report to
     except ProtocolError as exc:

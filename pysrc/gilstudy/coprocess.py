@@ -1,8 +1,9 @@
 # Consumers that run in another Python process. spawn() starts a fresh interpreter that
 # builds a consumer and feeds it the items sent here, in batches, over a pipe, two FIFOs or
-# a socket; serve() and connect() do the same between processes that meet at a TCP address
-# (gilstudy.wire holds the framing). CoprocessSender and Coprocess speak the plain protocol
-# instead: a bare stream of pickles that any pickle.dump/pickle.load loop understands.
+# a socket; serve() and connect() do the same between processes that meet at a TCP address,
+# after proving to each other that they hold the same key (gilstudy.wire holds the framing,
+# the handshake and restricted unpickling). CoprocessSender and Coprocess speak the plain
+# protocol instead: a bare stream of pickles that any pickle.dump/pickle.load loop reads.
 
 import errno
 import fcntl
@@ -23,13 +24,15 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Callable
 
 from gilstudy import wire
 from gilstudy._coprocess_child import PeerGone, run_consumer
-from gilstudy.errors import CoprocessDied, ProtocolError, RemoteError
+from gilstudy.errors import (AuthenticationError, CoprocessDied, CoprocessStalled,
+                             ProtocolError, RemoteError)
 
 if TYPE_CHECKING:
     from gilstudy.consumers import Dispatch
 
 __all__ = [
-    "TRANSPORTS", "FLUSH_INTERVAL", "START_TIMEOUT", "EXIT_TIMEOUT",
+    "TRANSPORTS", "FLUSH_INTERVAL", "START_TIMEOUT", "EXIT_TIMEOUT", "CONNECT_TIMEOUT",
+    "AUTHKEY_ENV", "MAX_FRAME",
     "CoprocessSender", "Coprocess",
     "RemoteConsumer", "spawn", "coprocesses", "connect",
     "CoprocessServer", "serve", "parse_address", "import_factory", "add_subcommand",
@@ -39,6 +42,14 @@ TRANSPORTS = ("pipe", "fifo", "socket")
 
 FLUSH_INTERVAL = wire.FLUSH_INTERVAL
 
+# The largest frame (a batch of items or results, out-of-band buffers included) a channel
+# accepts unless told otherwise, in bytes.
+MAX_FRAME = wire.MAX_FRAME
+
+# Where serve(), connect() and `gilstudy serve` find the key when authkey= is not given:
+# the variable's value, as bytes (UTF-8 for text). Both ends must have the same.
+AUTHKEY_ENV = "GILSTUDY_AUTHKEY"
+
 # How long spawn() waits for a coprocess to open its FIFOs or connect back, and connect()
 # for a server's HELLO, in seconds; only a machine in deep trouble takes longer.
 START_TIMEOUT = 60.0
@@ -47,6 +58,11 @@ START_TIMEOUT = 60.0
 # is killed; close() raises CoprocessDied for a dead one at the latest this long after the
 # death, and usually within milliseconds.
 EXIT_TIMEOUT = 5.0
+
+# How long connect() waits, by default, for the server to accept the connection and finish
+# the handshake, and how long a server (or spawn()'s parent) gives a new connection to
+# finish it before dropping it, in seconds.
+CONNECT_TIMEOUT = 10.0
 
 _log = logging.getLogger(__name__)
 
@@ -102,16 +118,28 @@ class Coprocess:
     or any loop of ``pickle.dump(item, stream)``, can feed it, e.g. through standard input:
 
         Coprocess(sys.stdin.buffer, Countdown()).run()
+
+    A pickle runs whatever code its writer chose. With ``allowed`` (a set of
+    ``"module.qualname"`` strings or a callable(module, qualname) -> bool, see
+    gilstudy.wire.RestrictedUnpickler) only the globals it permits load; any other raises
+    ProtocolError naming it. The plain protocol has no frames, so no size limit: feed it
+    only from a writer you trust not to send endless data.
     """
 
-    def __init__(self, stream: BinaryIO, consumer: Any, results: Any = None):
+    def __init__(self, stream: BinaryIO, consumer: Any, results: Any = None, *,
+                 allowed=None):
         self._stream = stream
         self._consumer = consumer
         self._results = results
+        # Checked now, not at the first pickle.
+        self._allowed = None if allowed is None else wire._permits(allowed)
 
     def run(self) -> None:
         stream = self._stream
-        load = pickle.Unpickler(stream).load
+        if self._allowed is None:
+            load = pickle.Unpickler(stream).load
+        else:
+            load = wire.RestrictedUnpickler(stream, allowed=self._allowed).load
         send = self._consumer.send
         forward = self._results.send if self._results is not None else None
         # peek() tells a clean EOF between pickles from a truncated one; a stream without
@@ -126,8 +154,11 @@ class Coprocess:
                 if peek is not None:
                     raise ProtocolError("the stream ended inside a pickle") from None
                 break
-            except pickle.UnpicklingError as exc:
-                raise ProtocolError(f"unreadable pickle in the stream: {exc}") from exc
+            except ProtocolError:
+                raise  # a global refused by ``allowed``
+            except Exception as exc:
+                raise ProtocolError(f"unreadable pickle in the stream: {type(exc).__name__}: "
+                                    f"{exc}") from exc
             result = send(item)
             if result is not None and forward is not None:
                 forward(result)
@@ -215,13 +246,19 @@ class _Link:
     def raise_failure(self):
         exc = self.failure
         self.failure_raised = True
-        if isinstance(exc, (RemoteError, CoprocessDied)):
+        if isinstance(exc, (RemoteError, CoprocessDied, CoprocessStalled)):
             # Facts of this moment; the traceback of an earlier raise would only mislead.
             exc._set_counts(self.sent, self.acknowledged)
             raise exc.with_traceback(None)
         raise exc
 
-    def on_fill(self) -> None:
+    def stall(self, detail: str):
+        """A call's deadline passed while the peer did not keep up: record and raise
+        CoprocessStalled (or the failure recorded first)."""
+        self.fail(CoprocessStalled(self.pid, detail))
+        self.raise_failure()
+
+    def on_fill(self, timeout: float | None) -> None:
         """send()'s slow path: the batch is full, or just started, or the link halted."""
         if self.halted:
             # Take back the refused item. Nothing takes items from a halted batch, but a
@@ -230,7 +267,7 @@ class _Link:
                 self.batch.pop()
             self.refuse()
         if len(self.batch) >= self.batch_size:
-            self.flush()
+            self.flush(_deadline(timeout), "send()", timeout)
             if self.halted:
                 self.refuse()
             return
@@ -261,9 +298,20 @@ class _Link:
 
     # Writing --------------------------------------------------------------------------
 
-    def flush(self) -> None:
-        """Write the batch as one ITEMS frame now (nothing when empty or after a failure)."""
-        with self.write_lock:
+    def _lock_writes(self, deadline: float | None, caller: str, timeout: float | None):
+        """Take write_lock by ``deadline``, or stall: another thread's write (the
+        flusher's) is waiting for the peer to read."""
+        wait = -1 if deadline is None else max(0.0, deadline - time.monotonic())
+        if not self.write_lock.acquire(timeout=wait):
+            self.stall(f"{caller} waited {timeout:g} s for it to read a frame")
+
+    def flush(self, deadline: float | None = None, caller: str = "flush()",
+              timeout: float | None = None) -> None:
+        """Write the batch as ITEMS frames now (nothing when empty or after a failure): one
+        frame unless it would exceed what the peer accepts. Past ``deadline`` (for
+        ``caller``, given ``timeout``) raises CoprocessStalled, recorded as the failure."""
+        self._lock_writes(deadline, caller, timeout)
+        try:
             batch = self.batch
             count = len(batch)
             if not count or self.failure is not None or self.writer_broken:
@@ -279,30 +327,44 @@ class _Link:
             self.flushes += 1
             self.last_flush = time.monotonic()
             try:
-                payload = pickle.dumps(chunk, wire.PICKLE_PROTOCOL)
+                frames = wire.dumps_in_frames(chunk, self.channel.peer_max_frame)
             except Exception as exc:
                 self._unpicklable(chunk, exc)
                 return
             try:
-                self.channel.write_frame(wire.ITEMS, payload)
+                self.channel.write_frames([(wire.ITEMS, payload, buffers)
+                                           for payload, buffers in frames], deadline)
+            except TimeoutError:
+                # The frame may be half written: nothing more can go on this channel.
+                self.stall(f"{caller} waited {timeout:g} s for it to read a frame")
             except OSError:
                 with self.state_lock:
                     self.writer_broken = True
                     self._halt()
                 return
-            per_item = len(payload) / count
+            per_item = sum(wire.frame_size(*frame) for frame in frames) / count
             self.batch_size = max(1, min(_MAX_BATCH, self.batch_size * 4,
                                          int(_FRAME_BYTES / per_item)))
+        finally:
+            self.write_lock.release()
 
     def _unpicklable(self, chunk: list, exc: Exception) -> None:
         first = self.taken - len(chunk)
-        for index, item in enumerate(chunk):
-            try:
-                pickle.dumps(item, wire.PICKLE_PROTOCOL)
-            except Exception as item_exc:
-                exc = item_exc
-                first += index
-                break
+        index = getattr(exc, "index", None)
+        if index is not None:
+            # Too large for a frame: the index is the item's place in ``chunk``.
+            first += index
+            exc = ProtocolError(f"item number {first} sent to {self._describe()} pickles to "
+                                f"more than the {self.channel.peer_max_frame} bytes a frame "
+                                "may hold there; raise max_frame on both ends to send it")
+        else:
+            for offset, item in enumerate(chunk):
+                try:
+                    pickle.dumps(item, wire.PICKLE_PROTOCOL)
+                except Exception as item_exc:
+                    exc = item_exc
+                    first += offset
+                    break
         exc.add_note(f"gilstudy: item number {first} sent to {self._describe()} could not be "
                      "pickled; the coprocess was abandoned with its consumer unclosed")
         self.fail(exc)
@@ -310,7 +372,9 @@ class _Link:
     def _flush_loop(self) -> None:
         # Woken when the batch goes from empty to one item. A lone item after a quiet
         # spell leaves at once; otherwise the batch waits until FLUSH_INTERVAL after the
-        # previous frame, unless the producer filled and flushed it meanwhile.
+        # previous frame, unless the producer filled and flushed it meanwhile. Its writes
+        # have no deadline: a stalled peer holds it until the link fails or ends, which
+        # cancels them.
         wake = self.wake
         while True:
             wake.wait()
@@ -326,11 +390,9 @@ class _Link:
             if self.flushes == seen:
                 self.flush()
 
-    def _stop_flusher(self) -> None:
+    def _release_flusher(self) -> None:
         self.stopping = True
         self.wake.set()
-        if threading.current_thread() is not self.flusher:
-            self.flusher.join()
 
     # Reading --------------------------------------------------------------------------
 
@@ -365,12 +427,12 @@ class _Link:
                 self.channel.close()
             self.reader_done.set()
 
-    def _forward(self, payload: bytes) -> None:
+    def _forward(self, payload) -> None:
         if self.results is None:
             return
         try:
-            values = self.channel.loads(payload)
-        except Exception as exc:
+            values = self.channel.load(payload)
+        except ProtocolError as exc:
             exc.add_note(f"gilstudy: a result from {self._describe()} could not be unpickled")
             self.results = None
             self.fail(exc)
@@ -386,25 +448,23 @@ class _Link:
 
     # Ending ---------------------------------------------------------------------------
 
-    def close(self) -> None:
-        if self.closed:
+    def close(self, timeout: float | None = None) -> None:
+        if self.finished:
             return
-        with self.state_lock:
-            self.closed = True
-            self._halt()
-        self._stop_flusher()
-        if self.failure is None:
-            self.flush()
-            with self.write_lock:
-                if self.failure is None and not self.writer_broken:
-                    try:
-                        self.channel.write_frame(wire.CLOSE)
-                    except OSError:
-                        self.writer_broken = True
-        with self.write_lock:
-            self.channel.close_writer()
+        deadline = _deadline(timeout)
+        if not self.closed:
+            with self.state_lock:
+                self.closed = True
+                self._halt()
+            self._release_flusher()
+            if self.failure is None:
+                self._say_close(deadline, timeout)
         if self.failure is None and not self.writer_broken:
-            self.reader_done.wait()  # the consumer handles what is left, closes, says DONE
+            # The consumer handles what is left, closes, says DONE.
+            wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not self.reader_done.wait(wait):
+                self.stall(f"close() waited {timeout:g} s for its consumer to handle the "
+                           "items sent and close")
         self._finish(terminate=False)
         if self.failure is None and not self.done:
             self.fail(CoprocessDied(self.pid, self._exitcode(0),
@@ -412,20 +472,42 @@ class _Link:
         if self.failure is not None and not self.failure_raised:
             self.raise_failure()
 
+    def _say_close(self, deadline: float | None, timeout: float | None) -> None:
+        """Write what is left of the batch and CLOSE, then close the writing side."""
+        self.flush(deadline, "close()", timeout)
+        self._lock_writes(deadline, "close()", timeout)
+        try:
+            if self.failure is None and not self.writer_broken:
+                try:
+                    self.channel.write_frame(wire.CLOSE, deadline=deadline)
+                except TimeoutError:
+                    self.stall(f"close() waited {timeout:g} s for it to read a frame")
+                except OSError:
+                    self.writer_broken = True
+            self.channel.close_writer()
+        finally:
+            self.write_lock.release()
+
     def abort(self) -> None:
         if self.finished:
             return
         with self.state_lock:
             self.closed = True
             self._halt()
-        self.stopping = True
-        self.wake.set()
         self._finish(terminate=True)
 
     def _finish(self, terminate: bool) -> None:
         """End the peer (politely unless ``terminate``), join both threads, close the
         channel and remove what the transport left behind. Every step may run twice, so
         abort() can finish what an interrupted close() began."""
+        self._release_flusher()
+        if terminate or self.failure is not None:
+            # A write waiting for a peer that no longer reads gives up (within 50 ms).
+            self.channel.cancel_writes()
+        if threading.current_thread() is not self.flusher:
+            with self.write_lock:
+                # The peer reads EOF: one that waits for it (after an error) ends.
+                self.channel.close_writer()
         process = self.process
         if process is not None:
             if terminate and process.poll() is None:
@@ -436,9 +518,8 @@ class _Link:
         if terminate or process is None:
             # Wakes a reader or writer blocked on a socket; pipes broke with the process.
             self.channel.shutdown()
-        self._stop_flusher()
-        with self.write_lock:
-            self.channel.close_writer()
+        if threading.current_thread() is not self.flusher:
+            self.flusher.join()
         if threading.current_thread() is not self.reader:
             self.reader.join()
             self.channel.close()
@@ -449,6 +530,20 @@ class _Link:
         for cleanup in self.cleanups:
             cleanup()
         self.finished = True
+
+
+def _check_timeout(who: str, timeout: float | None) -> None:
+    if timeout is not None and not (isinstance(timeout, (int, float)) and timeout > 0):
+        raise ValueError(f"{who}: timeout must be a positive number of seconds or None, "
+                         f"got {timeout!r}")
+
+
+def _deadline(timeout: float | None) -> float | None:
+    """time.monotonic() at which ``timeout`` seconds from now end; None for no timeout."""
+    if timeout is None:
+        return None
+    _check_timeout("send", timeout)
+    return time.monotonic() + timeout
 
 
 def _reap(process: subprocess.Popen, timeout: float) -> bool:
@@ -488,12 +583,22 @@ class RemoteConsumer:
     (5 ms) after its first item. Results (non-None values of the remote consumer's send()
     and close()) are passed to ``results.send`` from a reader thread, in order.
 
+    Items are pickled when their batch is written, not by send(): do not change an item
+    after sending it. Contiguous numpy arrays (and anything else that pickles with
+    protocol-5 out-of-band buffers) of 64 KiB or more travel beside the pickle, not copied
+    into it, and arrive in fresh buffers of their own.
+
     Trouble: when the remote consumer raises, the next send() or close() raises
     RemoteError (remote type name and traceback inside); when the process dies or the
-    connection drops, CoprocessDied (exit code or signal). Both carry how many items were
-    sent and how many the consumer acknowledged. close() raises such a failure only if
-    no send() raised it before. Leaving a ``with`` block on an exception aborts instead of
-    closing. One producer thread at a time may call send().
+    connection drops, CoprocessDied (exit code or signal); when a timeout given to send(),
+    flush() or close() passes while the peer does not keep up, CoprocessStalled (a
+    TimeoutError). All three carry how many items were sent and how many the consumer
+    acknowledged: the items after ``acknowledged`` are the ones to send again. close()
+    raises such a failure only if no send() raised it before. An item that cannot be
+    pickled, or that alone is larger than the frame limit, abandons the coprocess: send()
+    or close() raises the pickling error (or ProtocolError), with a note naming the item.
+    Leaving a ``with`` block on an exception aborts instead of closing. One producer
+    thread at a time may call send().
     """
 
     def __init__(self, link: _Link):
@@ -526,36 +631,49 @@ class RemoteConsumer:
     def is_closed(self) -> bool:
         return self._link.closed
 
-    def send(self, item: Any) -> None:
-        """Queue ``item`` for the remote consumer; see the class docstring for failures."""
+    def send(self, item: Any, timeout: float | None = None) -> None:
+        """Queue ``item`` for the remote consumer; see the class docstring for failures.
+
+        Most calls only append to the batch; the one that fills it writes it, and waits
+        while the peer does not read. With ``timeout`` (seconds) that wait ends with
+        CoprocessStalled; without, it lasts as long as the peer stalls."""
         # The hot path is an append and one comparison; see _Link.limit.
         batch = self._batch
         batch.append(item)
         if len(batch) >= self._link.limit:
-            self._link.on_fill()
+            self._link.on_fill(timeout)
 
-    def flush(self) -> None:
-        """Write the items queued so far now, instead of within FLUSH_INTERVAL."""
+    def flush(self, timeout: float | None = None) -> None:
+        """Write the items queued so far now, instead of within FLUSH_INTERVAL; ``timeout``
+        as for send()."""
+        _check_timeout("flush", timeout)
         link = self._link
         if link.halted:
             link.refuse()
-        link.flush()
+        link.flush(_deadline(timeout), "flush()", timeout)
 
-    def close(self) -> None:
+    def close(self, timeout: float | None = None) -> None:
         """Wait until the remote consumer has handled every item sent, close it (its
         close() result arrives as a result), end the process (kill it if it takes longer
         than EXIT_TIMEOUT to exit) and raise the failure if there was one that no send()
-        raised. Idempotent: a second close() does nothing."""
+        raised. Idempotent: once it has returned, a second close() does nothing.
+
+        With ``timeout`` (seconds), when the peer has not read everything, or its consumer
+        not finished, by then, close() raises CoprocessStalled and leaves the coprocess as
+        it is; a later close() ends it (within EXIT_TIMEOUT, killing it if need be) and
+        abort() ends it at once. Without, close() waits as long as the consumer works."""
+        _check_timeout("close", timeout)
         link = self._link
         try:
-            link.close()
+            link.close(timeout)
         except BaseException as exc:
             if exc is not link.failure:
                 # Interrupted (Ctrl-C) while waiting: end the coprocess now.
                 link.abort()
             raise
         finally:
-            self._finalizer.detach()
+            if link.finished:
+                self._finalizer.detach()
 
     def abort(self) -> None:
         """Drop the remote consumer now, unclosed: items not yet handled are lost, a spawned
@@ -584,11 +702,14 @@ class RemoteConsumer:
 
 # -- Transports for spawn() -----------------------------------------------------------------
 
-def _wait_until(ready: Callable[[float], bool], process: subprocess.Popen, what: str) -> None:
+def _wait_until(ready: Callable[[float], bool], process: subprocess.Popen, what: str,
+                deadline: float | None = None) -> None:
     """Call ``ready(timeout)``, which waits up to ``timeout`` seconds for the child, until it
-    returns true; raise CoprocessDied if ``process`` ends first or is not ready after
-    START_TIMEOUT (the caller then kills it). ``what`` completes "before ..."."""
-    deadline = time.monotonic() + START_TIMEOUT
+    returns true; raise CoprocessDied if ``process`` ends first or is not ready by
+    ``deadline`` (START_TIMEOUT from now by default; the caller then kills it). ``what``
+    completes "before ..."."""
+    if deadline is None:
+        deadline = time.monotonic() + START_TIMEOUT
     while not ready(0.05):
         if process.poll() is not None:
             raise CoprocessDied(process.pid, process.returncode, f"it ended before {what}")
@@ -597,10 +718,15 @@ def _wait_until(ready: Callable[[float], bool], process: subprocess.Popen, what:
                                 f"{START_TIMEOUT:g} s passed before {what}; it was killed")
 
 
+# Each transport prepares what the child needs (prepare(): its arguments after the frame
+# limit, and the descriptors it inherits), then opens the parent's end once the child runs
+# (connect()); ``handshakes`` tells whether connect() has also done the handshake.
+
 class _PipeTransport:
     """Two anonymous pipes, the child's ends passed with pass_fds."""
 
     name = "pipe"
+    handshakes = False
 
     def __init__(self):
         self._parent_fds: list[int] = []
@@ -612,13 +738,14 @@ class _PipeTransport:
         self._parent_fds = [replies_r, items_w]
         self._child_fds = [items_r, replies_w]
         _grow_pipe(items_w)
-        return ["pipe", str(items_r), str(replies_w)], (items_r, replies_w)
+        _grow_pipe(replies_w)
+        return ["-", str(items_r), str(replies_w)], (items_r, replies_w)
 
-    def connect(self, process: subprocess.Popen) -> wire.Channel:
+    def connect(self, process: subprocess.Popen, options: dict, flags: int) -> wire.Channel:
         self._close_child_fds()
         replies_r, items_w = self._parent_fds
         self._parent_fds = []
-        return wire.Channel.from_fds(replies_r, items_w)
+        return _spawned_channel(wire.Channel.from_fds(replies_r, items_w, **options))
 
     def _close_child_fds(self) -> None:
         while self._child_fds:
@@ -630,9 +757,16 @@ class _PipeTransport:
             os.close(self._parent_fds.pop())
 
 
+def _spawned_channel(channel: wire.Channel) -> wire.Channel:
+    # The child's frame limit is ours (spawn passed it): frames may go before its HELLO.
+    channel.peer_max_frame = channel.max_frame
+    return channel
+
+
 def _grow_pipe(fd: int) -> None:
     # A 1 MiB pipe (the unprivileged Linux maximum) lets the producer run further ahead of
-    # the consumer before a write blocks; where that is refused, the default 64 KiB works.
+    # the consumer before a write blocks, and moves large arrays in fewer, longer copies;
+    # where that is refused, the default 64 KiB works.
     if not hasattr(fcntl, "F_SETPIPE_SZ"):
         return
     try:
@@ -646,10 +780,12 @@ _fifo_numbers = itertools.count()
 
 class _FifoTransport:
     """Two named pipes, ``coprocess-PID-N.items`` and ``.replies``, in ``path`` (a fresh
-    temporary directory by default). Both are removed as soon as the two ends have opened
-    them, so nothing is left behind even if a process is killed later."""
+    temporary directory by default), readable and writable by this user only. Both are
+    removed as soon as the two ends have opened them, so nothing is left behind even if a
+    process is killed later."""
 
     name = "FIFO"
+    handshakes = False
 
     def __init__(self, path):
         if path is None:
@@ -674,9 +810,9 @@ class _FifoTransport:
         # Our read end opens at once without blocking; it turns blocking once the child's
         # HELLO shows that its write end is open (before that a read would see EOF).
         self._fds.append(os.open(self._replies, os.O_RDONLY | os.O_NONBLOCK))
-        return ["fifo", self._items, self._replies], ()
+        return ["-", self._items, self._replies], ()
 
-    def connect(self, process: subprocess.Popen) -> wire.Channel:
+    def connect(self, process: subprocess.Popen, options: dict, flags: int) -> wire.Channel:
         replies_r = self._fds[0]
 
         def items_open(timeout: float) -> bool:
@@ -700,12 +836,11 @@ class _FifoTransport:
         _wait_until(lambda timeout: bool(poller.poll(timeout * 1000)), process,
                     "it opened its FIFOs")
         items_w = self._fds[1]
-        os.set_blocking(items_w, True)
         os.set_blocking(replies_r, True)
         _grow_pipe(items_w)
         self._fds = []
         self._remove()
-        return wire.Channel.from_fds(replies_r, items_w)
+        return _spawned_channel(wire.Channel.from_fds(replies_r, items_w, **options))
 
     def _remove(self) -> None:
         while self._made:
@@ -725,44 +860,91 @@ class _FifoTransport:
 
 class _SocketTransport:
     """TCP: this process listens on ``address`` (loopback, ephemeral port by default) and
-    the child connects back; the listening socket closes once it has."""
+    the child connects back; the listening socket closes once it has. The two prove to
+    each other that they hold a fresh random key, which the child reads from a pipe it
+    inherits (not from its command line or environment, which others may read); a
+    stranger who connects first is logged and dropped, and the wait for the child goes
+    on."""
 
     name = "socket"
+    handshakes = True
 
     def __init__(self, address):
         self._address = address if address is not None else ("127.0.0.1", 0)
         self._listener: socket.socket | None = None
+        self._key_fd: int | None = None
+        self._authkey = os.urandom(32)
 
     def prepare(self) -> tuple[list[str], tuple[int, ...]]:
         self._listener = socket.create_server(self._address, family=_family(self._address[0]))
         host, port = self._listener.getsockname()[:2]
         host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
         self.name = f"socket {_format_address(host, port)}"
-        return ["socket", host, str(port)], ()
+        key_r, key_w = os.pipe()
+        self._key_fd = key_r
+        with open(key_w, "wb") as pipe:
+            pipe.write(self._authkey)  # far below a pipe's capacity: never blocks
+        return [str(key_r), host, str(port)], (key_r,)
 
-    def connect(self, process: subprocess.Popen) -> wire.Channel:
+    def connect(self, process: subprocess.Popen, options: dict, flags: int) -> wire.Channel:
+        self._close_key()
         listener = self._listener
+        deadline = time.monotonic() + START_TIMEOUT
         accepted = []
 
         def accept(timeout: float) -> bool:
             listener.settimeout(timeout)
             try:
-                accepted.append(listener.accept()[0])
+                accepted.append(listener.accept())
             except TimeoutError:
                 return False
             return True
 
-        _wait_until(accept, process, "it connected back")
-        conn = accepted[0]
-        conn.settimeout(None)
-        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.cleanup()
-        return wire.Channel.from_socket(conn)
+        while True:
+            _wait_until(accept, process, "it connected back", deadline)
+            conn, peer = accepted.pop()
+            channel = _open_socket(conn, options,
+                                   max(0.05, min(CONNECT_TIMEOUT, deadline - time.monotonic())))
+            try:
+                wire.handshake(channel, pid=os.getpid(), flags=flags, authkey=self._authkey,
+                               accepting=True)
+            except (AuthenticationError, ProtocolError, EOFError, OSError) as exc:
+                channel.close()
+                _log.warning("gilstudy spawn: refused a connection to %s from %s: %s",
+                             self.name, _format_address(*peer[:2]), _describe_error(exc))
+                continue
+            conn.settimeout(None)
+            self.cleanup()
+            return channel
+
+    def _close_key(self) -> None:
+        if self._key_fd is not None:
+            os.close(self._key_fd)
+            self._key_fd = None
 
     def cleanup(self) -> None:
+        self._close_key()
         if self._listener is not None:
             self._listener.close()
             self._listener = None
+
+
+def _open_socket(sock: socket.socket, options: dict, timeout: float | None) -> wire.Channel:
+    """A channel over the connected ``sock``, whose reads and writes time out after
+    ``timeout`` seconds until the handshake is done (the caller then clears it)."""
+    sock.settimeout(timeout)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return wire.Channel.from_socket(sock, **options)
+
+
+def _describe_error(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError) and not isinstance(exc, CoprocessStalled):
+        return "no handshake in time"
+    if isinstance(exc, EOFError):
+        return "it closed the connection before its HELLO"
+    if isinstance(exc, (AuthenticationError, ProtocolError)):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _family(host: str) -> int:
@@ -782,8 +964,43 @@ def _check_factory(factory: Callable) -> None:
             "__main__, which a coprocess cannot import; define it in a module")
 
 
+def _channel_options(who: str, max_frame: int, allowed) -> dict:
+    """Check max_frame and allowed for ``who`` before anything starts; the Channel options."""
+    if not isinstance(max_frame, int) or isinstance(max_frame, bool):
+        raise TypeError(f"{who}: max_frame must be an int (bytes), got {max_frame!r}")
+    if max_frame < 1024:
+        raise ValueError(f"{who}: max_frame must be at least 1024 bytes, got {max_frame}")
+    try:
+        wire.restricted_loads(allowed)
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"{who}: {exc}") from None
+    return {"max_frame": max_frame, "allowed": allowed}
+
+
+def _resolve_key(who: str, authkey: bytes | None, insecure: bool) -> bytes | None:
+    """The key a socket end authenticates with: ``authkey``, else GILSTUDY_AUTHKEY's bytes;
+    None with ``insecure``. Raises ValueError when there is none and insecure is false."""
+    if insecure:
+        if authkey is not None:
+            raise ValueError(f"{who}: pass authkey or insecure=True, not both")
+        return None
+    if authkey is None:
+        value = os.environ.get(AUTHKEY_ENV)
+        if not value:
+            raise ValueError(
+                f"{who}: a socket needs a key: pass authkey=b'...' or set {AUTHKEY_ENV} (the "
+                "same on both ends); insecure=True goes without one, and then anyone who "
+                "can connect can run code in this process")
+        return os.fsencode(value)
+    if not isinstance(authkey, (bytes, bytearray, memoryview)):
+        raise TypeError(f"{who}: authkey must be bytes, got {type(authkey).__name__}")
+    if not len(authkey):
+        raise ValueError(f"{who}: authkey must not be empty")
+    return bytes(authkey)
+
+
 def spawn(factory: Callable, *args: Any, transport: str = "pipe", path=None, address=None,
-          results: Any = None) -> RemoteConsumer:
+          results: Any = None, max_frame: int = MAX_FRAME, allowed=None) -> RemoteConsumer:
     """Start a new Python interpreter that runs the consumer ``factory(*args)``; return the
     RemoteConsumer that feeds it.
 
@@ -794,10 +1011,15 @@ def spawn(factory: Callable, *args: Any, transport: str = "pipe", path=None, add
     (anonymous pipes), "fifo" (two named pipes in directory ``path``, by default a fresh
     temporary directory, removed as soon as both ends opened them) or "socket" (this
     process listens on ``address``, by default 127.0.0.1 on an ephemeral port, and the
-    child connects back). For "pipe" spawn returns at once; for the others once the child
-    has opened its end, raising CoprocessDied if it ends first or takes more than
-    START_TIMEOUT. Non-None results of the consumer go to ``results.send``, from a reader
-    thread; ``results.send`` must not wait for the thread that calls ``send`` here.
+    child connects back, proving that it holds the fresh random key spawn handed it). For
+    "pipe" spawn returns at once; for the others once the child has opened its end,
+    raising CoprocessDied if it ends first or takes more than START_TIMEOUT. Non-None
+    results of the consumer go to ``results.send``, from a reader thread; ``results.send``
+    must not wait for the thread that calls ``send`` here.
+
+    ``max_frame`` (bytes, 64 MiB by default) bounds each frame both ways: a batch of items,
+    a batch of results, their out-of-band buffers included. With ``allowed`` (see
+    gilstudy.wire.RestrictedUnpickler) results load only the globals it permits.
 
         from gilstudy.kernels.work import KernelConsumer
         with spawn(KernelConsumer, "count_primes", "cython", results=collect) as worker:
@@ -813,21 +1035,26 @@ def spawn(factory: Callable, *args: Any, transport: str = "pipe", path=None, add
     if address is not None and transport != "socket":
         raise ValueError(f"spawn: address is for transport='socket', not {transport!r}")
     _check_factory(factory)
+    options = _channel_options("spawn", max_frame, allowed)
     # Pickled before anything starts, so an unpicklable factory or argument fails here.
     call = pickle.dumps((factory, args), wire.PICKLE_PROTOCOL)
     setup = pickle.dumps((sys.path, call), wire.PICKLE_PROTOCOL)
+    if len(setup) > max_frame:
+        raise ValueError(f"spawn: the factory and its arguments pickle to {len(setup)} bytes, "
+                         f"more than max_frame ({max_frame})")
     if transport == "pipe":
         opener = _PipeTransport()
     elif transport == "fifo":
         opener = _FifoTransport(path)
     else:
         opener = _SocketTransport(address)
+    flags = wire.WANT_RESULTS if results is not None else 0
     process = None
     try:
-        argv, pass_fds = opener.prepare()
-        process = subprocess.Popen([sys.executable, "-m", "gilstudy._coprocess_child", *argv],
-                                   pass_fds=pass_fds)
-        channel = opener.connect(process)
+        where, pass_fds = opener.prepare()
+        process = subprocess.Popen([sys.executable, "-m", "gilstudy._coprocess_child",
+                                    transport, str(max_frame), *where], pass_fds=pass_fds)
+        channel = opener.connect(process, options, flags)
     except BaseException:
         if process is not None:
             process.kill()
@@ -835,7 +1062,8 @@ def spawn(factory: Callable, *args: Any, transport: str = "pipe", path=None, add
         opener.cleanup()
         raise
     try:
-        wire.send_hello(channel, os.getpid(), wire.WANT_RESULTS if results is not None else 0)
+        if not opener.handshakes:
+            wire.send_hello(channel, os.getpid(), flags)
         channel.write_frame(wire.SETUP, setup)
     except OSError:
         # The child died at once; its reader thread will tell how (CoprocessDied).
@@ -843,7 +1071,8 @@ def spawn(factory: Callable, *args: Any, transport: str = "pipe", path=None, add
     else:
         broken = False
     link = _Link(channel, pid=process.pid, process=process, results=results,
-                 where=opener.name, expect_hello=True, cleanups=[opener.cleanup])
+                 where=opener.name, expect_hello=not opener.handshakes,
+                 cleanups=[opener.cleanup])
     if broken:
         with link.state_lock:
             link.writer_broken = True
@@ -852,14 +1081,14 @@ def spawn(factory: Callable, *args: Any, transport: str = "pipe", path=None, add
 
 
 def coprocesses(factory: Callable, n: int, *args: Any, transport: str = "pipe",
-                results: Any = None) -> "Dispatch":
+                results: Any = None, max_frame: int = MAX_FRAME, allowed=None) -> "Dispatch":
     """``n`` coprocesses, each running its own ``factory(*args)``, behind one Dispatch: the
     process twin of :func:`gilstudy.consumers.threads`.
 
     Every item goes to the coprocess with the fewest unacknowledged items. Give a
     thread-safe ``results`` (such as :class:`gilstudy.consumers.Collect`): each coprocess's
-    reader thread sends to it. If starting one fails, those already started are ended and
-    the error is raised.
+    reader thread sends to it. ``max_frame`` and ``allowed`` are spawn()'s. If starting one
+    fails, those already started are ended and the error is raised.
 
         from gilstudy.consumers import Collect
         from gilstudy.kernels.work import KernelConsumer
@@ -878,7 +1107,8 @@ def coprocesses(factory: Callable, n: int, *args: Any, transport: str = "pipe",
     started: list[RemoteConsumer] = []
     try:
         for _ in range(n):
-            started.append(spawn(factory, *args, transport=transport, results=results))
+            started.append(spawn(factory, *args, transport=transport, results=results,
+                                 max_frame=max_frame, allowed=allowed))
     except BaseException:
         for worker in started:
             worker.abort()
@@ -886,29 +1116,59 @@ def coprocesses(factory: Callable, n: int, *args: Any, transport: str = "pipe",
     return Dispatch(started)
 
 
-def connect(address: tuple[str, int], results: Any = None) -> RemoteConsumer:
+def connect(address: tuple[str, int], results: Any = None, *, authkey: bytes | None = None,
+            insecure: bool = False, allowed=None, max_frame: int = MAX_FRAME,
+            timeout: float | None = CONNECT_TIMEOUT) -> RemoteConsumer:
     """Connect to a server started by serve() (or ``gilstudy serve``) at ``(host, port)``;
     return the RemoteConsumer that feeds the consumer the server builds for this
-    connection. ``pid`` is the server's process. Raises OSError (ConnectionRefusedError...)
-    if nothing listens there, ProtocolError if the peer is not a gilstudy server, and
-    CoprocessDied if it closes the connection before its HELLO."""
+    connection. ``pid`` is the server's process.
+
+    Both ends prove that they hold the same key before anything is unpickled: ``authkey``
+    (bytes), else the bytes of the environment variable GILSTUDY_AUTHKEY; without either
+    connect raises ValueError, unless ``insecure=True`` (for a server started with
+    insecure=True: no key, and anyone who can reach either end can run code in it).
+    ``allowed`` restricts what results may load (see gilstudy.wire.RestrictedUnpickler);
+    ``max_frame`` bounds each frame this end reads (the server says what it reads).
+
+    Raises OSError (ConnectionRefusedError...) if nothing listens there, TimeoutError if the
+    server has not accepted the connection and finished the handshake within ``timeout``
+    seconds (None: wait for ever), AuthenticationError if the server refuses our key or
+    fails to prove its own, ProtocolError if the peer is not a gilstudy server, and
+    CoprocessDied if it closes the connection before its HELLO.
+    """
+    authkey = _resolve_key("connect", authkey, insecure)
+    options = _channel_options("connect", max_frame, allowed)
+    _check_timeout("connect", timeout)
     host, port = address
-    sock = socket.create_connection((host, port), timeout=START_TIMEOUT)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    channel = wire.Channel.from_socket(sock)
-    where = f"connection to {_format_address(host, port)}"
+    where = _format_address(host, port)
     try:
-        wire.send_hello(channel, os.getpid(), wire.WANT_RESULTS if results is not None else 0)
-        hello = wire.read_hello(channel)
+        sock = socket.create_connection((host, port), timeout=timeout)
+    except TimeoutError:
+        raise TimeoutError(f"connect: {where} did not accept the connection within "
+                           f"{timeout:g} s") from None
+    channel = _open_socket(sock, options, timeout)
+    try:
+        hello = wire.handshake(channel, pid=os.getpid(),
+                               flags=wire.WANT_RESULTS if results is not None else 0,
+                               authkey=authkey, accepting=False)
     except EOFError:
         channel.close()
-        raise CoprocessDied(None, None, f"the server at {_format_address(host, port)} closed "
-                                        "the connection before its HELLO") from None
+        raise CoprocessDied(None, None, f"the server at {where} closed the connection before "
+                                        "its HELLO") from None
+    except AuthenticationError as exc:
+        channel.close()
+        raise AuthenticationError(f"connect: the server at {where} did not accept: {exc}") \
+            from None
+    except TimeoutError:
+        channel.close()
+        raise TimeoutError(f"connect: the server at {where} did not finish the handshake "
+                           f"within {timeout:g} s") from None
     except BaseException:
         channel.close()
         raise
     sock.settimeout(None)
-    link = _Link(channel, pid=hello.pid, results=results, where=where, expect_hello=False)
+    link = _Link(channel, pid=hello.pid, results=results, where=f"connection to {where}",
+                 expect_hello=False)
     return RemoteConsumer(link)
 
 
@@ -922,13 +1182,19 @@ class CoprocessServer:
     serve_forever() blocks until close(), which another thread or a signal handler may
     call; close() stops accepting, drops open connections (their consumers are abandoned,
     unclosed, once their current item is handled) and waits for their threads. A
-    connection whose peer breaks the protocol is logged on the ``gilstudy.coprocess``
-    logger and dropped; the server goes on.
+    connection whose peer fails the handshake (no key, a wrong key, not gilstudy, silent
+    for CONNECT_TIMEOUT) or breaks the protocol later (a frame too long, truncated or
+    refused by ``allowed``) is logged on the ``gilstudy.coprocess`` logger and dropped; the
+    server goes on serving the others.
     """
 
-    def __init__(self, address: tuple[str, int], factory: Callable, args: tuple = ()):
+    def __init__(self, address: tuple[str, int], factory: Callable, args: tuple = (), *,
+                 authkey: bytes | None = None, insecure: bool = False, allowed=None,
+                 max_frame: int = MAX_FRAME):
         if not callable(factory):
             raise TypeError(f"serve: factory must be callable, got {factory!r}")
+        self._authkey = _resolve_key("serve", authkey, insecure)
+        self._options = _channel_options("serve", max_frame, allowed)
         self._factory = factory
         self._args = args
         self._listener = socket.create_server(address, family=_family(address[0]))
@@ -936,6 +1202,9 @@ class CoprocessServer:
         self._wake_r, self._wake_w = socket.socketpair()
         self._lock = threading.Lock()
         self._connections: dict[threading.Thread, socket.socket] = {}
+        # Every connection thread not yet known to have ended: close() joins them all,
+        # including those that have left _connections but not yet returned.
+        self._threads: set[threading.Thread] = set()
         self._closing = False
         self._closed = threading.Event()
         self._acceptor = threading.Thread(target=self._accept_loop, daemon=True,
@@ -961,32 +1230,35 @@ class CoprocessServer:
                 if self._wake_r in ready:
                     return
                 try:
-                    conn, _peer = self._listener.accept()
+                    conn, peer = self._listener.accept()
                 except OSError:
                     continue  # the peer gave up before we accepted (ECONNABORTED)
-                thread = threading.Thread(target=self._handle, args=(conn,), daemon=True,
+                thread = threading.Thread(target=self._handle, args=(conn, peer), daemon=True,
                                           name=f"gilstudy-serve-{self.address[1]}-conn")
                 with self._lock:
                     if self._closing:
                         conn.close()
                         return
                     self._connections[thread] = conn
+                    self._threads = {t for t in self._threads if t.is_alive()}
+                    self._threads.add(thread)
                 thread.start()
 
-    def _handle(self, conn: socket.socket) -> None:
+    def _handle(self, conn: socket.socket, peer) -> None:
         channel = None
         try:
-            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            channel = wire.Channel.from_socket(conn)
-            wire.send_hello(channel, os.getpid())
-            hello = wire.read_hello(channel)
+            channel = _open_socket(conn, self._options, CONNECT_TIMEOUT)
+            hello = wire.handshake(channel, pid=os.getpid(), authkey=self._authkey,
+                                   accepting=True)
+            conn.settimeout(None)
             run_consumer(channel, lambda: self._factory(*self._args),
                          want_results=bool(hello.flags & wire.WANT_RESULTS))
+        except AuthenticationError as exc:
+            self._log("refused", peer, exc)
+        except (ProtocolError, TimeoutError) as exc:
+            self._log("dropped", peer, exc)
         except (PeerGone, EOFError, OSError):
             pass  # the client left
-        except ProtocolError as exc:
-            _log.warning("gilstudy serve on %s: dropped a connection: %s",
-                         _format_address(*self.address), exc)
         finally:
             # Leave the table first: close() shuts down only sockets still in it, so it
             # never touches one closed here.
@@ -996,6 +1268,11 @@ class CoprocessServer:
                 channel.close()
             else:
                 conn.close()
+
+    def _log(self, what: str, peer, exc: BaseException) -> None:
+        _log.warning("gilstudy serve on %s: %s a connection from %s: %s",
+                     _format_address(*self.address), what, _format_address(*peer[:2]),
+                     _describe_error(exc))
 
     def serve_forever(self) -> None:
         """Block until close() (from another thread) or an exception such as
@@ -1019,13 +1296,13 @@ class CoprocessServer:
         self._wake_r.close()
         self._wake_w.close()
         with self._lock:
-            connections = list(self._connections.items())
-            for _thread, conn in connections:
+            for conn in self._connections.values():
                 try:
                     conn.shutdown(socket.SHUT_RDWR)
                 except OSError:
                     pass
-        for thread, _conn in connections:
+            threads = list(self._threads)
+        for thread in threads:
             thread.join()
         self._closed.set()
 
@@ -1040,15 +1317,23 @@ class CoprocessServer:
         return f"<CoprocessServer on {_format_address(*self.address)}, {state}>"
 
 
-def serve(address: tuple[str, int], factory: Callable, *args: Any) -> CoprocessServer:
+def serve(address: tuple[str, int], factory: Callable, *args: Any,
+          authkey: bytes | None = None, insecure: bool = False, allowed=None,
+          max_frame: int = MAX_FRAME) -> CoprocessServer:
     """Listen on ``address`` (``(host, port)``; port 0 picks a free one) and run the
     consumer ``factory(*args)`` for each connection made with connect(); return the
     running CoprocessServer at once (see it for stopping).
 
-    Items arrive pickled: anyone who can connect can make this process run code. Listen on
-    a loopback address unless every machine that can reach the port is trusted.
+    Items arrive pickled, and unpickling runs code the sender chooses, so every client
+    first proves that it holds the key: ``authkey`` (bytes), else the bytes of the
+    environment variable GILSTUDY_AUTHKEY; without either serve raises ValueError.
+    ``insecure=True`` serves without a key: anyone who can connect can then run code in
+    this process. ``allowed`` (a set of "module.qualname" strings or a callable, see
+    gilstudy.wire.RestrictedUnpickler) limits what items may load, for clients trusted with
+    the key but not with code; ``max_frame`` bounds each frame a client sends.
     """
-    return CoprocessServer(address, factory, args)
+    return CoprocessServer(address, factory, args, authkey=authkey, insecure=insecure,
+                           allowed=allowed, max_frame=max_frame)
 
 
 # -- The `gilstudy serve` command -----------------------------------------------------------
@@ -1111,11 +1396,28 @@ def _run_serve(args) -> int:
         print(f"gilstudy serve: error: cannot import factory {args.factory!r}: "
               f"{type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
+    if not args.insecure and not os.environ.get(AUTHKEY_ENV):
+        print(f"gilstudy serve: error: set {AUTHKEY_ENV} to the key clients will use, or pass "
+              "--insecure to serve without one (anyone who can connect can then run code "
+              "here)", file=sys.stderr)
+        return 2
     if not _is_loopback(address[0]):
-        print(f"gilstudy serve: warning: {address[0]} is not a loopback address; whoever can "
-              "connect can run code in this process", file=sys.stderr)
+        if args.insecure:
+            print(f"gilstudy serve: warning: {address[0]} is not a loopback address and "
+                  "--insecure is on: whoever can connect can run code in this process",
+                  file=sys.stderr)
+        else:
+            print(f"gilstudy serve: warning: {address[0]} is not a loopback address: the key "
+                  "keeps strangers out, but the traffic is neither encrypted nor protected "
+                  "from tampering on the way; tunnel it (SSH, TLS, WireGuard) across "
+                  "networks you do not trust", file=sys.stderr)
     try:
-        server = serve(address, factory, *args.args)
+        server = serve(address, factory, *args.args, insecure=args.insecure,
+                       allowed=set(args.allow) if args.allow else None,
+                       max_frame=args.max_frame)
+    except ValueError as exc:
+        print(f"gilstudy serve: error: {exc}", file=sys.stderr)
+        return 2
     except OSError as exc:
         print(f"gilstudy serve: error: cannot listen on {args.address}: "
               f"{exc.strerror or exc}", file=sys.stderr)
@@ -1134,12 +1436,21 @@ def add_subcommand(subparsers) -> None:
                     "gilstudy.coprocess.connect(), build a consumer with FACTORY(*ARGS) "
                     "(ARGs are passed as strings; put -- before any that starts with -) "
                     "and feed it the items sent. Prints 'serving on HOST:PORT' once "
-                    "listening; stop it with Ctrl-C. Items are pickles: anyone who can "
-                    "connect can run code here, so keep to loopback addresses.")
+                    "listening; stop it with Ctrl-C. Items are pickles, which can run "
+                    f"code: each client must first prove it holds the key in {AUTHKEY_ENV} "
+                    "(its value's bytes; give connect() the same).")
     parser.add_argument("address", metavar="HOST:PORT",
                         help="where to listen; port 0 picks a free port")
     parser.add_argument("factory", metavar="MODULE:FACTORY",
                         help="importable callable that returns a consumer (looked up from "
                              "the current directory too)")
     parser.add_argument("args", nargs="*", metavar="ARG", help="arguments to FACTORY")
+    parser.add_argument("--insecure", action="store_true",
+                        help=f"serve without a key ({AUTHKEY_ENV} unset): anyone who can "
+                             "connect can run code in this process")
+    parser.add_argument("--allow", action="append", metavar="MODULE.NAME",
+                        help="load only these globals from items (repeat for each; the "
+                             "builtin containers and scalars need none)")
+    parser.add_argument("--max-frame", type=int, default=MAX_FRAME, metavar="BYTES",
+                        help=f"largest frame a client may send (default {MAX_FRAME})")
     parser.set_defaults(run=_run_serve)

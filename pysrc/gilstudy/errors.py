@@ -8,6 +8,7 @@ __all__ = [
     "ConsumerError",
     "RemoteError",
     "CoprocessDied",
+    "CoprocessStalled",
     "ProtocolError",
     "AuthenticationError",
 ]
@@ -103,10 +104,35 @@ class CoprocessDied(_DeliveryCounts, GilstudyError, ChildProcessError):
         return (type(self), (self.pid, self.exitcode, self.detail, self.sent, self.acknowledged))
 
 
+class CoprocessStalled(_DeliveryCounts, GilstudyError, TimeoutError):
+    """A coprocess did not keep up within the timeout given to ``send``, ``flush`` or
+    ``close``: it stopped reading, or its consumer did not finish in time.
+
+    The coprocess is left as it was, its consumer unclosed, and every later ``send`` raises
+    this again: ``abort()`` ends the coprocess at once, ``close()`` within EXIT_TIMEOUT.
+    ``detail`` says which call waited for what.
+    """
+
+    def __init__(self, pid: int | None, detail: str, sent: int | None = None,
+                 acknowledged: int | None = None):
+        self.pid = pid
+        self.detail = detail
+        self._set_counts(sent, acknowledged)
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        return f"coprocess {self.pid} stalled{self._counts_text()}: {self.detail}"
+
+    def __reduce__(self):
+        return (type(self), (self.pid, self.detail, self.sent, self.acknowledged))
+
+
 class ProtocolError(GilstudyError, ValueError):
     """A message on a coprocess channel broke the wire protocol (truncated, oversized, or
     refused by restricted unpickling); the channel is closed, the process goes on."""
 
 
 class AuthenticationError(GilstudyError, PermissionError):
-    """The peer on a socket channel did not prove that it knows the shared key."""
+    """The peer on a socket channel did not prove that it knows the shared key (or one
+    end has a key and the other none); the connection was closed before anything from the
+    peer was unpickled."""
