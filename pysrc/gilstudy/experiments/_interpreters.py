@@ -152,3 +152,23 @@ def command(name: str, module: str, pythons: list[str] | None, json_path: str | 
             print(f"{prefix} cannot write {json_path}: {exc.strerror or exc}", file=sys.stderr)
             return 1
     return 0
+
+
+def add_common_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options every experiment has: --python, --json and --quiet."""
+    parser.add_argument("--python", type=interpreter_paths, default=None,
+                        metavar="PATH[,PATH...]",
+                        help="run under each of these interpreters (each needs gilstudy "
+                             "installed) instead of this one")
+    parser.add_argument("--json", metavar="PATH", default=None,
+                        help="also write the results as JSON to PATH ('-': stdout, no table)")
+    parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+
+
+def module_main(module: str, add_arguments: Callable[[argparse.ArgumentParser], None]) -> int:
+    """``python -m MODULE``: the experiment's own options, parsed and run; how --python runs
+    an experiment in another interpreter. Returns the exit status."""
+    parser = argparse.ArgumentParser(prog=f"python -m {module}")
+    add_arguments(parser)
+    args = parser.parse_args()
+    return args.run(args)

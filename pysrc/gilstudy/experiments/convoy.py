@@ -239,13 +239,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("--seconds", type=positive_float, default=DEFAULT_SECONDS,
                         help=f"measuring time per CPU load (default {DEFAULT_SECONDS:g})")
-    parser.add_argument("--python", type=_interpreters.interpreter_paths, default=None,
-                        metavar="PATH[,PATH...]",
-                        help="run under each of these interpreters (each needs gilstudy "
-                             "installed) instead of this one")
-    parser.add_argument("--json", metavar="PATH", default=None,
-                        help="also write the results as JSON to PATH ('-': stdout, no table)")
-    parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    _interpreters.add_common_arguments(parser)
     parser.set_defaults(run=lambda args: main(seconds=args.seconds, pythons=args.python,
                                               json_path=args.json, quiet=args.quiet))
 
@@ -262,7 +256,4 @@ def add_subcommand(subparsers) -> None:
 
 
 if __name__ == "__main__":
-    _parser = argparse.ArgumentParser(prog="python -m gilstudy.experiments.convoy")
-    add_arguments(_parser)
-    _args = _parser.parse_args()
-    raise SystemExit(_args.run(_args))
+    raise SystemExit(_interpreters.module_main("gilstudy.experiments.convoy", add_arguments))

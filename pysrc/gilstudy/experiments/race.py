@@ -287,13 +287,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"updates per thread (default {DEFAULT_N:,})")
     parser.add_argument("--repeat", type=positive_int, default=1,
                         help="runs of each variant (default 1)")
-    parser.add_argument("--python", type=_interpreters.interpreter_paths, default=None,
-                        metavar="PATH[,PATH...]",
-                        help="run under each of these interpreters (each needs gilstudy "
-                             "installed) instead of this one")
-    parser.add_argument("--json", metavar="PATH", default=None,
-                        help="also write the results as JSON to PATH ('-': stdout, no table)")
-    parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    _interpreters.add_common_arguments(parser)
     parser.set_defaults(run=lambda args: main(n=args.n, repeat=args.repeat, pythons=args.python,
                                               json_path=args.json, quiet=args.quiet))
 
@@ -310,7 +304,4 @@ def add_subcommand(subparsers) -> None:
 
 
 if __name__ == "__main__":
-    _parser = argparse.ArgumentParser(prog="python -m gilstudy.experiments.race")
-    add_arguments(_parser)
-    _args = _parser.parse_args()
-    raise SystemExit(_args.run(_args))
+    raise SystemExit(_interpreters.module_main("gilstudy.experiments.race", add_arguments))
