@@ -637,7 +637,10 @@ class RemoteConsumer:
         Most calls only append to the batch; the one that fills it writes it, and waits
         while the peer does not read. With ``timeout`` (seconds) that wait ends with
         CoprocessStalled; without, it lasts as long as the peer stalls."""
-        # The hot path is an append and one comparison; see _Link.limit.
+        # The hot path is an append and two comparisons; see _Link.limit. A bad timeout is
+        # refused at once, not when a later call happens to write the batch.
+        if timeout is not None:
+            _check_timeout("send", timeout)
         batch = self._batch
         batch.append(item)
         if len(batch) >= self._link.limit:
