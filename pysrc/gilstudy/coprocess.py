@@ -210,10 +210,10 @@ class _Link:
         self.failure_raised = False
         self.stopping = False
         self.reader_closes_channel = False
-        # Set by the reader as it leaves. close() waits on this rather than on
+        # Opened by the reader as it leaves. close() waits on this rather than on
         # Thread.join(): on 3.11 and 3.12 a join interrupted by Ctrl-C marks the thread
         # stopped while it still runs (bpo-45274), so a later join would not wait for it.
-        self.reader_done = threading.Event()
+        self.reader_done = _Gate()
         self.write_lock = threading.Lock()
         self.state_lock = threading.Lock()
         self.wake = threading.Event()
@@ -323,6 +323,16 @@ class _Link:
             # The producer may append while this runs: take exactly the first ``count``.
             chunk = batch[:count]
             del batch[:count]
+            # Again after the take: an on_fill() running meanwhile may have raised the limit
+            # while the taken items were still there, and an item appended by a send() that
+            # read the old limit called no on_fill. Either would leave items waiting for the
+            # next send() or close() (a real window without the GIL).
+            with self.state_lock:
+                if not self.halted:
+                    self.limit = 1
+                has_leftovers = bool(batch)
+            if has_leftovers:
+                self.wake.set()
             self.taken += count
             self.flushes += 1
             self.last_flush = time.monotonic()
@@ -425,7 +435,7 @@ class _Link:
         finally:
             if self.reader_closes_channel:
                 self.channel.close()
-            self.reader_done.set()
+            self.reader_done.open()
 
     def _forward(self, payload) -> None:
         if self.results is None:
@@ -505,9 +515,16 @@ class _Link:
             # A write waiting for a peer that no longer reads gives up (within 50 ms).
             self.channel.cancel_writes()
         if threading.current_thread() is not self.flusher:
-            with self.write_lock:
+            # A writer cancelled above lets go within 50 ms. A lock still held after
+            # EXIT_TIMEOUT was left taken by a Ctrl-C that landed between an acquire and
+            # its try: close the writer anyway rather than wait for ever.
+            has_lock = self.write_lock.acquire(timeout=EXIT_TIMEOUT)
+            try:
                 # The peer reads EOF: one that waits for it (after an error) ends.
                 self.channel.close_writer()
+            finally:
+                if has_lock:
+                    self.write_lock.release()
         process = self.process
         if process is not None:
             if terminate and process.poll() is None:
@@ -531,6 +548,26 @@ class _Link:
             cleanup()
         self.finished = True
 
+
+
+class _Gate:
+    """A one-way door: closed until open() is called, then open for good. wait() uses a
+    plain lock, because Ctrl-C interrupts a lock's acquire cleanly, while an Event's
+    Condition can be left inconsistent by an interrupt on the free-threaded build."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._lock.acquire()
+
+    def open(self) -> None:
+        self._lock.release()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """True once open; False if ``timeout`` seconds passed first."""
+        if not self._lock.acquire(timeout=-1 if timeout is None else timeout):
+            return False
+        self._lock.release()
+        return True
 
 def _check_timeout(who: str, timeout: float | None) -> None:
     if timeout is not None and not (isinstance(timeout, (int, float)) and timeout > 0):
