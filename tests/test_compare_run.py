@@ -5,10 +5,8 @@
 import importlib.util
 import multiprocessing
 import os
-import queue
 import sys
 import threading
-import types
 
 import pytest
 
@@ -202,73 +200,32 @@ def test_default_workers_are_powers_of_two_to_the_cores_and_twice_the_cores():
 
 # ---- the threads model against the gilstudy.consumers contract -------------------------
 
-class _StubConsumerThread:
-    """gilstudy.consumers.ConsumerThread as the contract describes it: runs ``consumer``
-    in a thread, forwards what its ``send`` returns to ``results``."""
-
-    def __init__(self, consumer, maxsize=0, results=None):
-        self._consumer, self._results = consumer, results
-        self._queue = queue.Queue(maxsize)
-        self._lock = threading.Lock()
-        self._pending = 0
-        self._thread = threading.Thread(target=self._work, name="stub-consumer")
-        self._thread.start()
-
-    @property
-    def pending(self):
-        with self._lock:
-            return self._pending
-
-    def send(self, item):
-        with self._lock:
-            self._pending += 1
-        self._queue.put(item)
-
-    def _work(self):
-        while (item := self._queue.get()) is not None:
-            value = self._consumer.send(item)
-            if value is not None and self._results is not None:
-                self._results.send(value)
-            with self._lock:
-                self._pending -= 1
-
-    def close(self):
-        self._queue.put(None)
-        self._thread.join(TIMEOUT)
-
-
-class _StubDispatch:
-    def __init__(self, consumers):
-        self.consumers = list(consumers)
-        self.sent = 0
-
-    def send(self, item):
-        self.sent += 1
-        min(self.consumers, key=lambda c: c.pending).send(item)
-
-    def close(self):
-        for consumer in self.consumers:
-            consumer.close()
-
-
 @pytest.mark.timeout(TIMEOUT)
 def test_threads_models_run_consumer_threads_through_dispatch(monkeypatch):
+    from gilstudy import dispatch
+    from gilstudy.consumers import ConsumerThread
+
     dispatches = []
 
-    def dispatch(consumers):
-        dispatches.append(_StubDispatch(consumers))
-        return dispatches[-1]
+    class RecordingDispatch(dispatch.Dispatch):
+        def __init__(self, consumers):
+            super().__init__(consumers)
+            self.sent = 0
+            dispatches.append(self)
 
-    stub = types.ModuleType("gilstudy.consumers")
-    stub.ConsumerThread, stub.Dispatch = _StubConsumerThread, dispatch
-    monkeypatch.setitem(sys.modules, "gilstudy.consumers", stub)
+        def send(self, item):
+            self.sent += 1
+            return super().send(item)
+
+    monkeypatch.setattr(dispatch, "Dispatch", RecordingDispatch)
     result = compare.run(models="threads-*", workers=[1, 3], **TINY)
     assert {(r.model, r.workers) for r in result.rows} == {
         ("serial-python", 1), ("threads-python", 1), ("threads-python", 3),
         ("threads-cython", 1), ("threads-cython", 3)}
     assert sorted(len(d.consumers) for d in dispatches) == [1, 1, 3, 3]
+    assert all(isinstance(c, ConsumerThread) for d in dispatches for c in d.consumers)
     assert all(d.sent == 2 * 8 for d in dispatches)  # every item of both repeats
-    assert not [t for t in threading.enumerate() if t.name == "stub-consumer"]
+    assert all(d.is_closed for d in dispatches)
 
 
 # ---- nothing left behind --------------------------------------------------------------

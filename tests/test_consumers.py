@@ -7,6 +7,7 @@ import inspect
 import pickle
 import sys
 import threading
+import traceback
 import time
 
 import pytest
@@ -574,9 +575,9 @@ def test_a_runner_dropped_without_close_stops_its_thread():
 @pytest.mark.parametrize("maxsize, error, message", [
     (0, ValueError, r"^ConsumerThread: maxsize must be >= 1, got 0$"),
     (-3, ValueError, r"^ConsumerThread: maxsize must be >= 1, got -3$"),
-    ("8", TypeError, r"^ConsumerThread: maxsize must be an int, got '8' \(str\)$"),
-    (True, TypeError, r"^ConsumerThread: maxsize must be an int, got True \(bool\)$"),
-    (2.0, TypeError, r"^ConsumerThread: maxsize must be an int, got 2\.0 \(float\)$"),
+    ("8", TypeError, r"^ConsumerThread: maxsize must be an int, got str \('8'\)$"),
+    (True, TypeError, r"^ConsumerThread: maxsize must be an int, got bool \(True\)$"),
+    (2.0, TypeError, r"^ConsumerThread: maxsize must be an int, got float \(2\.0\)$"),
 ], ids=["zero", "negative", "str", "bool", "float"])
 def test_consumer_thread_rejects_a_bad_maxsize(maxsize, error, message):
     with pytest.raises(error, match=message):
@@ -831,8 +832,8 @@ def test_threads_passes_maxsize_to_every_runner():
 
 @pytest.mark.parametrize("n, error, message", [
     (0, ValueError, r"^threads: n must be >= 1, got 0$"),
-    ("2", TypeError, r"^threads: n must be an int, got '2' \(str\)$"),
-    (True, TypeError, r"^threads: n must be an int, got True \(bool\)$"),
+    ("2", TypeError, r"^threads: n must be an int, got str \('2'\)$"),
+    (True, TypeError, r"^threads: n must be an int, got bool \(True\)$"),
 ], ids=["zero", "str", "bool"])
 def test_threads_rejects_a_bad_n(n, error, message):
     with pytest.raises(error, match=message):
@@ -983,6 +984,12 @@ ERRORS = [
                      acknowledged=3),
     ProtocolError("truncated message"),
     AuthenticationError("wrong key"),
+    errors.RemoteTraceback("Traceback (most recent call last): ...\nValueError: bad\n"),
+    errors.PeerGone("the sender closed the channel"),
+    errors.CompareError("compare failed", subject="threads-python"),
+    errors.ModelFailed("threads-python with 2 workers: repeat 1 failed", "threads-python"),
+    errors.WrongAnswer("pool-cython computed a wrong answer", "pool-cython"),
+    errors.InterpreterFailed("--python /x: exited early", "/x"),
 ]
 
 
@@ -996,6 +1003,23 @@ def test_error_pickles_with_its_message_and_facts(error):
 
 def test_every_error_class_is_pickle_tested():
     assert {type(error).__name__ for error in ERRORS} == set(errors.__all__)
+
+
+def test_a_remote_error_is_a_consumer_error_caused_by_the_remote_traceback():
+    text = 'Traceback (most recent call last):\n  File "w.py", line 3, in send\nValueError: bad\n'
+    error = RemoteError("ValueError", "bad", text, sent=3, acknowledged=1, where="coprocess 7")
+    assert isinstance(error, ConsumerError)
+    assert str(error) == "coprocess 7: ValueError: bad (3 items sent, 1 acknowledged)"
+    assert isinstance(error.__cause__, errors.RemoteTraceback)
+    assert error.__cause__.text == text
+    try:
+        raise error
+    except RemoteError as caught:
+        printed = "".join(traceback.format_exception(caught))
+    # The far side's traceback comes first, then the caller's, as concurrent.futures does.
+    assert printed.index('File "w.py", line 3, in send') < printed.index(
+        "The above exception was the direct cause of the following exception")
+    assert printed.rstrip().endswith(str(error))
 
 
 def test_consumer_error_keeps_its_counts_through_pickle():

@@ -23,7 +23,8 @@ import _coprocess_consumers as cc
 from gilstudy import cli
 from gilstudy.coprocess import (EXIT_TIMEOUT, FLUSH_INTERVAL, Coprocess, CoprocessSender,
                                 RemoteConsumer, connect, parse_address, serve, spawn)
-from gilstudy.errors import CoprocessDied, CoprocessStalled, ProtocolError, RemoteError
+from gilstudy.errors import (CoprocessDied, CoprocessStalled, ProtocolError, RemoteError,
+                             RemoteTraceback)
 
 # Only reached when something deadlocks.
 TIMEOUT = 60
@@ -214,7 +215,7 @@ def test_pid_is_the_coprocess_running_gilstudy_child():
     with spawn(cc.Count) as consumer:
         with open(f"/proc/{consumer.pid}/cmdline", "rb") as f:
             command = f.read().split(b"\0")
-    assert command[:3] == [sys.executable.encode(), b"-m", b"gilstudy._coprocess_child"]
+    assert command[:3] == [sys.executable.encode(), b"-m", b"gilstudy.processes"]
 
 
 @pytest.mark.timeout(TIMEOUT)
@@ -382,9 +383,13 @@ def test_a_remote_exception_is_raised_by_close(transport):
     consumer = spawn(cc.FailOn, 5, transport=transport)
     for item in range(10):
         consumer.send(item)
-    with pytest.raises(RemoteError, match=r"^ValueError: item 5 is bad \(10 items sent, 5 "
-                                          r"acknowledged\)\n\nRemote traceback:\n"):
+    with pytest.raises(RemoteError, match=rf"^coprocess {consumer.pid}: ValueError: item 5 is "
+                                          r"bad \(10 items sent, 5 acknowledged\)$") as info:
         consumer.close()
+    # The far side's traceback is the cause: where the consumer raised, in the child.
+    assert isinstance(info.value.__cause__, RemoteTraceback)
+    assert "in send\n    raise ValueError(f\"item {item!r} is bad\")" in info.value.__cause__.text
+    assert info.value.__cause__.text.endswith(f"(in process {consumer.pid})\n")
     consumer.close()
     assert_reaped(consumer.pid)
 
@@ -422,7 +427,7 @@ def test_an_item_that_cannot_be_pickled_abandons_the_coprocess():
         consumer.close()
     assert info.value.__notes__ == [
         f"gilstudy: item number 1 sent to coprocess {consumer.pid} could not be pickled; "
-        "the coprocess was abandoned with its consumer unclosed"]
+        "the worker was abandoned with its consumer unclosed"]
     assert_reaped(consumer.pid)
 
 
@@ -655,8 +660,8 @@ def test_a_remote_error_over_a_connection_leaves_the_server_serving():
         failing = connect(server.address, authkey=KEY)
         for item in range(5):
             failing.send(item)
-        with pytest.raises(RemoteError, match=r"^ValueError: item 2 is bad \(5 items sent, 2 "
-                                              r"acknowledged\)"):
+        with pytest.raises(RemoteError, match=r"^coprocess at 127\.0\.0\.1:\d+: ValueError: "
+                                              r"item 2 is bad \(5 items sent, 2 acknowledged\)"):
             failing.close()
         results = Collected()
         with connect(server.address, results=results, authkey=KEY) as working:
@@ -868,7 +873,8 @@ def test_a_result_larger_than_the_frame_limit_is_a_remote_error():
     consumer.flush()
     assert results.wait_for(1)
     consumer.send(b"x" * 1000)  # comes back as 100 kB
-    with pytest.raises(RemoteError, match=r"^gilstudy\.errors\.ProtocolError: a bytes pickles "
+    with pytest.raises(RemoteError, match=r"^coprocess \d+: gilstudy\.errors\.ProtocolError: "
+                                          r"a bytes pickles "
                                           r"to a frame of 100\d\d\d bytes, more than the "
                                           r"65536 bytes the peer accepts") as info:
         consumer.close()
@@ -878,9 +884,11 @@ def test_a_result_larger_than_the_frame_limit_is_a_remote_error():
 
 
 @pytest.mark.parametrize("max_frame, error, message", [
-    (512, ValueError, r"^spawn: max_frame must be at least 1024 bytes, got 512$"),
-    (2.0**20, TypeError, r"^spawn: max_frame must be an int \(bytes\), got 1048576\.0$"),
-], ids=["too-small", "not-an-int"])
+    (512, ValueError, r"^spawn: max_frame must be >= 1024, got 512$"),
+    (2.0**20, TypeError, r"^spawn: max_frame must be an int, got float \(1048576\.0\)$"),
+    (2**64, OverflowError, r"^spawn: max_frame must fit in a frame header's 8-byte length "
+                           r"\(<= 18446744073709551615\), got 18446744073709551616$"),
+], ids=["too-small", "not-an-int", "too-large"])
 def test_spawn_refuses_a_bad_frame_limit(max_frame, error, message):
     with pytest.raises(error, match=message):
         spawn(cc.Count, max_frame=max_frame)

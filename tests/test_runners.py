@@ -93,5 +93,5 @@ def test_dispatch_over_threads_or_coprocesses_handles_each_item_exactly_once(mak
 def test_coprocesses_rejects_a_bad_count():
     with pytest.raises(ValueError, match=r"^coprocesses: n must be >= 1, got 0$"):
         coprocesses(KernelConsumer, 0, "count_primes", "python")
-    with pytest.raises(TypeError, match=r"^coprocesses: n must be an int, got 2.0 \(float\)$"):
+    with pytest.raises(TypeError, match=r"^coprocesses: n must be an int, got float \(2.0\)$"):
         coprocesses(KernelConsumer, 2.0, "count_primes", "python")

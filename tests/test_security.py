@@ -374,5 +374,5 @@ def test_gilstudy_serve_refuses_a_bad_frame_limit_in_one_line(capsys, monkeypatc
     monkeypatch.setenv(AUTHKEY_ENV, "k")
     assert cli.main(["serve", "127.0.0.1:0", "_coprocess_consumers:Echo", "--max-frame",
                      "10"]) == 2
-    assert capsys.readouterr().err == ("gilstudy serve: error: serve: max_frame must be at least "
-                                       "1024 bytes, got 10\n")
+    assert capsys.readouterr().err == ("gilstudy serve: error: serve: max_frame must be >= "
+                                       "1024, got 10\n")

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gilstudy import wire
-from gilstudy._coprocess_child import run_consumer
+from gilstudy.farside import run_far_side as run_consumer
 from gilstudy.errors import ProtocolError
 
 MAX_FRAME = 1 << 20

@@ -22,34 +22,46 @@ _EXPORTS = {
     "Inline": "gilstudy.consumers",
     "ConsumerThread": "gilstudy.consumers",
     "coroutine": "gilstudy.consumers",
-    "Broadcast": "gilstudy.consumers",
-    "Dispatch": "gilstudy.consumers",
     "threads": "gilstudy.consumers",
+    # fan-out, and the one way to start N runners of any kind
+    "Broadcast": "gilstudy.dispatch",
+    "Dispatch": "gilstudy.dispatch",
+    "start_runners": "gilstudy.dispatch",
     # coprocesses
-    "spawn": "gilstudy.coprocess",
-    "coprocesses": "gilstudy.coprocess",
-    "connect": "gilstudy.coprocess",
-    "serve": "gilstudy.coprocess",
-    "RemoteConsumer": "gilstudy.coprocess",
-    "CoprocessServer": "gilstudy.coprocess",
-    "Coprocess": "gilstudy.coprocess",
-    "CoprocessSender": "gilstudy.coprocess",
+    "spawn": "gilstudy.processes",
+    "coprocesses": "gilstudy.processes",
+    "connect": "gilstudy.server",
+    "serve": "gilstudy.server",
+    "CoprocessServer": "gilstudy.server",
+    "RemoteConsumer": "gilstudy.remote",
+    "Peer": "gilstudy.remote",
+    "Coprocess": "gilstudy.stream",
+    "CoprocessSender": "gilstudy.stream",
     # errors
     "GilstudyError": "gilstudy.errors",
     "UnknownKernelError": "gilstudy.errors",
     "ConsumerError": "gilstudy.errors",
     "RemoteError": "gilstudy.errors",
+    "RemoteTraceback": "gilstudy.errors",
     "CoprocessDied": "gilstudy.errors",
     "ProtocolError": "gilstudy.errors",
     "AuthenticationError": "gilstudy.errors",
     "CoprocessStalled": "gilstudy.errors",
+    "CompareError": "gilstudy.errors",
+    "ModelFailed": "gilstudy.errors",
+    "WrongAnswer": "gilstudy.errors",
+    "InterpreterFailed": "gilstudy.errors",
     # the machine and interpreter
     "describe_machine": "gilstudy.machine",
     "gil_enabled": "gilstudy.machine",
     "usable_cores": "gilstudy.machine",
 }
 _RENAMED = {"describe_machine": "describe"}
-_SUBMODULES = ("kernels", "consumers", "coprocess", "compare", "experiments", "errors", "machine")
+# Submodules reachable as attributes. ``processes`` and ``server`` hold spawn and serve,
+# whose names are public functions here, so no submodule may be named after a function.
+_SUBMODULES = ("kernels", "consumers", "dispatch", "coprocess", "remote", "farside",
+               "processes", "server", "stream", "transports", "wire", "compare", "experiments",
+               "errors", "machine")
 
 __all__ = ["__version__", *_SUBMODULES, *_EXPORTS]
 

@@ -14,7 +14,7 @@ SUBCOMMANDS = [
     "gilstudy.kernel_table",
     "gilstudy.compare.cli",
     "gilstudy.experiments",
-    "gilstudy.coprocess",
+    "gilstudy.server",
 ]
 
 

@@ -1,16 +1,20 @@
 # The consumer interface (an object with send(item) and close()) and the runners that run a
 # consumer in this process: Inline in the caller's thread, ConsumerThread in a thread of its
-# own. Dispatch is the one fan-out mechanism every runner type goes through; Broadcast sends
-# every item to every consumer.
+# own (threads() starts N of them behind a Dispatch), plus Collect, the results consumer a
+# caller can wait on, and @coroutine for generator consumers. Fan-out lives in
+# gilstudy.dispatch; runners in other processes in gilstudy.remote and gilstudy.processes.
 
 import functools
 import inspect
 import itertools
 import threading
+import time
 import weakref
 from collections import deque
 from typing import Any, Callable, Iterable, Protocol, runtime_checkable
 
+from gilstudy import _checks
+from gilstudy.dispatch import Broadcast, Dispatch, start_runners
 from gilstudy.errors import ConsumerError
 
 __all__ = [
@@ -58,63 +62,48 @@ class Runner(Consumer, Protocol):
     ``pending`` counts the items sent but not yet handled; :class:`Dispatch` sends each
     item to the runner with the fewest. ``close()`` is idempotent: it waits for every item
     already sent, closes the wrapped consumer, stops the worker, then raises the worker's
-    error if there was one. A runner is a context manager that closes on exit.
+    error if there was one. ``abort()`` stops the worker as soon as it can instead: items
+    not yet handled are dropped, the wrapped consumer is not closed (its stream is
+    incomplete) and nothing is raised.
+
+    The exit rule, the same for every runner: a runner is a context manager; leaving the
+    ``with`` block normally closes it (everything sent is delivered, a worker's error is
+    raised), leaving it because the block raised aborts it, so the block's exception
+    reaches the caller at once and unchanged.
     """
 
     @property
     def pending(self) -> int: ...
+
+    def abort(self) -> None: ...
 
     def __enter__(self) -> "Runner": ...
 
     def __exit__(self, *exc_info: object) -> None: ...
 
 
-def _is_consumer(obj: object) -> bool:
-    return callable(getattr(obj, "send", None)) and callable(getattr(obj, "close", None))
+class _ExitRule:
+    """The runners' context manager: close on a normal exit, abort on an exception (see
+    Runner)."""
 
+    def __enter__(self):
+        return self
 
-def _require_consumer(owner: str, argument: str, obj: object) -> None:
-    if not _is_consumer(obj):
-        raise TypeError(f"{owner}: {argument} must be a consumer (an object with send() and "
-                        f"close()), got {obj!r} ({type(obj).__name__})")
-
-
-def _require_positive_int(owner: str, argument: str, value: object) -> None:
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise TypeError(f"{owner}: {argument} must be an int, got {value!r} "
-                        f"({type(value).__name__})")
-    if value < 1:
-        raise ValueError(f"{owner}: {argument} must be >= 1, got {value}")
-
-
-def _close_all(owner: str, consumers: Iterable[Consumer]) -> None:
-    """Close every consumer even if some raise; then raise the first error, with a note
-    naming each later one."""
-    errors = []
-    for index, consumer in enumerate(consumers):
-        try:
-            consumer.close()
-        except Exception as exc:
-            errors.append((index, exc))
-    _raise_first(owner, "close", errors)
-
-
-def _raise_first(owner: str, method: str, errors: list[tuple[int, Exception]]) -> None:
-    if not errors:
-        return
-    (_, first), *later = errors
-    for index, exc in later:
-        first.add_note(f"{owner}: consumers[{index}].{method}() also raised "
-                       f"{type(exc).__name__}: {exc}")
-    raise first
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
 
 
 class Collect:
-    """A consumer that keeps every item it is sent, in order, in the list ``items``.
+    """A consumer that keeps every item it is sent, in order, in the list ``items``, and
+    that a caller can wait on.
 
-    Meant as the ``results`` consumer of runners: several ConsumerThreads may send to one
-    Collect at once, so ``send`` holds a lock. ``close()`` does nothing and returns None;
-    it pickles with its items (the lock is made anew).
+    Meant as the ``results`` consumer of runners: several workers may send to one Collect
+    at once, so ``send`` holds a lock. ``wait(count)`` blocks until ``count`` items have
+    arrived; ``take(count)`` waits for them and removes them. ``close()`` does nothing and
+    returns None; a Collect pickles with its items (the lock is made anew).
 
     >>> from gilstudy.examples import Countdown
     >>> results = Collect()
@@ -123,18 +112,52 @@ class Collect:
     ...     runner.send(1)
     >>> results.items
     [2, 1, 'liftoff after 2 counts']
+    >>> results.take(2)
+    [2, 1]
+    >>> results.items
+    ['liftoff after 2 counts']
     """
 
     def __init__(self, items: Iterable[Any] = ()):
         self.items = list(items)
-        self._lock = threading.Lock()
+        self._arrived = threading.Condition(threading.Lock())
 
     def send(self, item: Any) -> None:
-        with self._lock:
+        with self._arrived:
             self.items.append(item)
+            self._arrived.notify_all()
 
     def close(self) -> None:
         return None
+
+    def wait(self, count: int, timeout: float | None = None) -> None:
+        """Block until at least ``count`` items have arrived. With ``timeout`` (seconds),
+        raise TimeoutError once that long passes with no item arriving: a worker that keeps
+        delivering is waited for however long it takes, one that went silent is not."""
+        _checks.integer("Collect.wait", "count", count)
+        timeout = _checks.timeout("Collect.wait", timeout)
+        with self._arrived:
+            seen = len(self.items)
+            last_arrival = time.monotonic()
+            while len(self.items) < count:
+                if timeout is None:
+                    self._arrived.wait()
+                    continue
+                left = last_arrival + timeout - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"Collect.wait: no item for {timeout:g} s "
+                                       f"({len(self.items)} of {count} arrived)")
+                self._arrived.wait(left)
+                if len(self.items) > seen:
+                    seen = len(self.items)
+                    last_arrival = time.monotonic()
+
+    def take(self, count: int, timeout: float | None = None) -> list[Any]:
+        """wait() for ``count`` items, then remove the first ``count`` and return them."""
+        self.wait(count, timeout)
+        with self._arrived:
+            taken, self.items[:count] = self.items[:count], []
+        return taken
 
     def __reduce__(self):
         return (type(self), (self.items,))
@@ -143,7 +166,7 @@ class Collect:
         return f"Collect(<{len(self.items)} items>)"
 
 
-class Inline:
+class Inline(_ExitRule):
     """The trivial runner: calls the consumer directly, in the caller's thread.
 
     ``send(item)`` returns once the consumer has handled the item, so ``pending`` is always
@@ -153,7 +176,7 @@ class Inline:
 
     Nothing crosses a thread, so the consumer's exceptions reach the caller unchanged
     (not wrapped in ConsumerError). ``close()`` is idempotent; ``send`` after it raises
-    ValueError.
+    ValueError. ``abort()`` marks it closed without closing the consumer.
 
     >>> from gilstudy.examples import Countdown
     >>> results = Collect()
@@ -165,9 +188,9 @@ class Inline:
     """
 
     def __init__(self, consumer: Consumer, results: Consumer | None = None):
-        _require_consumer("Inline", "consumer", consumer)
+        _checks.consumer("Inline", "consumer", consumer)
         if results is not None:
-            _require_consumer("Inline", "results", results)
+            _checks.consumer("Inline", "results", results)
         self._consumer = consumer
         self._results = results
         self._is_closed = False
@@ -203,11 +226,8 @@ class Inline:
         if result is not None and self._results is not None:
             self._results.send(result)
 
-    def __enter__(self) -> "Inline":
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
+    def abort(self) -> None:
+        self._is_closed = True
 
     def __repr__(self) -> str:
         return f"Inline({self.consumer!r})"
@@ -215,6 +235,9 @@ class Inline:
 
 # Put on a ConsumerThread's queue by close(): the worker closes the consumer and returns.
 _CLOSE = object()
+# Put there by abort(), after every queued item was dropped: the worker returns at once,
+# leaving the consumer unclosed.
+_ABORT = object()
 
 
 class _Handoff:
@@ -232,8 +255,8 @@ class _Handoff:
     """
 
     __slots__ = ("items", "maxsize", "lock", "not_empty", "not_full", "worker_waiting",
-                 "producers_waiting", "sent", "handled", "is_stopping", "failure",
-                 "acknowledged", "is_failure_reported", "later_failures")
+                 "producers_waiting", "sent", "handled", "is_stopping", "is_aborted",
+                 "failure", "acknowledged", "is_failure_reported", "later_failures")
 
     def __init__(self, maxsize: int):
         self.items = deque()
@@ -247,6 +270,7 @@ class _Handoff:
         self.sent = 0
         self.handled = 0
         self.is_stopping = False
+        self.is_aborted = False
         self.failure: tuple[str, BaseException] | None = None
         self.acknowledged = 0
         self.is_failure_reported = False
@@ -269,22 +293,27 @@ class _Handoff:
                 self.producers_waiting -= 1
                 self.not_full.notify()
 
-    def stop(self) -> bool:
+    def stop(self, abort: bool = False) -> bool:
         """Queue the close sentinel (beyond maxsize: it is not an item) and wake every
-        producer blocked for room, to be told the runner is closed. True the first time
-        only."""
+        producer blocked for room, to be told the runner is closed. With ``abort``, first
+        drop every queued item and queue the abort sentinel instead (even after a close
+        began). True the first time the runner stops only."""
         with self.lock:
-            if self.is_stopping:
+            first = not self.is_stopping
+            if not first and (not abort or self.is_aborted):
                 return False
             self.is_stopping = True
-            self.items.append(_CLOSE)
+            if abort:
+                self.is_aborted = True
+                self.items.clear()
+            self.items.append(_ABORT if abort else _CLOSE)
             if self.worker_waiting:
                 self.worker_waiting = False
                 self.not_empty.notify()
             if self.producers_waiting:
                 self.producers_waiting = 0
                 self.not_full.notify_all()
-            return True
+            return first
 
     def fail(self, where: str, exc: BaseException) -> None:
         """Worker: record that ``where`` raised ``exc``; only the first failure is raised,
@@ -316,6 +345,8 @@ def _work(handoff: _Handoff, consumer: Consumer, results: Consumer | None) -> No
             handoff.make_room()
         if item is _CLOSE:
             break
+        if item is _ABORT:
+            return
         if not is_failed:
             try:
                 result = handle(item)
@@ -348,7 +379,7 @@ def _abandon(handoff: _Handoff) -> None:
     handoff.stop()
 
 
-class ConsumerThread:
+class ConsumerThread(_ExitRule):
     """Run any consumer in a thread of its own, fed through a bounded queue.
 
     The thread starts in the constructor. ``send(item)`` queues the item and returns; when
@@ -374,7 +405,9 @@ class ConsumerThread:
     ``acknowledged`` were not handled): every ``send`` after the failure raises it, and
     ``close()`` raises it unless a ``send`` already did. The consumer is still closed, but
     its close result is not forwarded. ``close()`` is idempotent; ``send`` after it raises
-    ValueError. A ConsumerThread dropped without ``close()`` stops its thread when it is
+    ValueError. ``abort()`` drops what is queued and stops the thread after the item in its
+    hands, leaving the consumer unclosed; leaving a ``with`` block on an exception aborts.
+    A ConsumerThread dropped without ``close()`` stops its thread when it is
     garbage-collected; its thread is a daemon only so that a runner never closed cannot
     keep the interpreter from exiting.
 
@@ -391,10 +424,10 @@ class ConsumerThread:
 
     def __init__(self, consumer: Consumer, maxsize: int = DEFAULT_MAXSIZE,
                  results: Consumer | None = None, name: str | None = None):
-        _require_consumer("ConsumerThread", "consumer", consumer)
-        _require_positive_int("ConsumerThread", "maxsize", maxsize)
+        _checks.consumer("ConsumerThread", "consumer", consumer)
+        _checks.positive_int("ConsumerThread", "maxsize", maxsize)
         if results is not None:
-            _require_consumer("ConsumerThread", "results", results)
+            _checks.consumer("ConsumerThread", "results", results)
         if name is not None and not isinstance(name, str):
             raise TypeError(f"ConsumerThread: name must be a str or None, got {name!r} "
                             f"({type(name).__name__})")
@@ -465,6 +498,13 @@ class ConsumerThread:
         if is_first and handoff.failure is not None and not handoff.is_failure_reported:
             raise self._reported_failure()
 
+    def abort(self) -> None:
+        """Drop the items still queued and stop the thread once it has finished the item in
+        its hands, without closing the consumer or raising its error; idempotent."""
+        self._handoff.stop(abort=True)
+        self._finalizer.detach()
+        self._thread.join()
+
     def _reported_failure(self) -> ConsumerError:
         handoff = self._handoff
         handoff.is_failure_reported = True
@@ -478,11 +518,6 @@ class ConsumerThread:
         error.__cause__ = exc
         return error
 
-    def __enter__(self) -> "ConsumerThread":
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         state = "closed" if self.is_closed else f"pending={self.pending}"
@@ -531,189 +566,6 @@ def coroutine(function: Callable[..., Any]) -> Callable[..., Any]:
     return primed
 
 
-class Broadcast:
-    """Producer-side fan-out: every item goes to every registered consumer, in the order
-    they were registered.
-
-    Consumers may be registered and unregistered at any time, even while another thread
-    is sending (a send goes to the consumers registered when it began). ``send`` returns
-    None; to keep results, register runners that have ``results=``.
-
-    Raises TypeError when registering a non-consumer, ValueError when registering one
-    twice, unregistering one that is not registered, or using a closed Broadcast. If some
-    consumers raise in ``send`` or ``close``, the others still get the call; then the first
-    error is raised unchanged except for one note (``__notes__``) per later error naming
-    the consumer's index. ``close()`` is idempotent.
-
-    >>> first, second = Collect(), Collect()
-    >>> with Broadcast([first]) as everyone:
-    ...     everyone.send("a")
-    ...     everyone.register(second)
-    ...     everyone.send("b")
-    >>> first.items, second.items
-    (['a', 'b'], ['b'])
-    """
-
-    def __init__(self, consumers: Iterable[Consumer] = ()):
-        self._lock = threading.Lock()
-        # Replaced, never mutated, so a send can iterate it without the lock.
-        self._consumers: tuple[Consumer, ...] = ()
-        self._is_closed = False
-        if _is_consumer(consumers):
-            raise TypeError(f"Broadcast: consumers must be an iterable of consumers, got the "
-                            f"single consumer {consumers!r}; pass [consumer]")
-        for consumer in consumers:
-            self.register(consumer)
-
-    @property
-    def consumers(self) -> tuple[Consumer, ...]:
-        return self._consumers
-
-    @property
-    def is_closed(self) -> bool:
-        return self._is_closed
-
-    def register(self, consumer: Consumer) -> None:
-        _require_consumer("Broadcast.register", "consumer", consumer)
-        with self._lock:
-            if self._is_closed:
-                raise ValueError("register on a closed Broadcast")
-            if any(known is consumer for known in self._consumers):
-                raise ValueError(f"Broadcast.register: {consumer!r} is already registered")
-            self._consumers = (*self._consumers, consumer)
-
-    def unregister(self, consumer: Consumer) -> None:
-        """Stop sending to ``consumer``; the caller still owns it (it is not closed)."""
-        with self._lock:
-            remaining = tuple(known for known in self._consumers if known is not consumer)
-            if len(remaining) == len(self._consumers):
-                raise ValueError(f"Broadcast.unregister: {consumer!r} is not registered")
-            self._consumers = remaining
-
-    def send(self, item: Any) -> None:
-        if self._is_closed:
-            raise ValueError("send on a closed Broadcast")
-        errors = []
-        for index, consumer in enumerate(self._consumers):
-            try:
-                consumer.send(item)
-            except Exception as exc:
-                errors.append((index, exc))
-        _raise_first("Broadcast", "send", errors)
-
-    def close(self) -> None:
-        with self._lock:
-            if self._is_closed:
-                return
-            self._is_closed = True
-        _close_all("Broadcast", self._consumers)
-
-    def __enter__(self) -> "Broadcast":
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        return f"Broadcast(<{len(self._consumers)} consumers>)"
-
-
-class Dispatch:
-    """Give each item to exactly one of several consumers: the least loaded.
-
-    This is the one fan-out mechanism for every runner type: threads here, coprocesses,
-    subinterpreters and MPI ranks elsewhere all go through it. A consumer's load is its
-    ``pending`` when it has one (runners do); otherwise it is the number of items Dispatch
-    gave it, which makes plain consumers take turns (round-robin). Each ``send`` picks the
-    smallest load, ties going to the lowest index, so a runner stuck on a long item gets
-    no more until the others catch up. ``send`` returns what the chosen consumer's
-    ``send`` returned (None for runners, which forward results themselves).
-
-    Arguments:
-        consumers: a non-empty iterable of consumers.
-
-    Attributes:
-        consumers: the consumers, as a tuple.
-        dispatched: how many items went to each consumer (a list, by index).
-
-    Raises TypeError for a non-iterable or a non-consumer in ``consumers`` (naming its
-    index) and ValueError for an empty one, or for ``send`` after ``close()``.
-
-    ``close()`` closes every consumer even if some raise, then raises the first error
-    unchanged except for one note (``__notes__``) per later error naming the consumer's
-    index, so ``except ConsumerError`` still works. (An ExceptionGroup would force every
-    caller to use ``except*``.) ``close()`` is idempotent. Dispatch expects one producer
-    thread; a failed runner keeps raising from its ``send``, so a producer stops at the
-    first failure.
-
-    Plain consumers take turns:
-
-    >>> left, right = Collect(), Collect()
-    >>> with Dispatch([left, right]) as fan:
-    ...     for n in range(5):
-    ...         fan.send(n)
-    >>> fan.dispatched
-    [3, 2]
-    >>> left.items, right.items
-    ([0, 2, 4], [1, 3])
-
-    Inline runners are never loaded (``pending`` is 0: each item is handled before ``send``
-    returns), so the first one gets every item; threads share uneven work (see
-    :func:`threads`).
-    """
-
-    def __init__(self, consumers: Iterable[Consumer]):
-        if _is_consumer(consumers):
-            raise TypeError(f"Dispatch: consumers must be an iterable of consumers, got the "
-                            f"single consumer {consumers!r}; pass [consumer]")
-        try:
-            consumers = tuple(consumers)
-        except TypeError:
-            raise TypeError(f"Dispatch: consumers must be an iterable of consumers, got "
-                            f"{consumers!r} ({type(consumers).__name__})") from None
-        if not consumers:
-            raise ValueError("Dispatch: consumers must not be empty")
-        for index, consumer in enumerate(consumers):
-            _require_consumer("Dispatch", f"consumers[{index}]", consumer)
-        self.consumers = consumers
-        self.dispatched = [0] * len(consumers)
-        self._is_closed = False
-        # One load function per consumer, chosen once: its pending count, or its tally.
-        self._loads = [self._load_of(index, consumer) for index, consumer in enumerate(consumers)]
-
-    def _load_of(self, index: int, consumer: Consumer) -> Callable[[], int]:
-        if hasattr(consumer, "pending"):
-            return lambda: consumer.pending
-        return lambda: self.dispatched[index]
-
-    @property
-    def is_closed(self) -> bool:
-        return self._is_closed
-
-    def send(self, item: Any) -> Any:
-        if self._is_closed:
-            raise ValueError("send on a closed Dispatch")
-        loads = [load() for load in self._loads]
-        index = loads.index(min(loads))
-        self.dispatched[index] += 1
-        return self.consumers[index].send(item)
-
-    def close(self) -> None:
-        if self._is_closed:
-            return
-        self._is_closed = True
-        _close_all("Dispatch", self.consumers)
-
-    def __enter__(self) -> "Dispatch":
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        return f"Dispatch(<{len(self.consumers)} consumers>, dispatched={self.dispatched})"
-
-
 def threads(factory: Callable[..., Consumer], n: int, *args: Any,
             results: Consumer | None = None, maxsize: int = DEFAULT_MAXSIZE) -> Dispatch:
     """``n`` ConsumerThreads, each running its own ``factory(*args)``, behind one Dispatch.
@@ -730,17 +582,9 @@ def threads(factory: Callable[..., Consumer], n: int, *args: Any,
     >>> sum(count for count, _ in results.items)
     100
     """
-    _require_positive_int("threads", "n", n)
+    _checks.positive_int("threads", "n", n)
     if not callable(factory):
         raise TypeError(f"threads: factory must be callable, got {factory!r} "
                         f"({type(factory).__name__})")
-    runners = []
-    try:
-        for _ in range(n):
-            runners.append(ConsumerThread(factory(*args), results=results, maxsize=maxsize))
-    except BaseException:
-        for runner in runners:
-            runner.close()
-        raise
-    return Dispatch(runners)
-
+    return start_runners(lambda index: ConsumerThread(factory(*args), results=results,
+                                                      maxsize=maxsize), n, owner="threads")

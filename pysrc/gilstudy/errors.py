@@ -1,16 +1,24 @@
 # Every exception gilstudy defines, in one place. Each subclasses the nearest built-in
 # exception, so callers who catch the built-in catch ours too; each carries the facts a
-# caller needs to act (which kernel, which process, how many items got through).
+# caller needs to act (which kernel, which worker, how many items got through). Errors of
+# workers form one family: a consumer that raised is a ConsumerError wherever it ran, and
+# the worker's own traceback is the __cause__, so a plain traceback print shows both sides.
 
 __all__ = [
     "GilstudyError",
     "UnknownKernelError",
     "ConsumerError",
     "RemoteError",
+    "RemoteTraceback",
     "CoprocessDied",
     "CoprocessStalled",
     "ProtocolError",
     "AuthenticationError",
+    "PeerGone",
+    "CompareError",
+    "ModelFailed",
+    "WrongAnswer",
+    "InterpreterFailed",
 ]
 
 
@@ -41,8 +49,10 @@ class _DeliveryCounts:
 
 
 class ConsumerError(_DeliveryCounts, GilstudyError, RuntimeError):
-    """A consumer running in a worker thread raised; the original exception is the
-    ``__cause__``. Raised in the caller by the next ``send`` or by ``close``."""
+    """A consumer raised, wherever it ran: in a worker thread (this class), or in another
+    process, interpreter or rank (RemoteError, a subclass). Raised in the caller by the next
+    ``send`` or by ``close``; the consumer's own exception, or for a remote one its
+    traceback, is the ``__cause__``."""
 
     def __init__(self, message: str, sent: int | None = None, acknowledged: int | None = None):
         super().__init__(message)
@@ -52,41 +62,64 @@ class ConsumerError(_DeliveryCounts, GilstudyError, RuntimeError):
         return (type(self), (self.args[0], self.sent, self.acknowledged))
 
 
-class RemoteError(_DeliveryCounts, GilstudyError, RuntimeError):
-    """A consumer running in another process raised. ``remote_type`` is the name of the
-    exception's class there and ``remote_traceback`` its formatted traceback."""
+class RemoteTraceback(Exception):
+    """The traceback of an exception raised on the far side of a channel, as text. A
+    RemoteError carries it as its ``__cause__``, so printing the RemoteError's traceback
+    shows where the consumer failed over there, then "The above exception was the direct
+    cause of the following exception", then where the caller saw it (the habit of
+    concurrent.futures and loky)."""
+
+    def __init__(self, text: str):
+        super().__init__(text)
+        self.text = text
+
+    def __str__(self) -> str:
+        return f'\n"""\n{self.text.rstrip()}\n"""'
+
+
+class RemoteError(ConsumerError):
+    """A consumer running outside this interpreter (a coprocess, a server's connection, and
+    whatever runs the far-side loop) raised. ``remote_type`` is the name of the exception's
+    class there, ``remote_message`` its message, ``remote_traceback`` its formatted
+    traceback, also attached as the ``__cause__`` (a RemoteTraceback); ``where`` names the
+    worker ("coprocess 1234")."""
 
     def __init__(self, remote_type: str, message: str, remote_traceback: str = "",
-                 sent: int | None = None, acknowledged: int | None = None):
-        super().__init__(f"{remote_type}: {message}")
+                 sent: int | None = None, acknowledged: int | None = None,
+                 where: str | None = None):
         self.remote_type = remote_type
         self.remote_message = message
         self.remote_traceback = remote_traceback
-        self._set_counts(sent, acknowledged)
+        self.where = where
+        super().__init__(f"{remote_type}: {message}", sent, acknowledged)
+        if remote_traceback:
+            self.__cause__ = RemoteTraceback(remote_traceback)
 
     def __str__(self) -> str:
         text = f"{self.remote_type}: {self.remote_message}{self._counts_text()}"
-        if self.remote_traceback:
-            text += "\n\nRemote traceback:\n" + self.remote_traceback.rstrip()
-        return text
+        return f"{self.where}: {text}" if self.where else text
 
     def __reduce__(self):
         return (type(self), (self.remote_type, self.remote_message, self.remote_traceback,
-                             self.sent, self.acknowledged))
+                             self.sent, self.acknowledged, self.where))
 
 
 class CoprocessDied(_DeliveryCounts, GilstudyError, ChildProcessError):
-    """A coprocess ended before it was closed (killed, crashed, exited early).
+    """A worker outside this interpreter ended before it was closed (killed, crashed,
+    exited early, or its connection dropped).
 
-    ``exitcode`` is its exit status, or ``-N`` when signal N ended it (``signal`` is then N).
+    ``exitcode`` is its exit status, or ``-N`` when signal N ended it (``signal`` is then
+    N); None when unknown. ``where`` names it ("coprocess 1234" by default).
     """
 
     def __init__(self, pid: int | None, exitcode: int | None, detail: str = "",
-                 sent: int | None = None, acknowledged: int | None = None):
+                 sent: int | None = None, acknowledged: int | None = None,
+                 where: str | None = None):
         self.pid = pid
         self.exitcode = exitcode
         self.signal = -exitcode if exitcode is not None and exitcode < 0 else None
         self.detail = detail
+        self.where = where
         self._set_counts(sent, acknowledged)
         super().__init__(str(self))
 
@@ -97,42 +130,81 @@ class CoprocessDied(_DeliveryCounts, GilstudyError, ChildProcessError):
             how = "stopped answering"
         else:
             how = f"exited with code {self.exitcode}"
-        text = f"coprocess {self.pid} {how}{self._counts_text()}"
+        who = self.where or f"coprocess {self.pid}"
+        text = f"{who} {how}{self._counts_text()}"
         return f"{text}: {self.detail}" if self.detail else text
 
     def __reduce__(self):
-        return (type(self), (self.pid, self.exitcode, self.detail, self.sent, self.acknowledged))
+        return (type(self), (self.pid, self.exitcode, self.detail, self.sent, self.acknowledged,
+                             self.where))
 
 
 class CoprocessStalled(_DeliveryCounts, GilstudyError, TimeoutError):
-    """A coprocess did not keep up within the timeout given to ``send``, ``flush`` or
-    ``close``: it stopped reading, or its consumer did not finish in time.
+    """A worker outside this interpreter did not keep up within the timeout given to
+    ``send``, ``flush`` or ``close``: it stopped reading, or its consumer did not finish in
+    time.
 
-    The coprocess is left as it was, its consumer unclosed, and every later ``send`` raises
-    this again: ``abort()`` ends the coprocess at once, ``close()`` within EXIT_TIMEOUT.
-    ``detail`` says which call waited for what.
+    The worker is left as it was, its consumer unclosed, and every later ``send`` raises
+    this again: ``abort()`` ends it at once, ``close()`` within EXIT_TIMEOUT. ``detail``
+    says which call waited for what.
     """
 
     def __init__(self, pid: int | None, detail: str, sent: int | None = None,
-                 acknowledged: int | None = None):
+                 acknowledged: int | None = None, where: str | None = None):
         self.pid = pid
         self.detail = detail
+        self.where = where
         self._set_counts(sent, acknowledged)
         super().__init__(str(self))
 
     def __str__(self) -> str:
-        return f"coprocess {self.pid} stalled{self._counts_text()}: {self.detail}"
+        who = self.where or f"coprocess {self.pid}"
+        return f"{who} stalled{self._counts_text()}: {self.detail}"
 
     def __reduce__(self):
-        return (type(self), (self.pid, self.detail, self.sent, self.acknowledged))
+        return (type(self), (self.pid, self.detail, self.sent, self.acknowledged, self.where))
 
 
 class ProtocolError(GilstudyError, ValueError):
-    """A message on a coprocess channel broke the wire protocol (truncated, oversized, or
-    refused by restricted unpickling); the channel is closed, the process goes on."""
+    """A message on a channel broke the wire protocol (truncated, oversized, or refused by
+    restricted unpickling); the channel is closed, the process goes on."""
 
 
 class AuthenticationError(GilstudyError, PermissionError):
     """The peer on a socket channel did not prove that it knows the shared key (or one
     end has a key and the other none); the connection was closed before anything from the
     peer was unpickled."""
+
+
+class PeerGone(GilstudyError, ConnectionError):
+    """Internal: the far side of a channel could not write to the sender any more (it
+    closed the channel or died). Nobody is left to tell, so the far-side loop just stops;
+    it never reaches a caller of the public API."""
+
+
+class CompareError(GilstudyError, RuntimeError):
+    """`gilstudy compare` could not finish. ``subject`` names what failed: a model as the
+    report names it (``threads-python@3.13t``), or an interpreter's path. The three
+    subclasses say how."""
+
+    def __init__(self, message: str, subject: str | None = None):
+        super().__init__(message)
+        self.subject = subject
+
+    def __reduce__(self):
+        return (type(self), (self.args[0], self.subject))
+
+
+class ModelFailed(CompareError):
+    """A model's workers failed to start, to run the workload or to stop; the worker's own
+    error is the ``__cause__``."""
+
+
+class WrongAnswer(CompareError):
+    """A model computed an answer different from the reference model's: a bug, never a row
+    of the table."""
+
+
+class InterpreterFailed(CompareError):
+    """Another interpreter (``--python``) could not be started, died, stopped answering or
+    broke the protocol between the two."""

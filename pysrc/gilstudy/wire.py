@@ -17,6 +17,7 @@ import struct
 import sys
 import time
 
+from gilstudy import _checks
 from gilstudy.errors import AuthenticationError, ProtocolError
 
 __all__ = [
@@ -25,7 +26,7 @@ __all__ = [
     "ITEMS_OOB", "RESULTS_OOB",
     "WANT_RESULTS", "AUTHENTICATE", "HELLO_BODY", "ACK_BODY", "NONCE_SIZE", "PROOF_SIZE",
     "FLUSH_INTERVAL", "MAX_FRAME", "OUT_OF_BAND_MIN", "NUMPY_ARRAYS",
-    "Channel", "Hello", "OutOfBand", "RestrictedUnpickler", "restricted_loads",
+    "Channel", "Hello", "OutOfBand", "RestrictedUnpickler", "restricted_loads", "channel_options",
     "dumps", "frame_size", "dumps_in_frames", "send_hello", "read_hello", "handshake",
     "proof", "encode_error", "decode_error",
 ]
@@ -240,6 +241,17 @@ def restricted_loads(allowed):
     return loads
 
 
+def channel_options(owner: str, max_frame: int, allowed) -> dict:
+    """Check ``max_frame`` and ``allowed`` for ``owner`` before anything starts; return them
+    as the Channel's keyword options."""
+    _checks.max_frame(owner, max_frame)
+    try:
+        restricted_loads(allowed)
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"{owner}: {exc}") from None
+    return {"max_frame": max_frame, "allowed": allowed}
+
+
 # -- Channels -------------------------------------------------------------------------------
 
 class Channel:
@@ -261,10 +273,7 @@ class Channel:
 
     def __init__(self, reader, write_fd: int, sock=None, *, max_frame: int = MAX_FRAME,
                  allowed=None):
-        if not isinstance(max_frame, int) or isinstance(max_frame, bool):
-            raise TypeError(f"max_frame must be an int, got {max_frame!r}")
-        if max_frame < 1024:
-            raise ValueError(f"max_frame must be at least 1024 bytes, got {max_frame}")
+        _checks.max_frame("Channel", max_frame)
         self._reader = reader
         self._read = reader.read
         self._readinto = reader.readinto
@@ -536,9 +545,9 @@ def read_hello(channel: Channel) -> Hello:
     if version != VERSION:
         raise ProtocolError(f"the peer speaks gilstudy wire version {version}, this end "
                             f"speaks {VERSION}; run the same gilstudy on both ends")
-    if max_frame < 1024:
+    if max_frame < _checks.MIN_FRAME:
         raise ProtocolError(f"the peer announces a frame limit of {max_frame} bytes; the "
-                            "least is 1024")
+                            f"least is {_checks.MIN_FRAME}")
     channel.peer_max_frame = max_frame
     return Hello(pid, flags, max_frame)
 

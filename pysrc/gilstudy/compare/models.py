@@ -7,8 +7,6 @@ import fnmatch
 import functools
 import importlib
 import multiprocessing
-import threading
-import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator, Protocol
@@ -257,49 +255,12 @@ class _PrangeWorkers:
 QUEUE_DEPTH = 8
 
 
-class _BatchResults:
-    """Results consumer of reusable workers: gathers the ``(index, result)`` pairs the
-    workers send back and lets the runner wait for a batch of them."""
-
-    def __init__(self):
-        self._changed = threading.Condition()
-        self._pairs: list[tuple[int, object]] = []
-
-    def send(self, pair: tuple[int, object]) -> None:
-        with self._changed:
-            self._pairs.append(pair)
-            self._changed.notify_all()
-
-    def close(self) -> None:
-        """Nothing to release: the runner reads the pairs with take()."""
-        return None
-
-    def take(self, count: int, patience_s: float) -> list[tuple[int, object]]:
-        """Wait for ``count`` pairs and remove them. Raises TimeoutError when no pair
-        arrived for ``patience_s`` seconds."""
-        with self._changed:
-            seen = len(self._pairs)
-            last_progress = time.monotonic()
-            while len(self._pairs) < count:
-                left = last_progress + patience_s - time.monotonic()
-                if left <= 0:
-                    raise TimeoutError(
-                        f"no result for {patience_s:.0f} s ({len(self._pairs)} of {count} "
-                        "items done); a worker is stuck or has died")
-                self._changed.wait(min(left, 60.0))  # Condition.wait refuses inf
-                if len(self._pairs) > seen:
-                    seen = len(self._pairs)
-                    last_progress = time.monotonic()
-            batch, self._pairs = self._pairs[:count], self._pairs[count:]
-        return batch
-
-
 class _DispatchWorkers:
-    """``workers`` consumers, each running a KernelConsumer, fed through
-    gilstudy.consumers.Dispatch (least-loaded first); results come back through one
-    _BatchResults. ``start_one(workload, impl, results)`` starts one consumer: a
-    ConsumerThread or a coprocess. Start-up ends when every worker has answered a probe
-    item, sent to each directly so that none is left unconfirmed.
+    """``workers`` runners, each running a KernelConsumer, started with
+    gilstudy.dispatch.start_runners (so fed through one Dispatch, least-loaded first);
+    results come back through one Collect. ``start_one(workload, impl, results)`` starts
+    one runner: a ConsumerThread or a coprocess. Start-up ends when every worker has
+    answered a probe item, sent to each directly so that none is left unconfirmed.
 
     If a worker fails, its error (ConsumerError, RemoteError, CoprocessDied) is raised by
     the next ``run`` or by ``close``; a worker that stops answering makes ``run`` raise
@@ -308,21 +269,18 @@ class _DispatchWorkers:
 
     def __init__(self, workload: Workload, impl: str, workers: int,
                  start_one: Callable[[Workload, str, object], object]):
-        from gilstudy.consumers import Dispatch
+        from gilstudy.consumers import Collect
+        from gilstudy.dispatch import start_runners
 
-        self._results = _BatchResults()
-        self._senders: list = []
-        self._dispatch = None
-        self._is_closed = False
+        self._results = Collect()
+        self._dispatch = start_runners(lambda index: start_one(workload, impl, self._results),
+                                       workers)
         try:
-            for _ in range(workers):
-                self._senders.append(start_one(workload, impl, self._results))
-            self._dispatch = Dispatch(self._senders)
-            for sender, probe in zip(self._senders, _probe_items(workload, workers)):
-                sender.send(probe)
-            self._results.take(workers, patience_s=_START_PATIENCE_S)
+            for runner, probe in zip(self._dispatch.consumers, _probe_items(workload, workers)):
+                runner.send(probe)
+            self._results.take(workers, timeout=_START_PATIENCE_S)
         except BaseException:
-            self._close_quietly()
+            self._dispatch.abort()
             raise
 
     def run(self, workload: Workload, patience_s: float) -> object:
@@ -330,27 +288,15 @@ class _DispatchWorkers:
         for item in items:
             self._dispatch.send(item)
         try:
-            pairs = self._results.take(len(items), patience_s)
+            pairs = self._results.take(len(items), None if patience_s == float("inf")
+                                       else patience_s)
         except TimeoutError:
             self.close()  # raises the failed worker's own error when it has one
             raise
         return workload.combine(pairs)
 
     def close(self) -> None:
-        if self._is_closed:
-            return
-        self._is_closed = True
-        if self._dispatch is not None:
-            self._dispatch.close()
-        else:
-            for sender in self._senders:
-                sender.close()
-
-    def _close_quietly(self) -> None:
-        try:
-            self.close()
-        except Exception:
-            pass  # the error that made us close is the one to report
+        self._dispatch.close()
 
 
 # Seconds a new worker may take to answer its probe: a fresh interpreter importing numpy

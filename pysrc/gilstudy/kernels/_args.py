@@ -2,35 +2,17 @@
 # values and reject the rest with the same exception and message. Each check names the
 # kernel, the argument, the rule and the value it got.
 
-import ctypes
-import operator
 import os
+
+from gilstudy._checks import LONG_MAX, integer
 
 __all__ = ["LONG_MAX", "UINT32_MAX", "MAX_THREADS", "countdown_args", "count_primes_args",
            "mandelbrot_args", "nthreads_arg", "default_threads"]
 
-LONG_MAX = 2 ** (8 * ctypes.sizeof(ctypes.c_long) - 1) - 1
 UINT32_MAX = 2**32 - 1
 # More OpenMP threads than this is a typo, not a machine; refusing it beats an OpenMP
 # runtime that dies trying to create a million threads.
 MAX_THREADS = 4096
-
-
-def integer(func: str, name: str, value, minimum: int = 0, maximum: int = LONG_MAX,
-            limit_name: str = "a C long") -> int:
-    """Return ``value`` as an int in [minimum, maximum], or raise.
-
-    Anything with ``__index__`` counts as an integer (numpy integers do), except bool: a
-    flag passed where a count belongs is a mistake, never 0 or 1.
-    """
-    if isinstance(value, bool) or not hasattr(type(value), "__index__"):
-        raise TypeError(f"{func}: {name} must be an int, got {type(value).__name__} ({value!r})")
-    value = operator.index(value)
-    if value < minimum:
-        raise ValueError(f"{func}: {name} must be >= {minimum}, got {value}")
-    if value > maximum:
-        raise OverflowError(f"{func}: {name} must fit in {limit_name} (<= {maximum}), got {value}")
-    return value
 
 
 def countdown_args(n, func: str = "countdown") -> int:

@@ -1,37 +1,51 @@
-# The consumer end of the framed protocol: run a consumer on the items read from a channel
-# and send back acknowledgements, results and errors. A spawned coprocess runs this module
-# as its __main__ (``python -m gilstudy._coprocess_child TRANSPORT ...``) and serve() runs
-# run_consumer() in a thread per connection. It imports only what that needs (no threads,
-# no subprocess), so a coprocess starts fast.
+# The far side of every framed channel: the loop that builds a consumer, feeds it the items
+# the sender writes, and answers with results, acknowledgements and the error with its
+# traceback. It takes a channel and a factory and nothing else (no process, pid or argv),
+# so whatever can carry frames can run it: a spawned coprocess, a server's connection, and
+# any later kind of worker. It imports only what that needs, so a coprocess starts fast.
 
-import os
-import signal
-import sys
 import time
+from typing import Any, Callable, Protocol
 
 from gilstudy import wire
-from gilstudy.errors import AuthenticationError, ProtocolError
+from gilstudy.errors import PeerGone, ProtocolError
 
-__all__ = ["PeerGone", "run_consumer", "main"]
+__all__ = ["FarChannel", "run_far_side"]
 
 
-# Items between two looks at the clock, at most; see run_consumer().
+class FarChannel(Protocol):
+    """What run_far_side() needs of a channel (gilstudy.wire.Channel has it; another
+    carrier of frames implements these four members):
+
+    ``read_frame()`` returns the next ``(kind, payload)`` sent by the sender, raising
+    EOFError when it closed the channel and ProtocolError for a broken frame;
+    ``load(payload)`` unpickles an ITEMS payload (ProtocolError when it cannot);
+    ``write_frames(frames)`` writes ``(kind, payload[, buffers])`` frames to the sender,
+    raising OSError when it is gone; ``peer_max_frame`` is the longest frame the sender
+    reads.
+    """
+
+    peer_max_frame: int
+
+    def read_frame(self) -> tuple[int, Any]: ...
+
+    def load(self, payload: Any) -> Any: ...
+
+    def write_frames(self, frames: list) -> None: ...
+
+
+# Items between two looks at the clock, at most; see run_far_side().
 _MAX_STRIDE = 64
 
 
-class PeerGone(Exception):
-    """Writing to the sender failed: it closed the channel or died. Nobody is left to tell,
-    so the consumer end just stops."""
-
-
-def _write(channel: wire.Channel, frames) -> None:
+def _write(channel: FarChannel, frames) -> None:
     try:
         channel.write_frames(frames)
     except OSError as exc:
         raise PeerGone(str(exc)) from exc
 
 
-def _reply(channel: wire.Channel, results: list, handled: int, *last) -> None:
+def _reply(channel: FarChannel, results: list, handled: int, *last) -> None:
     """Send the results gathered so far and the count handled, then the frames in ``last``.
     A result that cannot be pickled, or alone makes a frame longer than the sender
     accepts, raises here, as the consumer's error; results too many for one frame go in
@@ -46,7 +60,7 @@ def _reply(channel: wire.Channel, results: list, handled: int, *last) -> None:
     _write(channel, frames)
 
 
-def _report(channel: wire.Channel, results: list, handled: int, acknowledged: int,
+def _report(channel: FarChannel, results: list, handled: int, acknowledged: int,
             exc: Exception) -> None:
     """Send the results of the items handled before ``exc`` and the count handled, then the
     error; then wait for the sender to close. When those results cannot be sent (one does
@@ -63,7 +77,7 @@ def _report(channel: wire.Channel, results: list, handled: int, acknowledged: in
     _drain(channel)
 
 
-def _drain(channel: wire.Channel) -> None:
+def _drain(channel: FarChannel) -> None:
     """After an error: discard what the sender still writes until it closes the channel
     (or says CLOSE), so its writes never fail while it has not yet read the error."""
     while True:
@@ -75,7 +89,8 @@ def _drain(channel: wire.Channel) -> None:
             return
 
 
-def run_consumer(channel: wire.Channel, make_consumer, want_results: bool) -> bool:
+def run_far_side(channel: FarChannel, make_consumer: Callable[[], Any],
+                 want_results: bool) -> bool:
     """Build a consumer with ``make_consumer()`` and feed it the items of every ITEMS frame
     read from ``channel``, in order, until CLOSE; then close it. Return True when the
     consumer was closed cleanly, False when it failed or the sender left without CLOSE.
@@ -157,83 +172,3 @@ def run_consumer(channel: wire.Channel, make_consumer, want_results: bool) -> bo
         except Exception as exc:
             _report(channel, results, handled, acknowledged, exc)
             return False
-
-
-def _build_from_setup(channel: wire.Channel):
-    """Read the SETUP frame of a spawned coprocess: take the parent's sys.path, so that
-    whatever the parent imports by name the child can import too, then unpickle the
-    factory and its arguments (which may need that path) and call it."""
-    kind, payload = channel.read_frame()
-    if kind != wire.SETUP:
-        raise ProtocolError(f"expected a SETUP frame, got {wire.KIND_NAMES[kind]}")
-    sys_path, call = channel.load(payload)
-    sys.path[:] = sys_path
-    factory, args = channel.load(call)
-    return factory(*args)
-
-
-def _open_channel(transport: str, where: list[str], max_frame: int) -> wire.Channel:
-    if transport == "pipe":
-        read_fd, write_fd = map(int, where)
-    elif transport == "fifo":
-        # The parent opens its write end of ``items`` once this open has begun, and has
-        # its read end of ``replies`` open already, so neither open blocks for long.
-        read_fd = os.open(where[0], os.O_RDONLY)
-        write_fd = os.open(where[1], os.O_WRONLY)
-    elif transport == "socket":
-        import socket
-
-        sock = socket.create_connection((where[0], int(where[1])))
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.set_inheritable(False)
-        return wire.Channel.from_socket(sock, max_frame=max_frame)
-    else:
-        raise ValueError(f"unknown transport {transport!r}")
-    # Processes the consumer starts must not hold our ends open: the parent would never
-    # see EOF when this process dies.
-    os.set_inheritable(read_fd, False)
-    os.set_inheritable(write_fd, False)
-    channel = wire.Channel.from_fds(read_fd, write_fd, max_frame=max_frame)
-    # The parent sends before it reads our HELLO: it uses the limit it gave us.
-    channel.peer_max_frame = max_frame
-    return channel
-
-
-def _read_key(fd: int) -> bytes:
-    """The key the parent wrote into the pipe ``fd`` (then closed): all of it, up to EOF."""
-    chunks = []
-    with open(fd, "rb", buffering=0) as pipe:
-        while chunk := pipe.read(4096):
-            chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def main(argv: list[str]) -> int:
-    """Entry point of a spawned coprocess, with the arguments spawn() passes:
-    ``TRANSPORT MAX_FRAME KEY_FD WHERE...``; KEY_FD is a pipe holding the key a socket
-    channel authenticates with, or "-" for none."""
-    # Ctrl-C reaches the whole foreground process group; the parent decides what happens
-    # to its coprocesses, and this one ends when its input closes.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    transport, max_frame, key_fd, *where = argv
-    authkey = None if key_fd == "-" else _read_key(int(key_fd))
-    channel = _open_channel(transport, where, int(max_frame))
-    try:
-        hello = wire.handshake(channel, pid=os.getpid(), authkey=authkey, accepting=False)
-        run_consumer(channel, lambda: _build_from_setup(channel),
-                     want_results=bool(hello.flags & wire.WANT_RESULTS))
-    except AuthenticationError as exc:
-        print(f"gilstudy coprocess {os.getpid()}: {exc}", file=sys.stderr)
-        return 2
-    except (PeerGone, EOFError, OSError):
-        return 0  # the parent is gone: nobody to report to
-    except ProtocolError as exc:
-        print(f"gilstudy coprocess {os.getpid()}: {exc}", file=sys.stderr)
-        return 2
-    finally:
-        channel.close()
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1:]))

@@ -1,0 +1,252 @@
+# Coprocesses: spawn() starts a fresh Python interpreter that builds a consumer and runs
+# the far-side loop on the items sent here, over one of the transports (pipe, FIFO,
+# socket); coprocesses() starts N of them behind a Dispatch. Both ends live here: the
+# parent's spawn() and the child's main(), which the new interpreter runs as
+# ``python -m gilstudy.processes``. The child needs only the module's top-level imports
+# (no threads, no subprocess), so a coprocess starts fast; what only the parent needs is
+# imported inside spawn().
+
+import os
+import pickle
+import signal
+import sys
+from typing import Any, Callable
+
+from gilstudy import _checks, wire
+from gilstudy.errors import AuthenticationError, PeerGone, ProtocolError
+from gilstudy.farside import run_far_side
+from gilstudy.transports import TRANSPORTS
+
+__all__ = ["spawn", "coprocesses", "SpawnedProcess", "main"]
+
+# The module a spawned interpreter runs; its main() is the child's end.
+CHILD_MODULE = "gilstudy.processes"
+
+
+def _reap(process, timeout: float) -> bool:
+    """Wait up to ``timeout`` seconds for ``process`` (a subprocess.Popen) to exit and reap
+    it; return whether it did. Popen.wait(timeout) polls with growing sleeps, which would
+    add milliseconds to every close(); a pidfd (Linux 5.3+) wakes us the moment the
+    process exits."""
+    import select
+    import subprocess
+
+    if process.returncode is not None:
+        return True
+    pidfd_open = getattr(os, "pidfd_open", None)
+    if pidfd_open is not None:
+        try:
+            pidfd = pidfd_open(process.pid)
+        except OSError:
+            pass  # an older kernel (or already reaped): fall back to polling
+        else:
+            try:
+                poller = select.poll()
+                poller.register(pidfd, select.POLLIN)
+                if not poller.poll(timeout * 1000):
+                    return False
+            finally:
+                os.close(pidfd)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        return False
+    return True
+
+
+class SpawnedProcess:
+    """The Peer (gilstudy.remote.Peer) of a coprocess that spawn() started: a child
+    process this one owns, reaps and, when it will not end, kills."""
+
+    def __init__(self, process):
+        self.process = process
+        self.pid: int = process.pid
+        self.name = f"coprocess {process.pid}"
+
+    def wait(self, timeout: float) -> int | None:
+        if not _reap(self.process, timeout):
+            return None
+        return self.process.returncode
+
+    def stop(self, force: bool) -> bool:
+        from gilstudy.remote import EXIT_TIMEOUT
+
+        process = self.process
+        if force and process.poll() is None:
+            process.terminate()
+        if not _reap(process, EXIT_TIMEOUT):
+            process.kill()
+            process.wait()
+        return True
+
+
+def _check_factory(factory: Callable) -> None:
+    if not callable(factory):
+        raise TypeError(f"spawn: factory must be callable, got {factory!r}")
+    if getattr(factory, "__module__", None) == "__main__":
+        raise ValueError(
+            f"spawn: factory {getattr(factory, '__qualname__', factory)!r} is defined in "
+            "__main__, which a coprocess cannot import; define it in a module")
+
+
+def spawn(factory: Callable, *args: Any, transport: str = "pipe", path=None, address=None,
+          results: Any = None, max_frame: int = wire.MAX_FRAME, allowed=None):
+    """Start a new Python interpreter that runs the consumer ``factory(*args)``; return the
+    RemoteConsumer that feeds it.
+
+    ``factory`` and ``args`` are pickled here (``factory`` by reference: it must be
+    importable by its module name, not defined in ``__main__``) and the child, started with
+    ``sys.executable -m gilstudy.processes``, first takes this process's sys.path. Its
+    standard input, output and error are this process's. ``transport`` is "pipe"
+    (anonymous pipes), "fifo" (two named pipes in directory ``path``, by default a fresh
+    temporary directory, removed as soon as both ends opened them) or "socket" (this
+    process listens on ``address``, by default 127.0.0.1 on an ephemeral port, and the
+    child connects back, proving that it holds the fresh random key spawn handed it). For
+    "pipe" spawn returns at once; for the others once the child has opened its end,
+    raising CoprocessDied if it ends first or takes more than START_TIMEOUT. Non-None
+    results of the consumer go to ``results.send``, from a reader thread; ``results.send``
+    must not wait for the thread that calls ``send`` here.
+
+    ``max_frame`` (bytes, 64 MiB by default) bounds each frame both ways: a batch of items,
+    a batch of results, their out-of-band buffers included. With ``allowed`` (see
+    gilstudy.wire.RestrictedUnpickler) results load only the globals it permits.
+
+        from gilstudy.kernels.work import KernelConsumer
+        with spawn(KernelConsumer, "count_primes", "cython", results=collect) as worker:
+            for index in range(100):
+                worker.send((index, (0, 10_000)))
+        # collect got (index, 1229) for every index
+    """
+    import subprocess
+
+    from gilstudy.remote import RemoteConsumer, _Link
+
+    if transport not in TRANSPORTS:
+        raise ValueError(f"spawn: transport must be one of {', '.join(TRANSPORTS)}, "
+                         f"got {transport!r}")
+    if path is not None and transport != "fifo":
+        raise ValueError(f"spawn: path is for transport='fifo', not {transport!r}")
+    if address is not None and transport != "socket":
+        raise ValueError(f"spawn: address is for transport='socket', not {transport!r}")
+    _check_factory(factory)
+    options = wire.channel_options("spawn", max_frame, allowed)
+    # Pickled before anything starts, so an unpicklable factory or argument fails here.
+    call = pickle.dumps((factory, args), wire.PICKLE_PROTOCOL)
+    setup = pickle.dumps((sys.path, call), wire.PICKLE_PROTOCOL)
+    if len(setup) > max_frame:
+        raise ValueError(f"spawn: the factory and its arguments pickle to {len(setup)} bytes, "
+                         f"more than max_frame ({max_frame})")
+    if transport == "pipe":
+        opener = TRANSPORTS[transport]()
+    elif transport == "fifo":
+        opener = TRANSPORTS[transport](path)
+    else:
+        opener = TRANSPORTS[transport](address)
+    flags = wire.WANT_RESULTS if results is not None else 0
+    process = None
+    try:
+        where, pass_fds = opener.prepare()
+        process = subprocess.Popen([sys.executable, "-m", CHILD_MODULE, transport,
+                                    str(max_frame), *where], pass_fds=pass_fds)
+        channel = opener.connect(process, options, flags)
+    except BaseException:
+        if process is not None:
+            process.kill()
+            process.wait()
+        opener.cleanup()
+        raise
+    try:
+        if not opener.handshakes:
+            wire.send_hello(channel, os.getpid(), flags)
+        channel.write_frame(wire.SETUP, setup)
+    except OSError:
+        # The child died at once; its reader thread will tell how (CoprocessDied).
+        broken = True
+    else:
+        broken = False
+    link = _Link(channel, SpawnedProcess(process), results=results, where=opener.name,
+                 expect_hello=not opener.handshakes, cleanups=[opener.cleanup])
+    if broken:
+        link.break_writer()
+    return RemoteConsumer(link)
+
+
+def coprocesses(factory: Callable, n: int, *args: Any, transport: str = "pipe",
+                results: Any = None, max_frame: int = wire.MAX_FRAME, allowed=None):
+    """``n`` coprocesses, each running its own ``factory(*args)``, behind one Dispatch: the
+    process twin of :func:`gilstudy.consumers.threads`.
+
+    Every item goes to the coprocess with the fewest unacknowledged items. Give a
+    thread-safe ``results`` (such as :class:`gilstudy.consumers.Collect`): each coprocess's
+    reader thread sends to it. ``max_frame`` and ``allowed`` are spawn()'s. If starting one
+    fails, those already started are ended and the error is raised.
+
+        from gilstudy.consumers import Collect
+        from gilstudy.kernels.work import KernelConsumer
+        results = Collect()
+        with coprocesses(KernelConsumer, 2, "count_primes", "python", results=results) as fan:
+            for index in range(8):
+                fan.send((index, (index * 1000, index * 1000 + 1000)))
+        # results.items holds (index, count) for all eight ranges, in arrival order
+    """
+    from gilstudy.dispatch import start_runners
+
+    _checks.positive_int("coprocesses", "n", n)
+    return start_runners(lambda index: spawn(factory, *args, transport=transport,
+                                             results=results, max_frame=max_frame,
+                                             allowed=allowed), n, owner="coprocesses")
+
+
+# -- The child's end --------------------------------------------------------------------------
+
+def _build_from_setup(channel: wire.Channel):
+    """Read the SETUP frame of a spawned coprocess: take the parent's sys.path, so that
+    whatever the parent imports by name the child can import too, then unpickle the
+    factory and its arguments (which may need that path) and call it."""
+    kind, payload = channel.read_frame()
+    if kind != wire.SETUP:
+        raise ProtocolError(f"expected a SETUP frame, got {wire.KIND_NAMES[kind]}")
+    sys_path, call = channel.load(payload)
+    sys.path[:] = sys_path
+    factory, args = channel.load(call)
+    return factory(*args)
+
+
+def _read_key(fd: int) -> bytes:
+    """The key the parent wrote into the pipe ``fd`` (then closed): all of it, up to EOF."""
+    chunks = []
+    with open(fd, "rb", buffering=0) as pipe:
+        while chunk := pipe.read(4096):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def main(argv: list[str]) -> int:
+    """Entry point of a spawned coprocess, with the arguments spawn() passes:
+    ``TRANSPORT MAX_FRAME KEY_FD WHERE...``; KEY_FD is a pipe holding the key a socket
+    channel authenticates with, or "-" for none."""
+    # Ctrl-C reaches the whole foreground process group; the parent decides what happens
+    # to its coprocesses, and this one ends when its input closes.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    transport, max_frame, key_fd, *where = argv
+    authkey = None if key_fd == "-" else _read_key(int(key_fd))
+    channel = TRANSPORTS[transport].open_child_end(where, int(max_frame))
+    try:
+        hello = wire.handshake(channel, pid=os.getpid(), authkey=authkey, accepting=False)
+        run_far_side(channel, lambda: _build_from_setup(channel),
+                     want_results=bool(hello.flags & wire.WANT_RESULTS))
+    except AuthenticationError as exc:
+        print(f"gilstudy coprocess {os.getpid()}: {exc}", file=sys.stderr)
+        return 2
+    except (PeerGone, EOFError, OSError):
+        return 0  # the parent is gone: nobody to report to
+    except ProtocolError as exc:
+        print(f"gilstudy coprocess {os.getpid()}: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        channel.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

@@ -1,0 +1,589 @@
+# The near side of a framed channel: RemoteConsumer, the consumer that stands for one
+# running on the far side (gilstudy.farside), and the machinery behind it: a batch that
+# send() fills and a flusher thread writes, and a reader thread that takes acknowledgements,
+# results and errors. Whatever runs the far side (a spawned process, a server's connection,
+# a later kind of worker) stands behind it as a Peer: is it alive, how did it end, stop it.
+
+import enum
+import pickle
+import threading
+import time
+import weakref
+from typing import Any, Protocol
+
+from gilstudy import _checks, wire
+from gilstudy.errors import CoprocessDied, CoprocessStalled, ProtocolError, RemoteError
+
+__all__ = ["Peer", "RemoteConsumer", "FLUSH_INTERVAL", "EXIT_TIMEOUT"]
+
+FLUSH_INTERVAL = wire.FLUSH_INTERVAL
+
+# How long a worker may take to exit once its channel has closed, in seconds, before it
+# is killed; close() raises CoprocessDied for a dead one at the latest this long after the
+# death, and usually within milliseconds.
+EXIT_TIMEOUT = 5.0
+
+# Batches start small and grow (at most 4x per frame) towards frames of about _FRAME_BYTES,
+# so small items travel a few thousand to a frame and a large item travels alone at once.
+_FIRST_BATCH = 64
+_MAX_BATCH = 4096
+_FRAME_BYTES = 1 << 16
+
+
+class Peer(Protocol):
+    """What a RemoteConsumer needs from whatever runs the far-side loop for it: a spawned
+    process (gilstudy.processes), a server's connection (gilstudy.server), or another kind
+    of worker. Four members, none of which may block for longer than it is told:
+
+    ``name``: how messages name it ("coprocess 1234").
+    ``pid``: its process id, or None when there is none to name.
+    ``wait(timeout)``: its exit status once it has ended (an exit code, or -N for signal
+    N), waiting up to ``timeout`` seconds; None when it is still running then, or when its
+    end cannot be known from here.
+    ``stop(force)``: end it, after its channel's writing side was closed: with ``force`` at
+    once, else giving it EXIT_TIMEOUT to finish on its own; either way killed if it does
+    not. Returns True when it is known to have ended, False when only closing the channel
+    can end this side of it (a server's connection).
+    """
+
+    name: str
+    pid: int | None
+
+    def wait(self, timeout: float) -> int | None: ...
+
+    def stop(self, force: bool) -> bool: ...
+
+
+class _Gate:
+    """A one-way door: closed until open() is called, then open for good. wait() uses a
+    plain lock, because Ctrl-C interrupts a lock's acquire cleanly, while an Event's
+    Condition can be left inconsistent by an interrupt on the free-threaded build."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._lock.acquire()
+
+    def open(self) -> None:
+        self._lock.release()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """True once open; False if ``timeout`` seconds passed first."""
+        if not self._lock.acquire(timeout=-1 if timeout is None else timeout):
+            return False
+        self._lock.release()
+        return True
+
+
+def _deadline(timeout: float | None) -> float | None:
+    """time.monotonic() at which ``timeout`` seconds from now end; None for no timeout."""
+    return None if timeout is None else time.monotonic() + timeout
+
+
+class _Phase(enum.Enum):
+    OPEN = "open"            # send() accepts items
+    CLOSED = "closed"        # close() or abort() began: send() refuses, the flusher stops
+    FINISHED = "finished"    # the peer ended, both threads joined, the channel closed
+
+
+class _Link:
+    """The sending end of one framed channel and its two threads: a reader that takes
+    acknowledgements, results and errors from the peer, and a flusher that writes a batch
+    no later than FLUSH_INTERVAL after its first item arrived. RemoteConsumer is its public
+    face; the threads hold only this object, so a forgotten RemoteConsumer can still be
+    garbage-collected and its worker ended.
+
+    State: ``phase`` (see _Phase); ``failure``, the first error to raise to the caller (the
+    peer's error, its death, a stall, an unpicklable item), and whether it was raised;
+    ``writer_broken``, a write failed (the reader will see why); ``peer_done``, the peer
+    said DONE. ``halted`` (send() must refuse) follows from them.
+    """
+
+    def __init__(self, channel: wire.Channel, peer: Peer, *, results=None, where: str,
+                 expect_hello: bool, cleanups=()):
+        self.channel = channel
+        self.peer = peer
+        self.results = results
+        self.where = where
+        self.cleanups = list(cleanups)
+        self.phase = _Phase.OPEN
+        self.failure: BaseException | None = None
+        self.failure_raised = False
+        self.writer_broken = False
+        self.peer_done = False
+        self.batch: list = []
+        self.batch_size = _FIRST_BATCH
+        # send() appends, then takes the slow path (on_fill) when len(batch) >= limit:
+        # batch_size normally; 1 while the batch is empty, so that the item that starts a
+        # batch wakes the flusher; 0 once halted, so send() raises.
+        self.limit = 1
+        self.taken = 0            # items taken out of the batch to be written
+        self.flushes = 0
+        self.last_flush = 0.0
+        self.acknowledged = 0
+        # Set when the finalizer ran in the reader thread itself: it closes the channel
+        # on its way out.
+        self.reader_closes_channel = False
+        # Opened by the reader as it leaves. close() waits on this rather than on
+        # Thread.join(): on 3.11 and 3.12 a join interrupted by Ctrl-C marks the thread
+        # stopped while it still runs (bpo-45274), so a later join would not wait for it.
+        self.reader_done = _Gate()
+        self.write_lock = threading.Lock()
+        self.state_lock = threading.Lock()
+        self.wake = threading.Event()
+        label = f"gilstudy-coprocess-{peer.pid if peer.pid is not None else where}"
+        self.reader = threading.Thread(target=self._read_loop, args=(expect_hello,),
+                                       name=f"{label}-reader", daemon=True)
+        self.flusher = threading.Thread(target=self._flush_loop, name=f"{label}-flusher",
+                                        daemon=True)
+        self.reader.start()
+        self.flusher.start()
+
+    @property
+    def sent(self) -> int:
+        return self.taken + len(self.batch)
+
+    @property
+    def halted(self) -> bool:
+        return (self.phase is not _Phase.OPEN or self.failure is not None
+                or self.writer_broken)
+
+    # Failures -------------------------------------------------------------------------
+
+    def fail(self, exc: BaseException) -> None:
+        """Record ``exc`` as the failure, unless one was recorded first."""
+        with self.state_lock:
+            if self.failure is None:
+                self.failure = exc
+            self.limit = 0
+
+    def break_writer(self) -> None:
+        """A write failed: the peer is gone; the reader will say how."""
+        with self.state_lock:
+            self.writer_broken = True
+            self.limit = 0
+
+    def raise_failure(self):
+        exc = self.failure
+        self.failure_raised = True
+        if isinstance(exc, (RemoteError, CoprocessDied, CoprocessStalled)):
+            # Facts of this moment; the traceback of an earlier raise would only mislead.
+            exc._set_counts(self.sent, self.acknowledged)
+            raise exc.with_traceback(None)
+        raise exc
+
+    def stall(self, detail: str):
+        """A call's deadline passed while the peer did not keep up: record and raise
+        CoprocessStalled (or the failure recorded first)."""
+        self.fail(CoprocessStalled(self.peer.pid, detail, where=self.peer.name))
+        self.raise_failure()
+
+    def died(self, exitcode: int | None, detail: str) -> CoprocessDied:
+        return CoprocessDied(self.peer.pid, exitcode, detail, where=self.peer.name)
+
+    def on_fill(self, timeout: float | None) -> None:
+        """send()'s slow path: the batch is full, or just started, or the link halted."""
+        if self.halted:
+            # Take back the refused item. Nothing takes items from a halted batch, but a
+            # flush under way as the link halted may have taken it (and the batch with it).
+            if self.batch:
+                self.batch.pop()
+            self.refuse()
+        if len(self.batch) >= self.batch_size:
+            self.flush(_deadline(timeout), "send()", timeout)
+            if self.halted:
+                self.refuse()
+            return
+        self.wake.set()
+        with self.state_lock:
+            # Unless the flusher took the batch meanwhile (and set limit to 1 again).
+            if not self.halted and self.batch:
+                self.limit = self.batch_size
+
+    def refuse(self, call: str = "send()"):
+        """The link halted: raise why."""
+        if self.failure is None and self.writer_broken:
+            # A write failed and the reader has not yet said why: it sees the EOF next.
+            if threading.current_thread() is not self.reader:
+                self.reader.join(EXIT_TIMEOUT + 1)
+            self.fail(self.died(self.peer.wait(0), f"its {self.where} broke"))
+        if self.failure is not None:
+            self.raise_failure()
+        raise ValueError(f"{call} on a closed {self.peer.name}")
+
+    # Writing --------------------------------------------------------------------------
+
+    def _lock_writes(self, deadline: float | None, caller: str, timeout: float | None):
+        """Take write_lock by ``deadline``, or stall: another thread's write (the
+        flusher's) is waiting for the peer to read."""
+        wait = -1 if deadline is None else max(0.0, deadline - time.monotonic())
+        if not self.write_lock.acquire(timeout=wait):
+            self.stall(f"{caller} waited {timeout:g} s for it to read a frame")
+
+    def flush(self, deadline: float | None = None, caller: str = "flush()",
+              timeout: float | None = None) -> None:
+        """Write the batch as ITEMS frames now (nothing when empty or after a failure): one
+        frame unless it would exceed what the peer accepts. Past ``deadline`` (for
+        ``caller``, given ``timeout``) raises CoprocessStalled, recorded as the failure."""
+        self._lock_writes(deadline, caller, timeout)
+        try:
+            batch = self.batch
+            count = len(batch)
+            if not count or self.failure is not None or self.writer_broken:
+                return
+            with self.state_lock:
+                # Before the take: an item appended after it starts a new batch.
+                if not self.halted:
+                    self.limit = 1
+            # The producer may append while this runs: take exactly the first ``count``.
+            chunk = batch[:count]
+            del batch[:count]
+            # Again after the take: an on_fill() running meanwhile may have raised the limit
+            # while the taken items were still there, and an item appended by a send() that
+            # read the old limit called no on_fill. Either would leave items waiting for the
+            # next send() or close() (a real window without the GIL).
+            with self.state_lock:
+                if not self.halted:
+                    self.limit = 1
+                has_leftovers = bool(batch)
+            if has_leftovers:
+                self.wake.set()
+            self.taken += count
+            self.flushes += 1
+            self.last_flush = time.monotonic()
+            try:
+                frames = wire.dumps_in_frames(chunk, self.channel.peer_max_frame)
+            except Exception as exc:
+                self._unpicklable(chunk, exc)
+                return
+            try:
+                self.channel.write_frames([(wire.ITEMS, payload, buffers)
+                                           for payload, buffers in frames], deadline)
+            except TimeoutError:
+                # The frame may be half written: nothing more can go on this channel.
+                self.stall(f"{caller} waited {timeout:g} s for it to read a frame")
+            except OSError:
+                self.break_writer()
+                return
+            per_item = sum(wire.frame_size(*frame) for frame in frames) / count
+            self.batch_size = max(1, min(_MAX_BATCH, self.batch_size * 4,
+                                         int(_FRAME_BYTES / per_item)))
+        finally:
+            self.write_lock.release()
+
+    def _unpicklable(self, chunk: list, exc: Exception) -> None:
+        first = self.taken - len(chunk)
+        index = getattr(exc, "index", None)
+        if index is not None:
+            # Too large for a frame: the index is the item's place in ``chunk``.
+            first += index
+            exc = ProtocolError(f"item number {first} sent to {self.peer.name} pickles to "
+                                f"more than the {self.channel.peer_max_frame} bytes a frame "
+                                "may hold there; raise max_frame on both ends to send it")
+        else:
+            for offset, item in enumerate(chunk):
+                try:
+                    pickle.dumps(item, wire.PICKLE_PROTOCOL)
+                except Exception as item_exc:
+                    exc = item_exc
+                    first += offset
+                    break
+        exc.add_note(f"gilstudy: item number {first} sent to {self.peer.name} could not be "
+                     "pickled; the worker was abandoned with its consumer unclosed")
+        self.fail(exc)
+
+    def _flush_loop(self) -> None:
+        # Woken when the batch goes from empty to one item. A lone item after a quiet
+        # spell leaves at once; otherwise the batch waits until FLUSH_INTERVAL after the
+        # previous frame, unless the producer filled and flushed it meanwhile. Its writes
+        # have no deadline: a stalled peer holds it until the link fails or ends, which
+        # cancels them.
+        wake = self.wake
+        while True:
+            wake.wait()
+            wake.clear()
+            if self.phase is not _Phase.OPEN:
+                return
+            seen = self.flushes
+            delay = self.last_flush + FLUSH_INTERVAL - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+                if self.phase is not _Phase.OPEN:
+                    return
+            if self.flushes == seen:
+                self.flush()
+
+    # Reading --------------------------------------------------------------------------
+
+    def _read_loop(self, expect_hello: bool) -> None:
+        channel = self.channel
+        try:
+            if expect_hello:
+                wire.read_hello(channel)
+            while True:
+                kind, payload = channel.read_frame()
+                if kind == wire.ACK:
+                    (self.acknowledged,) = wire.ACK_BODY.unpack(payload)
+                elif kind == wire.RESULTS:
+                    self._forward(payload)
+                elif kind == wire.ERROR:
+                    self.fail(RemoteError(*wire.decode_error(channel, payload),
+                                          where=self.peer.name))
+                elif kind == wire.DONE:
+                    self.peer_done = True
+                    return
+                else:
+                    raise ProtocolError(f"unexpected {wire.KIND_NAMES[kind]} frame from "
+                                        f"{self.peer.name}")
+        except (EOFError, OSError):
+            self.fail(self.died(self.peer.wait(EXIT_TIMEOUT),
+                                f"its {self.where} closed before the consumer was closed"))
+        except ProtocolError as exc:
+            self.fail(exc)
+        except Exception as exc:  # a malformed ACK (struct.error)
+            self.fail(ProtocolError(f"malformed frame from {self.peer.name}: {exc}"))
+        finally:
+            if self.reader_closes_channel:
+                self.channel.close()
+            self.reader_done.open()
+
+    def _forward(self, payload) -> None:
+        if self.results is None:
+            return
+        try:
+            values = self.channel.load(payload)
+        except ProtocolError as exc:
+            exc.add_note(f"gilstudy: a result from {self.peer.name} could not be unpickled")
+            self.results = None
+            self.fail(exc)
+            return
+        send = self.results.send
+        try:
+            for value in values:
+                send(value)
+        except Exception as exc:
+            exc.add_note(f"gilstudy: raised by the results consumer of {self.peer.name}")
+            self.results = None
+            self.fail(exc)
+
+    # Ending ---------------------------------------------------------------------------
+
+    def _begin_closing(self) -> bool:
+        """Refuse sends from now on and release the flusher; True the first time only."""
+        with self.state_lock:
+            if self.phase is not _Phase.OPEN:
+                return False
+            self.phase = _Phase.CLOSED
+            self.limit = 0
+        self.wake.set()
+        return True
+
+    def close(self, timeout: float | None = None) -> None:
+        if self.phase is _Phase.FINISHED:
+            return
+        deadline = _deadline(timeout)
+        if self._begin_closing() and self.failure is None:
+            self._say_close(deadline, timeout)
+        if self.failure is None and not self.writer_broken:
+            # The consumer handles what is left, closes, says DONE.
+            wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not self.reader_done.wait(wait):
+                self.stall(f"close() waited {timeout:g} s for its consumer to handle the "
+                           "items sent and close")
+        self._finish(force=False)
+        if self.failure is None and not self.peer_done:
+            self.fail(self.died(self.peer.wait(0),
+                                f"its {self.where} closed before the consumer was closed"))
+        if self.failure is not None and not self.failure_raised:
+            self.raise_failure()
+
+    def _say_close(self, deadline: float | None, timeout: float | None) -> None:
+        """Write what is left of the batch and CLOSE, then close the writing side."""
+        self.flush(deadline, "close()", timeout)
+        self._lock_writes(deadline, "close()", timeout)
+        try:
+            if self.failure is None and not self.writer_broken:
+                try:
+                    self.channel.write_frame(wire.CLOSE, deadline=deadline)
+                except TimeoutError:
+                    self.stall(f"close() waited {timeout:g} s for it to read a frame")
+                except OSError:
+                    self.writer_broken = True
+            self.channel.close_writer()
+        finally:
+            self.write_lock.release()
+
+    def abort(self) -> None:
+        if self.phase is _Phase.FINISHED:
+            return
+        self._begin_closing()
+        self._finish(force=True)
+
+    def _finish(self, force: bool) -> None:
+        """End the peer (politely unless ``force``), join both threads, close the channel
+        and remove what the transport left behind. Every step may run twice, so abort()
+        can finish what an interrupted close() began."""
+        self.wake.set()  # the flusher leaves: the phase is no longer OPEN
+        if force or self.failure is not None:
+            # A write waiting for a peer that no longer reads gives up (within 50 ms).
+            self.channel.cancel_writes()
+        if threading.current_thread() is not self.flusher:
+            # A writer cancelled above lets go within 50 ms. A lock still held after
+            # EXIT_TIMEOUT was left taken by a Ctrl-C that landed between an acquire and
+            # its try: close the writer anyway rather than wait for ever.
+            has_lock = self.write_lock.acquire(timeout=EXIT_TIMEOUT)
+            try:
+                # The peer reads EOF: one that waits for it (after an error) ends.
+                self.channel.close_writer()
+            finally:
+                if has_lock:
+                    self.write_lock.release()
+        if not self.peer.stop(force) or force:
+            # Wakes a reader or writer blocked on a socket; pipes broke with the process.
+            self.channel.shutdown()
+        if threading.current_thread() is not self.flusher:
+            self.flusher.join()
+        if threading.current_thread() is not self.reader:
+            self.reader.join()
+            self.channel.close()
+        else:
+            # Garbage collection ran the finalizer in the reader thread itself: the reader
+            # closes the channel on its way out.
+            self.reader_closes_channel = True
+        for cleanup in self.cleanups:
+            cleanup()
+        self.phase = _Phase.FINISHED
+
+
+class RemoteConsumer:
+    """A consumer running on the far side of a framed channel (in another process, for
+    spawn(), coprocesses() and connect()), fed in batches.
+
+    ``send(item)`` appends the item to a batch: nothing is pickled or written per item. A
+    full batch (sized to make frames of about 64 KiB) is pickled and written by the send
+    that fills it, and a flusher thread writes a partial batch no later than FLUSH_INTERVAL
+    (5 ms) after its first item. Results (non-None values of the remote consumer's send()
+    and close()) are passed to ``results.send`` from a reader thread, in order.
+
+    Items are pickled when their batch is written, not by send(): do not change an item
+    after sending it. Contiguous numpy arrays (and anything else that pickles with
+    protocol-5 out-of-band buffers) of 64 KiB or more travel beside the pickle, not copied
+    into it, and arrive in fresh buffers of their own.
+
+    Trouble: when the remote consumer raises, the next send() or close() raises
+    RemoteError (a ConsumerError; the remote traceback is its ``__cause__``); when the
+    worker dies or the connection drops, CoprocessDied (exit code or signal); when a
+    timeout given to send(), flush() or close() passes while the peer does not keep up,
+    CoprocessStalled (a TimeoutError). All three carry how many items were sent and how
+    many the consumer acknowledged: the items after ``acknowledged`` are the ones to send
+    again. close() raises such a failure only if no send() raised it before. An item that
+    cannot be pickled, or that alone is larger than the frame limit, abandons the worker:
+    send() or close() raises the pickling error (or ProtocolError), with a note naming the
+    item. Leaving a ``with`` block on an exception aborts instead of closing (the rule of
+    every runner). One producer thread at a time may call send().
+    """
+
+    def __init__(self, link: _Link):
+        self._link = link
+        self._batch = link.batch
+        self._finalizer = weakref.finalize(self, link.abort)
+
+    @property
+    def pid(self) -> int | None:
+        """The process running the consumer (for connect(): the server's process)."""
+        return self._link.peer.pid
+
+    @property
+    def peer(self) -> Peer:
+        """What runs the far side (see Peer)."""
+        return self._link.peer
+
+    @property
+    def pending(self) -> int:
+        """Items sent but not yet acknowledged as handled by the remote consumer."""
+        link = self._link
+        return link.taken + len(self._batch) - link.acknowledged
+
+    @property
+    def sent(self) -> int:
+        """Items passed to send() so far."""
+        return self._link.sent
+
+    @property
+    def acknowledged(self) -> int:
+        """Items the remote consumer has acknowledged as handled."""
+        return self._link.acknowledged
+
+    @property
+    def is_closed(self) -> bool:
+        return self._link.phase is not _Phase.OPEN
+
+    def send(self, item: Any, timeout: float | None = None) -> None:
+        """Queue ``item`` for the remote consumer; see the class docstring for failures.
+
+        Most calls only append to the batch; the one that fills it writes it, and waits
+        while the peer does not read. With ``timeout`` (seconds) that wait ends with
+        CoprocessStalled; without, it lasts as long as the peer stalls."""
+        # The hot path is an append and two comparisons; see _Link.limit. A bad timeout is
+        # refused at once, not when a later call happens to write the batch.
+        if timeout is not None:
+            _checks.timeout("send", timeout)
+        batch = self._batch
+        batch.append(item)
+        if len(batch) >= self._link.limit:
+            self._link.on_fill(timeout)
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Write the items queued so far now, instead of within FLUSH_INTERVAL; ``timeout``
+        as for send()."""
+        timeout = _checks.timeout("flush", timeout)
+        link = self._link
+        if link.halted:
+            link.refuse("flush()")
+        link.flush(_deadline(timeout), "flush()", timeout)
+
+    def close(self, timeout: float | None = None) -> None:
+        """Wait until the remote consumer has handled every item sent, close it (its
+        close() result arrives as a result), end the worker (kill it if it takes longer
+        than EXIT_TIMEOUT to exit) and raise the failure if there was one that no send()
+        raised. Idempotent: once it has returned, a second close() does nothing.
+
+        With ``timeout`` (seconds), when the peer has not read everything, or its consumer
+        not finished, by then, close() raises CoprocessStalled and leaves the worker as
+        it is; a later close() ends it (within EXIT_TIMEOUT, killing it if need be) and
+        abort() ends it at once. Without, close() waits as long as the consumer works."""
+        timeout = _checks.timeout("close", timeout)
+        link = self._link
+        try:
+            link.close(timeout)
+        except BaseException as exc:
+            if exc is not link.failure:
+                # Interrupted (Ctrl-C) while waiting: end the worker now.
+                link.abort()
+            raise
+        finally:
+            if link.phase is _Phase.FINISHED:
+                self._finalizer.detach()
+
+    def abort(self) -> None:
+        """Drop the remote consumer now, unclosed: items not yet handled are lost, a spawned
+        process is terminated (killed after EXIT_TIMEOUT), no failure is raised."""
+        self._finalizer.detach()
+        self._link.abort()
+
+    def __enter__(self) -> "RemoteConsumer":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+    def __reduce__(self):
+        raise TypeError("a RemoteConsumer cannot be pickled: it owns a live channel")
+
+    def __repr__(self) -> str:
+        link = self._link
+        state = "open" if link.phase is _Phase.OPEN else "closed"
+        return (f"<RemoteConsumer {link.peer.name} over {link.where}, {state}, "
+                f"{link.sent} sent, {link.acknowledged} acknowledged>")

@@ -1,0 +1,333 @@
+# The three ways a spawned coprocess and its parent reach each other, each with both of its
+# ends in one class: anonymous pipes, two FIFOs, and a TCP socket the child connects back to
+# with a key. The parent calls prepare() (what the child needs), then connect() once the
+# child runs; the child calls open_child_end(). Also the socket helpers that serve() and
+# connect() share. The child imports this module too, so what only the parent or only the
+# socket needs (fcntl, tempfile, socket, logging) is imported where it is used.
+
+import errno
+import itertools
+import os
+import select
+import time
+from typing import Callable
+
+from gilstudy import wire
+from gilstudy.errors import AuthenticationError, CoprocessDied, CoprocessStalled, ProtocolError
+
+__all__ = ["TRANSPORTS", "START_TIMEOUT", "CONNECT_TIMEOUT", "PipeTransport", "FifoTransport",
+           "SocketTransport", "open_socket", "format_address", "family", "describe_refusal",
+           "log_refusal"]
+
+# How long spawn() waits for a coprocess to open its FIFOs or connect back, and connect()
+# for a server's HELLO, in seconds; only a machine in deep trouble takes longer.
+START_TIMEOUT = 60.0
+
+# How long connect() waits, by default, for the server to accept the connection and finish
+# the handshake, and how long a server (or spawn()'s parent) gives a new connection to
+# finish it before dropping it, in seconds.
+CONNECT_TIMEOUT = 10.0
+
+
+def _wait_until(ready: Callable[[float], bool], process, what: str,
+                deadline: float | None = None) -> None:
+    """Call ``ready(timeout)``, which waits up to ``timeout`` seconds for the child, until it
+    returns true; raise CoprocessDied if ``process`` ends first or is not ready by
+    ``deadline`` (START_TIMEOUT from now by default; the caller then kills it). ``what``
+    completes "before ..."."""
+    if deadline is None:
+        deadline = time.monotonic() + START_TIMEOUT
+    while not ready(0.05):
+        if process.poll() is not None:
+            raise CoprocessDied(process.pid, process.returncode, f"it ended before {what}")
+        if time.monotonic() > deadline:
+            raise CoprocessDied(process.pid, None,
+                                f"{START_TIMEOUT:g} s passed before {what}; it was killed")
+
+
+def _spawned_channel(channel: wire.Channel) -> wire.Channel:
+    # The child's frame limit is ours (spawn passed it): frames may go before its HELLO.
+    channel.peer_max_frame = channel.max_frame
+    return channel
+
+
+def _grow_pipe(fd: int) -> None:
+    # A 1 MiB pipe (the unprivileged Linux maximum) lets the producer run further ahead of
+    # the consumer before a write blocks, and moves large arrays in fewer, longer copies;
+    # where that is refused, the default 64 KiB works.
+    import fcntl
+
+    if not hasattr(fcntl, "F_SETPIPE_SZ"):
+        return
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, 1 << 20)
+    except OSError:
+        pass
+
+
+def _child_channel(read_fd: int, write_fd: int, max_frame: int) -> wire.Channel:
+    # Processes the consumer starts must not hold our ends open: the parent would never
+    # see EOF when this process dies.
+    os.set_inheritable(read_fd, False)
+    os.set_inheritable(write_fd, False)
+    # The parent sends before it reads our HELLO: it uses the limit it gave us.
+    return _spawned_channel(wire.Channel.from_fds(read_fd, write_fd, max_frame=max_frame))
+
+
+class PipeTransport:
+    """Two anonymous pipes, the child's ends passed with pass_fds."""
+
+    name = "pipe"
+    handshakes = False
+
+    def __init__(self):
+        self._parent_fds: list[int] = []
+        self._child_fds: list[int] = []
+
+    def prepare(self) -> tuple[list[str], tuple[int, ...]]:
+        items_r, items_w = os.pipe()
+        replies_r, replies_w = os.pipe()
+        self._parent_fds = [replies_r, items_w]
+        self._child_fds = [items_r, replies_w]
+        _grow_pipe(items_w)
+        _grow_pipe(replies_w)
+        return ["-", str(items_r), str(replies_w)], (items_r, replies_w)
+
+    def connect(self, process, options: dict, flags: int) -> wire.Channel:
+        self._close_child_fds()
+        replies_r, items_w = self._parent_fds
+        self._parent_fds = []
+        return _spawned_channel(wire.Channel.from_fds(replies_r, items_w, **options))
+
+    @staticmethod
+    def open_child_end(where: list[str], max_frame: int) -> wire.Channel:
+        read_fd, write_fd = map(int, where)
+        return _child_channel(read_fd, write_fd, max_frame)
+
+    def _close_child_fds(self) -> None:
+        while self._child_fds:
+            os.close(self._child_fds.pop())
+
+    def cleanup(self) -> None:
+        self._close_child_fds()
+        while self._parent_fds:
+            os.close(self._parent_fds.pop())
+
+
+_fifo_numbers = itertools.count()
+
+
+class FifoTransport:
+    """Two named pipes, ``coprocess-PID-N.items`` and ``.replies``, in ``path`` (a fresh
+    temporary directory by default), readable and writable by this user only. Both are
+    removed as soon as the two ends have opened them, so nothing is left behind even if a
+    process is killed later."""
+
+    name = "FIFO"
+    handshakes = False
+
+    def __init__(self, path=None):
+        if path is None:
+            import tempfile
+
+            self._directory = tempfile.mkdtemp(prefix="gilstudy-fifo-")
+            self._owns_directory = True
+        else:
+            self._directory = os.fspath(path)
+            self._owns_directory = False
+            if not os.path.isdir(self._directory):
+                raise NotADirectoryError(f"spawn: path must be an existing directory for the "
+                                         f"FIFOs, got {self._directory!r}")
+        stem = os.path.join(self._directory, f"coprocess-{os.getpid()}-{next(_fifo_numbers)}")
+        self._items = stem + ".items"
+        self._replies = stem + ".replies"
+        self._made: list[str] = []
+        self._fds: list[int] = []
+
+    def prepare(self) -> tuple[list[str], tuple[int, ...]]:
+        for fifo in (self._items, self._replies):
+            os.mkfifo(fifo, 0o600)
+            self._made.append(fifo)
+        # Our read end opens at once without blocking; it turns blocking once the child's
+        # HELLO shows that its write end is open (before that a read would see EOF).
+        self._fds.append(os.open(self._replies, os.O_RDONLY | os.O_NONBLOCK))
+        return ["-", self._items, self._replies], ()
+
+    def connect(self, process, options: dict, flags: int) -> wire.Channel:
+        replies_r = self._fds[0]
+
+        def items_open(timeout: float) -> bool:
+            # Opening a FIFO cannot wait with a timeout: try every millisecond.
+            pause = time.monotonic() + timeout
+            while True:
+                try:
+                    self._fds.append(os.open(self._items, os.O_WRONLY | os.O_NONBLOCK))
+                except OSError as exc:
+                    if exc.errno != errno.ENXIO:  # ENXIO: no reader yet
+                        raise
+                    if time.monotonic() > pause:
+                        return False
+                    time.sleep(0.001)
+                else:
+                    return True
+
+        _wait_until(items_open, process, "it opened its FIFOs")
+        poller = select.poll()
+        poller.register(replies_r, select.POLLIN)
+        _wait_until(lambda timeout: bool(poller.poll(timeout * 1000)), process,
+                    "it opened its FIFOs")
+        items_w = self._fds[1]
+        os.set_blocking(replies_r, True)
+        _grow_pipe(items_w)
+        self._fds = []
+        self._remove()
+        return _spawned_channel(wire.Channel.from_fds(replies_r, items_w, **options))
+
+    @staticmethod
+    def open_child_end(where: list[str], max_frame: int) -> wire.Channel:
+        # The parent opens its write end of ``items`` once this open has begun, and has
+        # its read end of ``replies`` open already, so neither open blocks for long.
+        read_fd = os.open(where[0], os.O_RDONLY)
+        write_fd = os.open(where[1], os.O_WRONLY)
+        return _child_channel(read_fd, write_fd, max_frame)
+
+    def _remove(self) -> None:
+        while self._made:
+            try:
+                os.unlink(self._made.pop())
+            except FileNotFoundError:
+                pass
+        if self._owns_directory:
+            self._owns_directory = False
+            os.rmdir(self._directory)
+
+    def cleanup(self) -> None:
+        while self._fds:
+            os.close(self._fds.pop())
+        self._remove()
+
+
+class SocketTransport:
+    """TCP: this process listens on ``address`` (loopback, ephemeral port by default) and
+    the child connects back; the listening socket closes once it has. The two prove to
+    each other that they hold a fresh random key, which the child reads from a pipe it
+    inherits (not from its command line or environment, which others may read); a
+    stranger who connects first is logged and dropped, and the wait for the child goes
+    on."""
+
+    name = "socket"
+    handshakes = True
+
+    def __init__(self, address=None):
+        self._address = address if address is not None else ("127.0.0.1", 0)
+        self._listener = None
+        self._key_fd: int | None = None
+        self._authkey = os.urandom(32)
+
+    def prepare(self) -> tuple[list[str], tuple[int, ...]]:
+        import socket
+
+        self._listener = socket.create_server(self._address, family=family(self._address[0]))
+        host, port = self._listener.getsockname()[:2]
+        host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+        self.name = f"socket {format_address(host, port)}"
+        key_r, key_w = os.pipe()
+        self._key_fd = key_r
+        with open(key_w, "wb") as pipe:
+            pipe.write(self._authkey)  # far below a pipe's capacity: never blocks
+        return [str(key_r), host, str(port)], (key_r,)
+
+    def connect(self, process, options: dict, flags: int) -> wire.Channel:
+        self._close_key()
+        listener = self._listener
+        deadline = time.monotonic() + START_TIMEOUT
+        accepted = []
+
+        def accept(timeout: float) -> bool:
+            listener.settimeout(timeout)
+            try:
+                accepted.append(listener.accept())
+            except TimeoutError:
+                return False
+            return True
+
+        while True:
+            _wait_until(accept, process, "it connected back", deadline)
+            conn, peer = accepted.pop()
+            channel = open_socket(conn, options,
+                                  max(0.05, min(CONNECT_TIMEOUT, deadline - time.monotonic())))
+            try:
+                wire.handshake(channel, pid=os.getpid(), flags=flags, authkey=self._authkey,
+                               accepting=True)
+            except (AuthenticationError, ProtocolError, EOFError, OSError) as exc:
+                channel.close()
+                log_refusal("gilstudy spawn: refused a connection to %s from %s: %s",
+                            self.name, format_address(*peer[:2]), describe_refusal(exc))
+                continue
+            conn.settimeout(None)
+            self.cleanup()
+            return channel
+
+    @staticmethod
+    def open_child_end(where: list[str], max_frame: int) -> wire.Channel:
+        import socket
+
+        sock = socket.create_connection((where[0], int(where[1])))
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.set_inheritable(False)
+        return wire.Channel.from_socket(sock, max_frame=max_frame)
+
+    def _close_key(self) -> None:
+        if self._key_fd is not None:
+            os.close(self._key_fd)
+            self._key_fd = None
+
+    def cleanup(self) -> None:
+        self._close_key()
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+
+
+TRANSPORTS = {"pipe": PipeTransport, "fifo": FifoTransport, "socket": SocketTransport}
+
+
+# -- Socket helpers shared with serve() and connect() ---------------------------------------
+
+def open_socket(sock, options: dict, timeout: float | None) -> wire.Channel:
+    """A channel over the connected ``sock``, whose reads and writes time out after
+    ``timeout`` seconds until the handshake is done (the caller then clears it)."""
+    import socket
+
+    sock.settimeout(timeout)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return wire.Channel.from_socket(sock, **options)
+
+
+def describe_refusal(exc: BaseException) -> str:
+    """Why a connection was dropped before or during its handshake, for the log."""
+    if isinstance(exc, TimeoutError) and not isinstance(exc, CoprocessStalled):
+        return "no handshake in time"
+    if isinstance(exc, EOFError):
+        return "it closed the connection before its HELLO"
+    if isinstance(exc, (AuthenticationError, ProtocolError)):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+def log_refusal(message: str, *args) -> None:
+    """A warning on the ``gilstudy.coprocess`` logger, where every refused or dropped
+    connection is reported."""
+    import logging
+
+    logging.getLogger("gilstudy.coprocess").warning(message, *args)
+
+
+def family(host: str) -> int:
+    import socket
+
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+def format_address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
