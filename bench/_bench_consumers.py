@@ -1,30 +1,6 @@
 # Consumers and process targets for bench_coprocess.py, in a module of their own so that a
 # coprocess (or a multiprocessing child) can import them by name: pytest puts this directory
-# on sys.path and spawn() passes sys.path on.
-
-
-class Count:
-    """Only counts; close() returns the count."""
-
-    def __init__(self):
-        self.count = 0
-
-    def send(self, item):
-        self.count += 1
-
-    def close(self):
-        return self.count
-
-
-class Square:
-    """A tiny task: ``(index, x)`` → ``(index, x * x)``."""
-
-    def send(self, item):
-        index, x = item
-        return index, x * x
-
-    def close(self):
-        return None
+# on sys.path and spawn() passes sys.path on. (Count and Square are gilstudy.examples'.)
 
 
 def square(item):

@@ -5,13 +5,13 @@
 # the fraction of the copyto ceiling measured in the same run.
 # Run: python -m pytest bench/bench_arrays.py --benchmark-only --benchmark-group-by=group
 
-import threading
 import time
 
 import numpy as np
 import pytest
 
 import _bench_consumers as bc
+from gilstudy.consumers import Collect
 from gilstudy.coprocess import spawn
 
 # Only reached when something deadlocks.
@@ -60,30 +60,6 @@ def test_numpy_copyto_in_process(benchmark, mib):
     benchmark.extra_info["gb_per_s"] = round(gb_per_s(benchmark, size * count), 2)
 
 
-class _Arrivals:
-    """Results consumer: counts the arrays that arrived; wait() until ``expected`` have."""
-
-    def __init__(self):
-        self.arrived = []
-        self.expected = 0
-        self.done = threading.Event()
-
-    def send(self, result):
-        if isinstance(result, tuple):
-            self.arrived.append(result)
-            if len(self.arrived) >= self.expected:
-                self.done.set()
-
-    def expect(self, count: int) -> None:
-        self.arrived.clear()
-        self.done.clear()
-        self.expected = count
-
-    def wait(self) -> list:
-        assert self.done.wait(TIMEOUT)
-        return self.arrived
-
-
 @pytest.mark.benchmark(group="large numpy arrays")
 @pytest.mark.timeout(TIMEOUT)
 @pytest.mark.parametrize("transport", ["pipe", "socket"])
@@ -95,14 +71,12 @@ def test_arrays_to_a_coprocess(benchmark, mib, transport):
     array = np.ones(size, np.uint8)
 
     def setup():
-        arrivals = _Arrivals()
+        arrivals = Collect()
         consumer = spawn(bc.Bytes, transport=transport, results=arrivals,
                          max_frame=size + MIB)
-        arrivals.expect(1)
         consumer.send(array)  # numpy imported there, batches sized for arrays
         consumer.flush()
-        arrivals.wait()
-        arrivals.expect(count)
+        arrivals.take(1, timeout=TIMEOUT)
         return (consumer, arrivals), {}
 
     def run(consumer, arrivals):
@@ -110,7 +84,7 @@ def test_arrays_to_a_coprocess(benchmark, mib, transport):
         for _ in range(count):
             send(array)
         consumer.flush()
-        return arrivals.wait()
+        return arrivals.take(count, timeout=TIMEOUT)
 
     def teardown(consumer, arrivals):
         consumer.close()

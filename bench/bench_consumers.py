@@ -8,23 +8,11 @@ import threading
 import pytest
 
 from gilstudy.consumers import DEFAULT_MAXSIZE, ConsumerThread, Inline
+from gilstudy.examples import Count
 
 N = 100_000
 ITEMS = [(n, n & 255) for n in range(N)]
 ROUNDS = 5
-
-
-class Count:
-    """The cheapest useful consumer, so the figure is the handoff's cost."""
-
-    def __init__(self):
-        self.count = 0
-
-    def send(self, item):
-        self.count += 1
-
-    def close(self):
-        return self.count
 
 
 def through_queue(maxsize: int) -> int:

@@ -15,6 +15,7 @@ import pytest
 
 import _bench_consumers as bc
 from gilstudy.consumers import Collect, Dispatch
+from gilstudy.examples import Count, Square
 from gilstudy.coprocess import CoprocessSender, spawn
 
 # Only reached when something deadlocks.
@@ -54,19 +55,12 @@ def wait_idle(consumer) -> None:
 
 # --- One-way stream: small items to one consumer that counts ----------------------------------
 
-class _Append:
-    """Results consumer for a single runner: appends to a list."""
-
-    def __init__(self, into):
-        self.send = into.append
-
-
 def _stream_to_coprocess(transport):
     items = small_items(STREAM_ITEMS)
 
     def setup():
-        results = []
-        consumer = spawn(bc.Count, transport=transport, results=_Append(results))
+        results = Collect()
+        consumer = spawn(Count, transport=transport, results=results)
         consumer.send((-1, 0))
         wait_idle(consumer)
         return (consumer, results), {}
@@ -76,7 +70,7 @@ def _stream_to_coprocess(transport):
         for item in items:
             send(item)
         consumer.close()
-        return results[0]
+        return results.items[0]
 
     return setup, run, STREAM_ITEMS + 1
 
@@ -137,7 +131,7 @@ def test_round_trip_through_two_coprocesses(benchmark, transport):
 
     def setup():
         results = Collect()
-        workers = [spawn(bc.Square, transport=transport, results=results) for _ in range(2)]
+        workers = [spawn(Square, transport=transport, results=results) for _ in range(2)]
         for worker in workers:
             worker.send((-1, 0))
         for worker in workers:
@@ -178,31 +172,18 @@ def test_round_trip_through_process_pool_executor_map(benchmark):
 
 # --- Start-up: from nothing to a first item handled ------------------------------------------
 
-class _Signal:
-    """Results consumer that remembers what came and sets ``event``."""
-
-    def __init__(self, event):
-        self.event = event
-        self.got = []
-
-    def send(self, item):
-        self.got.append(item)
-        self.event.set()
-
-
 @pytest.mark.benchmark(group="start-up")
 @pytest.mark.timeout(TIMEOUT)
 @pytest.mark.parametrize("transport", ["pipe", "fifo", "socket"])
 def test_spawn_until_first_item_handled_then_close(benchmark, transport):
     def run():
-        arrived = threading.Event()
-        results = _Signal(arrived)
+        results = Collect()
         consumer = spawn(bc.Started, transport=transport, results=results)
         consumer.send("first")
         consumer.flush()
-        arrived.wait(TIMEOUT)
+        results.wait(1, timeout=TIMEOUT)
         consumer.close()
-        return results.got
+        return results.items
 
     assert benchmark.pedantic(run, rounds=ROUNDS * 2) == ["first"]
 

@@ -7,30 +7,7 @@ import signal
 import sys
 import time
 
-
-class Counter:
-    """Counts items and sums them; close() returns (count, checksum). The checksum weights
-    each item by its position, so it also tells whether the order was kept."""
-
-    def __init__(self):
-        self.count = 0
-        self.checksum = 0
-
-    def send(self, item):
-        self.count += 1
-        self.checksum = (self.checksum * 31 + hash(item)) & 0xFFFFFFFF
-        return None
-
-    def close(self):
-        return self.count, self.checksum
-
-
-def checksum(items) -> tuple[int, int]:
-    """What Counter's close() returns after being sent ``items``."""
-    counter = Counter()
-    for item in items:
-        counter.send(item)
-    return counter.close()
+from gilstudy.examples import Checksum, Count, Square  # noqa: F401 (factories by name)
 
 
 class Echo:
@@ -41,17 +18,6 @@ class Echo:
 
     def close(self):
         return "closed"
-
-
-class Square:
-    """A tiny task: ``(index, x)`` → ``(index, x * x)``."""
-
-    def send(self, item):
-        index, x = item
-        return index, x * x
-
-    def close(self):
-        return None
 
 
 class FailOn:
@@ -129,19 +95,6 @@ class Joined:
 
     def close(self):
         return None
-
-
-class Count:
-    """Only counts; close() returns the count."""
-
-    def __init__(self):
-        self.count = 0
-
-    def send(self, item):
-        self.count += 1
-
-    def close(self):
-        return self.count
 
 
 class Blocker:
@@ -265,3 +218,25 @@ class Times:
 
     def close(self):
         return None
+
+
+class Sleepy:
+    """Sleeps ``seconds`` on every item, then returns it; close() returns "closed"."""
+
+    def __init__(self, seconds):
+        self.seconds = seconds
+
+    def send(self, item):
+        time.sleep(self.seconds)
+        return item
+
+    def close(self):
+        return "closed"
+
+
+def build(name, arguments):
+    """``name(*json.loads(arguments))`` from this module: how `gilstudy serve`, which passes
+    its arguments as strings, builds any consumer here."""
+    import json
+
+    return globals()[name](*json.loads(arguments))

@@ -262,6 +262,56 @@ def test_collect_keeps_items_sent_from_several_threads():
 
 # --- Inline -----------------------------------------------------------------------------
 
+@pytest.mark.timeout(TIMEOUT)
+def test_collect_wait_returns_once_the_count_has_arrived_from_another_thread():
+    results = Collect()
+    with ConsumerThread(Countdown(), results=results) as runner:
+        for n in range(100):
+            runner.send(n)
+        results.wait(100, timeout=TIMEOUT)
+        assert results.items == list(range(100))
+
+
+def test_collect_wait_times_out_when_nothing_arrives_for_that_long():
+    results = Collect([1])
+    start = time.monotonic()
+    with pytest.raises(TimeoutError, match=r"^Collect\.wait: no item for 0\.05 s \(1 of 2 "
+                                           r"arrived\)$"):
+        results.wait(2, timeout=0.05)
+    assert 0.05 <= time.monotonic() - start < TIMEOUT
+
+
+@pytest.mark.timeout(TIMEOUT)
+def test_collect_wait_counts_its_timeout_from_the_last_arrival():
+    # Items keep arriving 30 ms apart for longer than the 100 ms timeout: no TimeoutError,
+    # because the timeout bounds silence, not the whole wait.
+    results = Collect()
+    feeder = Background(lambda: [(time.sleep(0.03), results.send(n)) for n in range(10)])
+    results.wait(10, timeout=0.1)
+    feeder.join()
+    assert results.items == list(range(10))
+
+
+def test_collect_take_removes_and_returns_the_first_items():
+    results = Collect("abcde")
+    assert results.take(3) == ["a", "b", "c"]
+    assert results.items == ["d", "e"]
+    assert results.take(0) == []
+
+
+@pytest.mark.parametrize("count, timeout, error, message", [
+    (-1, None, ValueError, r"^Collect\.wait: count must be >= 0, got -1$"),
+    (1.5, None, TypeError, r"^Collect\.wait: count must be an int, got float \(1\.5\)$"),
+    (1, 0, ValueError, r"^Collect\.wait: timeout must be a positive number of seconds or "
+                       r"None, got 0$"),
+    (1, "1", TypeError, r"^Collect\.wait: timeout must be a number of seconds or None, got "
+                        r"str \('1'\)$"),
+], ids=["negative", "float-count", "zero-timeout", "str-timeout"])
+def test_collect_wait_rejects_bad_arguments(count, timeout, error, message):
+    with pytest.raises(error, match=message):
+        Collect([1, 2]).wait(count, timeout)
+
+
 def test_inline_has_nothing_pending():
     runner = Inline(Countdown())
     runner.send(1)
@@ -558,6 +608,50 @@ def test_context_manager_closes_the_runner():
 
 
 @pytest.mark.timeout(TIMEOUT)
+def test_abort_drops_queued_items_and_leaves_the_consumer_unclosed():
+    gate = Gate()
+    results = Collect()
+    runner = ConsumerThread(gate, results=results)
+    for item in range(50):
+        runner.send(item)
+    assert gate.first_in_hand.wait(TIMEOUT)
+    closing = Background(runner.abort)
+    wait_until(lambda: runner.is_closed, "abort() has begun")
+    gate.release.set()
+    closing.join()
+    # Item 0 was in the worker's hands and is finished; the 49 queued behind it are dropped.
+    assert gate.seen == [0]
+    assert results.items == []
+    runner.close()  # after abort, close() does nothing
+    runner.abort()
+
+
+@pytest.mark.timeout(TIMEOUT)
+def test_abort_raises_no_failure_and_drops_items_after_it():
+    failing = Failing(bad=1)
+    runner = ConsumerThread(failing)
+    runner.send(1)
+    wait_until(lambda: runner.pending == 0, "the bad item is handled")
+    runner.abort()
+    assert not failing.is_closed
+    with pytest.raises(ValueError, match=r"^send on a closed ConsumerThread"):
+        runner.send(2)
+
+
+@pytest.mark.timeout(TIMEOUT)
+@pytest.mark.parametrize("make_runner", RUNNERS.values(), ids=RUNNERS.keys())
+def test_leaving_a_with_block_on_an_exception_aborts_and_the_exception_passes(make_runner):
+    failing = Failing(bad=None)
+    error = LookupError("the producer failed")
+    with pytest.raises(LookupError) as info:
+        with make_runner(failing) as runner:
+            runner.send(0)
+            raise error
+    assert info.value is error
+    assert runner.is_closed and not failing.is_closed
+
+
+@pytest.mark.timeout(TIMEOUT)
 def test_a_runner_dropped_without_close_stops_its_thread():
     countdown_ = Countdown()
     runner = ConsumerThread(countdown_, name="dropped")
@@ -590,7 +684,8 @@ def test_runner_rejects_a_non_consumer(runner_class):
     with pytest.raises(TypeError, match=rf"^{name}: consumer must be a consumer \(an object "
                                         rf"with send\(\) and close\(\)\), got 42 \(int\)$"):
         runner_class(42)
-    with pytest.raises(TypeError, match=rf"^{name}: results must be a consumer"):
+    with pytest.raises(TypeError, match=rf"^{name}: results must have a send\(\) method \(a "
+                                        rf"consumer such as Collect\), got \[\] \(list\)$"):
         runner_class(Countdown(), results=[])
 
 

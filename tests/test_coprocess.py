@@ -21,6 +21,7 @@ import pytest
 
 import _coprocess_consumers as cc
 from gilstudy import cli
+from gilstudy.consumers import Collect
 from gilstudy.coprocess import (EXIT_TIMEOUT, FLUSH_INTERVAL, Coprocess, CoprocessSender,
                                 RemoteConsumer, connect, parse_address, serve, spawn)
 from gilstudy.errors import (CoprocessDied, CoprocessStalled, ProtocolError, RemoteError,
@@ -33,27 +34,6 @@ TRANSPORTS = ["pipe", "fifo", "socket"]
 LOOPBACK = ("127.0.0.1", 0)
 # The key serve() and connect() share in these tests (test_security.py tries others).
 KEY = b"the tests' key"
-
-
-class Collected:
-    """Like gilstudy.Collect (thread-safe, remembers what it got), and a test can wait for
-    a number of results to arrive."""
-
-    def __init__(self):
-        self._changed = threading.Condition()
-        self.items = []
-
-    def send(self, item):
-        with self._changed:
-            self.items.append(item)
-            self._changed.notify_all()
-
-    def close(self):
-        return None
-
-    def wait_for(self, count: int) -> bool:
-        with self._changed:
-            return self._changed.wait_for(lambda: len(self.items) >= count, TIMEOUT)
 
 
 @pytest.fixture(autouse=True)
@@ -83,7 +63,7 @@ def send_until_raises(consumer, expected):
 
 
 def small_items(count: int) -> list:
-    # Tuples of ints: their hash, which Counter's checksum uses, is the same in every process.
+    # Tuples of ints: their repr, which Checksum folds, is the same in every process.
     return [(i, i * 7) for i in range(count)]
 
 
@@ -96,11 +76,11 @@ def test_coprocess_reads_the_pickles_a_bare_pickle_dump_loop_writes_in_another_p
         for i in range(1000):
             pickle.dump((i, i * 7), sys.stdout.buffer)
         """)], stdout=subprocess.PIPE)
-    results = Collected()
+    results = Collect()
     with writer.stdout:
-        Coprocess(writer.stdout, cc.Counter(), results=results).run()
+        Coprocess(writer.stdout, cc.Checksum(), results=results).run()
     assert writer.wait(TIMEOUT) == 0
-    assert results.items == [cc.checksum(small_items(1000))]
+    assert results.items == [cc.Checksum.of(small_items(1000))]
 
 
 @pytest.mark.timeout(TIMEOUT)
@@ -123,6 +103,59 @@ def test_coprocess_sender_feeds_a_bare_pickle_load_loop_in_another_process():
         output = reader.stdout.read()
     assert reader.wait(TIMEOUT) == 0
     assert output.decode().strip() == repr([1, "two", (3, 3.0), None, {"five": [5]}])
+
+
+# A reader as old as Python 2's pickle: it refuses any pickle whose protocol is above 2,
+# then loads it. Checking the PROTO opcode of each pickle is what an older pickle.load does
+# on its own ("unsupported pickle protocol").
+_PROTOCOL_2_READER = textwrap.dedent("""
+    import pickle, pickletools, sys
+    data = sys.stdin.buffer.read()
+    items, position = [], 0
+    while position < len(data):
+        protocol = 0
+        for opcode, argument, offset in pickletools.genops(data[position:]):
+            if opcode.name == "PROTO":
+                protocol = argument
+            if opcode.name == "STOP":
+                end = position + offset + 1
+        if protocol > 2:
+            sys.exit("refused a pickle of protocol %d" % protocol)
+        items.append(pickle.loads(data[position:end]))
+        position = end
+    print(repr(items))
+    """)
+
+
+@pytest.mark.timeout(TIMEOUT)
+@pytest.mark.parametrize("protocol, status, said", [
+    (2, 0, repr([1, "two", (3, 3.0), None, {"five": [5]}]).encode()),
+    (None, 1, b"refused a pickle of protocol 4"),
+], ids=["protocol-2", "default-protocol"])
+def test_coprocess_sender_speaks_the_protocol_an_older_reader_understands(protocol, status,
+                                                                          said):
+    reader = subprocess.Popen([sys.executable, "-c", _PROTOCOL_2_READER],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT)
+    with CoprocessSender(reader.stdin, protocol=protocol) as sender:
+        for item in [1, "two", (3, 3.0), None, {"five": [5]}]:
+            sender.send(item)
+    with reader.stdout:
+        output = reader.stdout.read()
+    assert reader.wait(TIMEOUT) == status
+    assert output.strip() == said
+
+
+@pytest.mark.parametrize("protocol, error, message", [
+    (pickle.HIGHEST_PROTOCOL + 1, ValueError,
+     rf"^CoprocessSender: protocol must be <= {pickle.HIGHEST_PROTOCOL} \(pickle\.HIGHEST_"
+     rf"PROTOCOL here\), got {pickle.HIGHEST_PROTOCOL + 1}$"),
+    (-1, ValueError, r"^CoprocessSender: protocol must be >= 0, got -1$"),
+    ("2", TypeError, r"^CoprocessSender: protocol must be an int, got str \('2'\)$"),
+], ids=["too-new", "negative", "not-an-int"])
+def test_coprocess_sender_refuses_a_protocol_pickle_does_not_have(protocol, error, message):
+    with open(os.devnull, "wb") as stream, pytest.raises(error, match=message):
+        CoprocessSender(stream, protocol=protocol)
 
 
 @pytest.mark.timeout(TIMEOUT)
@@ -148,7 +181,7 @@ def test_coprocess_sends_every_item_in_order_then_closes_its_consumer(tmp_path):
     with open(path, "wb") as stream, CoprocessSender(stream) as sender:
         for item in small_items(500):
             sender.send(item)
-    results = Collected()
+    results = Collect()
     with open(path, "rb") as stream:
         Coprocess(stream, cc.Echo(), results=results).run()
     assert results.items == small_items(500) + ["closed"]
@@ -158,7 +191,7 @@ def test_coprocess_raises_protocol_error_for_a_truncated_stream_and_leaves_consu
         tmp_path):
     path = tmp_path / "stream"
     path.write_bytes(pickle.dumps("whole") + pickle.dumps("cut short")[:-3])
-    results = Collected()
+    results = Collect()
     with open(path, "rb") as stream:
         with pytest.raises(ProtocolError, match=r"^(the stream ended inside a pickle|unreadable "
                                                 r"pickle in the stream: .*truncated)$"):
@@ -181,12 +214,12 @@ def test_coprocess_sender_close_is_idempotent(tmp_path):
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_each_transport_delivers_a_million_small_items_in_order(transport):
     items = small_items(10**6)
-    results = Collected()
-    consumer = spawn(cc.Counter, transport=transport, results=results)
+    results = Collect()
+    consumer = spawn(cc.Checksum, transport=transport, results=results)
     for item in items:
         consumer.send(item)
     consumer.close()
-    assert results.items == [cc.checksum(items)]
+    assert results.items == [cc.Checksum.of(items)]
     assert (consumer.sent, consumer.acknowledged, consumer.pending) == (10**6, 10**6, 0)
     assert_reaped(consumer.pid)
 
@@ -194,7 +227,7 @@ def test_each_transport_delivers_a_million_small_items_in_order(transport):
 @pytest.mark.timeout(TIMEOUT)
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_results_come_back_in_order_with_the_close_result_last(transport):
-    results = Collected()
+    results = Collect()
     with spawn(cc.Echo, transport=transport, results=results) as consumer:
         for item in range(100):
             consumer.send(item)
@@ -204,7 +237,7 @@ def test_results_come_back_in_order_with_the_close_result_last(transport):
 
 @pytest.mark.timeout(TIMEOUT)
 def test_the_factory_gets_its_arguments():
-    results = Collected()
+    results = Collect()
     with spawn(cc.Joined, "a", "b", results=results) as consumer:
         consumer.send("x")
     assert results.items == ["a-b:x"]
@@ -229,7 +262,7 @@ def test_the_consumer_prints_to_the_standard_output_of_the_parent(capfd):
 def test_a_kernel_consumer_runs_as_a_coprocess():
     from gilstudy.kernels.work import KernelConsumer
 
-    results = Collected()
+    results = Collect()
     with spawn(KernelConsumer, "count_primes", "cython", results=results) as worker:
         for index in range(10):
             worker.send((index, (0, 100 * (index + 1))))
@@ -239,7 +272,7 @@ def test_a_kernel_consumer_runs_as_a_coprocess():
 
 @pytest.mark.timeout(TIMEOUT)
 def test_the_coprocess_does_not_import_numpy():
-    results = Collected()
+    results = Collect()
     with spawn(cc.ModulesLoaded, results=results):
         pass
     assert [m for m in results.items[0] if m.split(".")[0] == "numpy"] == []
@@ -247,13 +280,13 @@ def test_the_coprocess_does_not_import_numpy():
 
 @pytest.mark.timeout(TIMEOUT)
 def test_a_lone_item_is_flushed_without_close_or_flush():
-    results = Collected()
+    results = Collect()
     with spawn(cc.Echo, results=results) as consumer:
         consumer.send("warm-up")
-        assert results.wait_for(1)
+        results.wait(1, timeout=TIMEOUT)
         start = time.monotonic()
         consumer.send("lone")
-        assert results.wait_for(2)
+        results.wait(2, timeout=TIMEOUT)
         # The bound is FLUSH_INTERVAL plus a round trip; a loaded machine gets ample room.
         assert time.monotonic() - start < FLUSH_INTERVAL + 1.0
     assert results.items == ["warm-up", "lone", "closed"]
@@ -283,7 +316,7 @@ def test_acknowledgements_flow_back_without_results():
 @pytest.mark.timeout(TIMEOUT)
 def test_pending_counts_items_the_consumer_has_not_yet_handled(tmp_path):
     go = tmp_path / "go"
-    results = Collected()
+    results = Collect()
     with spawn(cc.Blocker, str(go), results=results) as consumer:
         for item in range(10):
             consumer.send(item)
@@ -312,7 +345,7 @@ def test_the_default_fifo_directory_is_removed(tmp_path, monkeypatch):
 
 @pytest.mark.timeout(TIMEOUT)
 def test_the_socket_transport_listens_where_asked():
-    results = Collected()
+    results = Collect()
     with spawn(cc.Echo, transport="socket", address=("127.0.0.1", 0), results=results) as c:
         c.send(1)
     assert results.items == [1, "closed"]
@@ -359,7 +392,7 @@ def test_spawn_refuses_a_fifo_path_that_is_not_a_directory(tmp_path):
 
 @pytest.mark.timeout(TIMEOUT)
 def test_a_remote_exception_is_raised_by_the_next_send():
-    results = Collected()
+    results = Collect()
     consumer = spawn(cc.FailOn, 5, results=results)
     for item in range(10):
         consumer.send(item)
@@ -413,7 +446,7 @@ def test_failures_in_building_or_closing_the_consumer_come_home(factory, args, r
 @pytest.mark.timeout(TIMEOUT)
 def test_a_result_that_cannot_be_pickled_is_a_remote_error():
     with pytest.raises(RemoteError, match=r"Can't (pickle|get local object)"):
-        with spawn(cc.Unpicklable, results=Collected()) as consumer:
+        with spawn(cc.Unpicklable, results=Collect()) as consumer:
             consumer.send(1)
             consumer.close()
 
@@ -629,7 +662,7 @@ def test_ctrl_c_in_the_parent_ends_its_coprocesses_quietly():
 
 @pytest.mark.timeout(TIMEOUT)
 def test_serve_and_connect_round_trip():
-    results = Collected()
+    results = Collect()
     with serve(LOOPBACK, cc.Echo, authkey=KEY) as server:
         with connect(server.address, results=results, authkey=KEY) as consumer:
             for item in range(1000):
@@ -640,8 +673,8 @@ def test_serve_and_connect_round_trip():
 
 @pytest.mark.timeout(TIMEOUT)
 def test_a_server_builds_a_consumer_per_connection_and_serves_them_at_once():
-    with serve(LOOPBACK, cc.Counter, authkey=KEY) as server:
-        first, second = Collected(), Collected()
+    with serve(LOOPBACK, cc.Checksum, authkey=KEY) as server:
+        first, second = Collect(), Collect()
         a = connect(server.address, results=first, authkey=KEY)
         b = connect(server.address, results=second, authkey=KEY)
         for item in small_items(1000):
@@ -650,8 +683,8 @@ def test_a_server_builds_a_consumer_per_connection_and_serves_them_at_once():
         b.send("extra")
         a.close()
         b.close()
-    assert first.items == [cc.checksum(small_items(1000))]
-    assert second.items == [cc.checksum(small_items(1000) + ["extra"])]
+    assert first.items == [cc.Checksum.of(small_items(1000))]
+    assert second.items == [cc.Checksum.of(small_items(1000) + ["extra"])]
 
 
 @pytest.mark.timeout(TIMEOUT)
@@ -663,7 +696,7 @@ def test_a_remote_error_over_a_connection_leaves_the_server_serving():
         with pytest.raises(RemoteError, match=r"^coprocess at 127\.0\.0\.1:\d+: ValueError: "
                                               r"item 2 is bad \(5 items sent, 2 acknowledged\)"):
             failing.close()
-        results = Collected()
+        results = Collect()
         with connect(server.address, results=results, authkey=KEY) as working:
             working.send(1)
     assert results.items == [1]
@@ -711,7 +744,7 @@ def test_a_client_that_is_not_gilstudy_is_dropped_and_logged(caplog):
             intruder.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
             assert intruder.recv(1 << 16).startswith(b"H")  # its HELLO
             assert intruder.recv(1 << 16) == b""  # then it hangs up
-        results = Collected()
+        results = Collect()
         with connect(server.address, results=results, authkey=KEY) as consumer:
             consumer.send("still serving")
     assert results.items == ["still serving", "closed"]
@@ -746,7 +779,7 @@ def test_gilstudy_serve_prints_its_address_and_serves_until_interrupted():
     try:
         line = command.stdout.readline()
         assert line.startswith("serving on 127.0.0.1:")
-        results = Collected()
+        results = Collect()
         with connect(parse_address(line.split()[-1]), results=results,
                      authkey=KEY) as consumer:
             consumer.send("x")
@@ -828,7 +861,7 @@ def test_numpy_arrays_arrive_whole_and_writable_in_and_out_of_band(transport):
     np = pytest.importorskip("numpy")
     arrays = [np.arange(1 << 18, dtype=np.int32), np.ones((512, 512)), np.arange(10),
               np.arange(1 << 18, dtype=np.int64)[::2], np.asfortranarray(np.ones((300, 300)))]
-    results = Collected()
+    results = Collect()
     with spawn(cc.Shapes, transport=transport, results=results) as consumer:
         for array in arrays:
             consumer.send(array)
@@ -838,7 +871,7 @@ def test_numpy_arrays_arrive_whole_and_writable_in_and_out_of_band(transport):
 @pytest.mark.timeout(TIMEOUT)
 def test_arrays_come_back_as_results_out_of_band():
     np = pytest.importorskip("numpy")
-    results = Collected()
+    results = Collect()
     with spawn(cc.Echo, results=results) as consumer:
         consumer.send(np.arange(1 << 20, dtype=np.uint8))
     assert (results.items[0] == np.arange(1 << 20, dtype=np.uint8)).all()
@@ -846,7 +879,7 @@ def test_arrays_come_back_as_results_out_of_band():
 
 @pytest.mark.timeout(TIMEOUT)
 def test_a_batch_larger_than_the_frame_limit_travels_in_several_frames():
-    results = Collected()
+    results = Collect()
     with spawn(cc.Echo, results=results, max_frame=64 << 10) as consumer:
         for index in range(20):
             consumer.send(bytes([index]) * 10_000)
@@ -867,11 +900,11 @@ def test_an_item_larger_than_the_frame_limit_abandons_the_coprocess_naming_it():
 
 @pytest.mark.timeout(TIMEOUT)
 def test_a_result_larger_than_the_frame_limit_is_a_remote_error():
-    results = Collected()
+    results = Collect()
     consumer = spawn(cc.Times, 100, results=results, max_frame=64 << 10)
     consumer.send(b"fits")
     consumer.flush()
-    assert results.wait_for(1)
+    results.wait(1, timeout=TIMEOUT)
     consumer.send(b"x" * 1000)  # comes back as 100 kB
     with pytest.raises(RemoteError, match=r"^coprocess \d+: gilstudy\.errors\.ProtocolError: "
                                           r"a bytes pickles "
@@ -892,6 +925,13 @@ def test_a_result_larger_than_the_frame_limit_is_a_remote_error():
 def test_spawn_refuses_a_bad_frame_limit(max_frame, error, message):
     with pytest.raises(error, match=message):
         spawn(cc.Count, max_frame=max_frame)
+
+
+def test_spawn_and_connect_refuse_results_without_send_before_starting_anything():
+    with pytest.raises(TypeError, match=r"^spawn: results must have a send\(\) method"):
+        spawn(cc.Count, results=[])
+    with pytest.raises(TypeError, match=r"^connect: results must have a send\(\) method"):
+        connect(("127.0.0.1", 9), results=42, authkey=KEY)
 
 
 # --- Timeouts -------------------------------------------------------------------------------

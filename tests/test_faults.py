@@ -1,24 +1,34 @@
-# One table of deliberately broken cases, run over every transport: an item that fails to
-# pickle, one that fails to unpickle in the coprocess, a consumer that raises, a coprocess
-# killed with SIGKILL, one that segfaults, one that exits early, one that stops reading and
-# one that stops finishing. Each states what the caller sees and how soon; the error says how
-# many items were sent and how many acknowledged; and a coprocess started afterwards works.
-# (pytest-timeout prints every thread's stack if a case hangs.)
+# One table of deliberately broken cases, run against every kind of runner: a thread, a
+# coprocess over each transport, and a connection to `gilstudy serve`. The cases: an item
+# that fails to pickle, one that fails to unpickle on the far side, a consumer that raises,
+# a worker killed with SIGKILL, one that segfaults, one that exits early, one that stops
+# reading and one that stops finishing. Each states what the caller sees and how soon; the
+# error says how many items were sent and how many acknowledged; and a runner of the same
+# kind started afterwards works. Where a case cannot happen to a kind of runner, the table
+# says why. A new kind of runner joins by adding one entry to RUNNERS. (pytest-timeout
+# prints every thread's stack if a case hangs.)
 
+import json
 import os
 import pickle
+import signal
+import subprocess
+import sys
 import threading
 import time
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import pytest
 
 import _coprocess_consumers as cc
-from gilstudy.coprocess import EXIT_TIMEOUT, TRANSPORTS, spawn
-from gilstudy.errors import CoprocessDied, CoprocessStalled, RemoteError
+from gilstudy.consumers import ConsumerThread
+from gilstudy.coprocess import EXIT_TIMEOUT, TRANSPORTS, connect, parse_address, spawn
+from gilstudy.errors import ConsumerError, CoprocessDied, CoprocessStalled, RemoteError
 
 # Only reached when something deadlocks.
 TIMEOUT = 60
+HERE = os.path.dirname(os.path.abspath(__file__))
+KEY = "the fault table's key"
 # Items every case sends, and sees acknowledged, before its fault.
 GOOD = 5
 # The timeout the stalled cases give send() and close().
@@ -30,11 +40,11 @@ SLACK = 2.0
 
 
 class Fault(NamedTuple):
-    factory: object
+    factory: Callable
     args: tuple
     good: int            # items handled before the fault
     fault: object        # the item that triggers it (None: the fault needs no item)
-    how: str             # "close": the fault shows at close(); "send": at send(timeout)
+    how: str             # "close": shows at close(); "send": at send(timeout); "close-with-timeout"
     expected: tuple      # exception types the caller may see
     bound: float         # seconds the raising call may take at most
     facts: dict          # attributes the exception must have
@@ -48,8 +58,8 @@ FAULTS = {
     "item-fails-to-unpickle": Fault(cc.Echo, (), GOOD, cc.FailsToUnpickle(), "close",
                                     (RemoteError,), SLACK,
                                     {"remote_type": "gilstudy.errors.ProtocolError"}),
-    "consumer-raises": Fault(cc.FailOn, (GOOD,), GOOD, GOOD, "close", (RemoteError,), SLACK,
-                             {"remote_type": "ValueError"}),
+    "consumer-raises": Fault(cc.FailOn, (GOOD,), GOOD, GOOD, "close", (ConsumerError,), SLACK,
+                             {}),
     "SIGKILL-mid-stream": Fault(cc.Die, ("kill", GOOD), GOOD, GOOD, "close", (CoprocessDied,),
                                 EXIT_TIMEOUT, {"signal": 9}),
     "segfault": Fault(cc.Die, ("segfault", GOOD), GOOD, GOOD, "close", (CoprocessDied,),
@@ -62,6 +72,140 @@ FAULTS = {
                              (CoprocessStalled,), STALL + SLACK, {}),
 }
 
+_THREAD_DIES_WITH_US = ("a thread cannot die alone: a signal, a segfault or os._exit ends "
+                        "the whole process, the caller's included")
+_NOTHING_PICKLED = "a thread is handed the object itself: nothing is pickled or unpickled"
+_NO_TIMEOUT = ("a thread's send() and close() take no timeout: back-pressure blocks send() "
+               "while maxsize items wait, and close() waits for the consumer")
+# A server's process is not ours: how it ended cannot be known from the connection.
+_UNKNOWN_END = {"exitcode": None, "signal": None}
+
+
+class Started(NamedTuple):
+    runner: object
+    end: Callable[[], None]    # stops what the kind started besides the runner, and checks it
+
+
+class RunnerKind(NamedTuple):
+    start: Callable[..., Started]      # (factory, args, results=None)
+    not_applicable: dict       # fault name -> why it cannot happen to this kind
+    facts: dict                # fault name -> facts that replace the fault's own
+
+
+def _assert_reaped(pid: int) -> None:
+    with pytest.raises(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def _start_thread(factory, args, results=None) -> Started:
+    return Started(ConsumerThread(factory(*args), results=results), lambda: None)
+
+
+def _start_coprocess(transport):
+    def start(factory, args, results=None) -> Started:
+        runner = spawn(factory, *args, transport=transport, results=results)
+        return Started(runner, lambda: _assert_reaped(runner.pid))
+    return start
+
+
+def _start_server_connection(factory, args, results=None) -> Started:
+    """`gilstudy serve` in a process of its own (a consumer that kills its process kills
+    the server), building factory(*args) for the connection made to it."""
+    server = subprocess.Popen(
+        [sys.executable, "-m", "gilstudy", "serve", "127.0.0.1:0", "_coprocess_consumers:build",
+         "--", factory.__name__, json.dumps(args)],
+        env={**os.environ, "PYTHONPATH": HERE, "GILSTUDY_AUTHKEY": KEY},
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+
+    def end() -> None:
+        # A server whose consumer never returns (the stall cases) cannot finish the
+        # connection it is serving: after EXIT_TIMEOUT it is killed.
+        if server.poll() is None:
+            server.send_signal(signal.SIGINT)
+        try:
+            server.wait(EXIT_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(TIMEOUT)
+        finally:
+            server.stdout.close()
+
+    try:
+        line = server.stdout.readline()
+        assert line.startswith("serving on "), f"gilstudy serve printed {line!r}"
+        runner = connect(parse_address(line.split()[-1]), results=results,
+                         authkey=KEY.encode())
+    except BaseException:
+        server.kill()
+        end()
+        raise
+    return Started(runner, end)
+
+
+RUNNERS = {
+    "thread": RunnerKind(_start_thread, {
+        "item-fails-to-pickle": _NOTHING_PICKLED, "item-fails-to-unpickle": _NOTHING_PICKLED,
+        "SIGKILL-mid-stream": _THREAD_DIES_WITH_US, "segfault": _THREAD_DIES_WITH_US,
+        "os._exit-early": _THREAD_DIES_WITH_US, "stops-reading": _NO_TIMEOUT,
+        "stops-finishing": _NO_TIMEOUT}, {}),
+    **{transport: RunnerKind(_start_coprocess(transport), {}, {}) for transport in TRANSPORTS},
+    "server-connection": RunnerKind(_start_server_connection, {}, {
+        "SIGKILL-mid-stream": _UNKNOWN_END, "segfault": _UNKNOWN_END,
+        "os._exit-early": _UNKNOWN_END}),
+}
+
+
+def _cases():
+    """Every (kind, fault) pair that can happen; the others are listed, with the reason,
+    in each kind's not_applicable."""
+    for kind_name, kind in RUNNERS.items():
+        for fault_name in FAULTS:
+            if fault_name not in kind.not_applicable:
+                yield pytest.param(kind_name, fault_name, id=f"{kind_name}-{fault_name}")
+
+
+def wait_acknowledged(runner, count: int) -> None:
+    if not count:
+        return
+    if hasattr(runner, "flush"):
+        runner.flush()
+    deadline = time.monotonic() + TIMEOUT
+    while runner.acknowledged < count:
+        assert time.monotonic() < deadline, f"{runner!r} never acknowledged {count} items"
+        time.sleep(0.001)
+
+
+def provoke(runner, fault: Fault) -> tuple[BaseException, float]:
+    """Send the fault's items and make it show; return the exception and how long the call
+    that raised it took."""
+    if fault.fault is not None:
+        runner.send(fault.fault)
+        if fault.how == "close":
+            for item in range(TRAILING):
+                try:
+                    runner.send(-item)
+                except fault.expected as exc:   # the failure came back already
+                    return exc, 0.0
+    if fault.how == "send":
+        big = b"x" * (1 << 16)  # fills any pipe or socket buffer in a few hundred sends
+        deadline = time.monotonic() + TIMEOUT
+        while time.monotonic() < deadline:
+            start = time.monotonic()
+            try:
+                runner.send(big, timeout=STALL)
+            except fault.expected as exc:
+                return exc, time.monotonic() - start
+        raise AssertionError("send() never stalled")
+    start = time.monotonic()
+    try:
+        if fault.how == "close-with-timeout":
+            runner.close(timeout=STALL)
+        else:
+            runner.close()
+    except fault.expected as exc:
+        return exc, time.monotonic() - start
+    raise AssertionError(f"close() raised none of {fault.expected}")
+
 
 @pytest.fixture(autouse=True)
 def no_stray_threads():
@@ -70,86 +214,45 @@ def no_stray_threads():
     assert [t.name for t in threading.enumerate() if t not in before] == []
 
 
-def assert_reaped(pid: int) -> None:
-    with pytest.raises(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)
-
-
-def wait_acknowledged(consumer, count: int) -> None:
-    if not count:
-        return
-    consumer.flush()
-    deadline = time.monotonic() + TIMEOUT
-    while consumer.acknowledged < count:
-        assert time.monotonic() < deadline, f"{consumer!r} never acknowledged {count} items"
-        time.sleep(0.001)
-
-
-def provoke(consumer, fault: Fault) -> tuple[BaseException, float]:
-    """Send the fault's items and make it show; return the exception and how long the call
-    that raised it took."""
-    if fault.fault is not None:
-        consumer.send(fault.fault)
-        if fault.how == "close":
-            for item in range(TRAILING):
-                consumer.send(-item)
-    if fault.how == "send":
-        big = b"x" * (1 << 16)  # fills any pipe or socket buffer in a few hundred sends
-        deadline = time.monotonic() + TIMEOUT
-        while time.monotonic() < deadline:
-            start = time.monotonic()
-            try:
-                consumer.send(big, timeout=STALL)
-            except fault.expected as exc:
-                return exc, time.monotonic() - start
-        raise AssertionError("send() never stalled")
-    start = time.monotonic()
-    try:
-        consumer.close(timeout=STALL if fault.how == "close-with-timeout" else None)
-    except fault.expected as exc:
-        return exc, time.monotonic() - start
-    raise AssertionError(f"close() raised none of {fault.expected}")
-
-
 @pytest.mark.timeout(TIMEOUT)
-@pytest.mark.parametrize("transport", TRANSPORTS)
-@pytest.mark.parametrize("name", list(FAULTS))
-def test_a_fault_is_reported_in_bounded_time_with_counts_and_a_new_coprocess_works(name,
-                                                                                   transport):
-    fault = FAULTS[name]
-    consumer = spawn(fault.factory, *fault.args, transport=transport)
+@pytest.mark.parametrize("kind_name, fault_name", list(_cases()))
+def test_a_fault_is_reported_in_bounded_time_with_counts_and_a_new_runner_works(kind_name,
+                                                                                fault_name):
+    kind, fault = RUNNERS[kind_name], FAULTS[fault_name]
+    started = kind.start(fault.factory, fault.args)
+    runner = started.runner
     try:
         for item in range(fault.good):
-            consumer.send(item)
-        wait_acknowledged(consumer, fault.good)
-        error, took = provoke(consumer, fault)
+            runner.send(item)
+        wait_acknowledged(runner, fault.good)
+        error, took = provoke(runner, fault)
         assert took < fault.bound
-        for attribute, value in fault.facts.items():
+        for attribute, value in kind.facts.get(fault_name, fault.facts).items():
             assert getattr(error, attribute) == value
         # Everything acknowledged before the fault was delivered: the caller resends the rest.
         if isinstance(error, PICKLING):
             assert error.__notes__[-1].startswith(f"gilstudy: item number {fault.good} sent "
-                                                  f"to coprocess {consumer.pid} could not be "
+                                                  f"to {runner.peer.name} could not be "
                                                   "pickled")
-            assert consumer.acknowledged == fault.good
+            assert runner.acknowledged == fault.good
         else:
             assert error.acknowledged == fault.good
-            assert error.sent == consumer.sent
-            if fault.how == "close" and fault.fault is not None:
-                assert error.sent == fault.good + 1 + TRAILING
+            assert error.sent == runner.sent
     finally:
-        consumer.abort()
-    assert_reaped(consumer.pid)
+        runner.abort()
+        started.end()
 
     got = []
-    with spawn(cc.Echo, transport=transport, results=cc.Appender(got)) as fresh:
+    fresh = kind.start(cc.Echo, (), results=cc.Appender(got))
+    with fresh.runner:
         for item in range(3):
-            fresh.send(item)
+            fresh.runner.send(item)
+    fresh.end()
     assert got == [0, 1, 2, "closed"]
-    assert_reaped(fresh.pid)
 
 
-def test_the_table_covers_every_fault_the_issue_names():
-    assert set(FAULTS) >= {"item-fails-to-pickle", "item-fails-to-unpickle", "consumer-raises",
-                           "SIGKILL-mid-stream", "segfault", "os._exit-early",
-                           "stops-reading"}
+def test_every_case_a_kind_of_runner_skips_is_a_real_fault_with_a_reason():
+    for kind_name, kind in RUNNERS.items():
+        assert set(kind.not_applicable) <= set(FAULTS), kind_name
+        assert all(reason.strip() for reason in kind.not_applicable.values()), kind_name
+        assert set(kind.facts) <= set(FAULTS) - set(kind.not_applicable), kind_name

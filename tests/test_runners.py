@@ -1,11 +1,17 @@
 # The same consumer class runs every way (inline, in a thread, as a coroutine, in a
-# coprocess over each transport) and gives the same results; a million small items sent
-# before close() all arrive, in order.
+# coprocess over each transport, through a server's connection) and gives the same results;
+# a million small items sent before close() all arrive, in order; and every runner obeys
+# the same exit rule.
+
+import os
+import threading
+import time
 
 import pytest
 
-from gilstudy import Collect, ConsumerThread, Dispatch, Inline, coroutine, spawn
-from gilstudy.coprocess import coprocesses, TRANSPORTS
+import _coprocess_consumers as cc
+from gilstudy import Collect, ConsumerThread, Dispatch, Inline, coroutine, spawn, threads
+from gilstudy.coprocess import TRANSPORTS, connect, coprocesses, serve
 from gilstudy.examples import Checksum
 from gilstudy.kernels.work import KernelConsumer
 
@@ -95,3 +101,92 @@ def test_coprocesses_rejects_a_bad_count():
         coprocesses(KernelConsumer, 0, "count_primes", "python")
     with pytest.raises(TypeError, match=r"^coprocesses: n must be an int, got float \(2.0\)$"):
         coprocesses(KernelConsumer, 2.0, "count_primes", "python")
+
+
+# --- one exit rule for every runner ----------------------------------------------------------
+
+KEY = b"the runner tests' key"
+
+
+@pytest.fixture(scope="module")
+def sleepy_server():
+    with serve(("127.0.0.1", 0), cc.Sleepy, 0.05, authkey=KEY) as server:
+        yield server
+
+
+def exit_rule_runners(server) -> dict:
+    """Each kind of runner, started on cc.Sleepy(0.05) with ``results``."""
+    return {
+        "inline": lambda results: Inline(cc.Sleepy(0.05), results=results),
+        "thread": lambda results: ConsumerThread(cc.Sleepy(0.05), results=results),
+        **{f"coprocess-{t}": (lambda results, t=t: spawn(cc.Sleepy, 0.05, transport=t,
+                                                         results=results))
+           for t in TRANSPORTS},
+        "server-connection": lambda results: connect(server.address, results=results,
+                                                     authkey=KEY),
+        "threads": lambda results: threads(cc.Sleepy, 2, 0.05, results=results),
+        "coprocesses": lambda results: coprocesses(cc.Sleepy, 2, 0.05, results=results),
+    }
+
+
+EXIT_RULE_RUNNERS = ["inline", "thread", *(f"coprocess-{t}" for t in TRANSPORTS),
+                     "server-connection", "threads", "coprocesses"]
+
+
+def _children() -> set[int]:
+    me = str(os.getpid())
+    found = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    if stat.read().rsplit(")", 1)[1].split()[1] == me:
+                        found.add(int(entry))
+            except OSError:
+                pass
+    return found
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("kind", EXIT_RULE_RUNNERS)
+def test_leaving_a_with_block_normally_delivers_everything_and_closes(kind, sleepy_server):
+    results = Collect()
+    with exit_rule_runners(sleepy_server)[kind](results) as runner:
+        for item in range(6):
+            runner.send(item)
+    assert sorted(item for item in results.items if item != "closed") == list(range(6))
+    closes = 2 if kind in ("threads", "coprocesses") else 1
+    assert results.items.count("closed") == closes
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("kind", EXIT_RULE_RUNNERS)
+def test_leaving_a_with_block_on_an_exception_aborts_at_once_and_the_exception_passes(
+        kind, sleepy_server):
+    children = _children()
+    threads_before = set(threading.enumerate())
+    results = Collect()
+    error = LookupError("the producer failed")
+    queued = 0 if kind == "inline" else 200   # 10 s of work at 50 ms an item
+    with pytest.raises(LookupError) as info:
+        with exit_rule_runners(sleepy_server)[kind](results) as runner:
+            runner.send("first")
+            for item in range(queued):
+                runner.send(item)
+            start = time.monotonic()
+            raise error
+    took = time.monotonic() - start
+    # The body's exception, unchanged; the work queued behind it dropped, not waited for;
+    # the consumer not closed (its stream is incomplete); nothing left running.
+    assert info.value is error
+    assert took < 5.0
+    assert "closed" not in results.items
+    assert len(results.items) < queued or kind == "inline"
+    assert _children() <= children
+    if kind == "server-connection":
+        # The server's side (in this process) finishes the item in its hands, then reads
+        # the end of the connection.
+        for thread in set(threading.enumerate()) - threads_before:
+            if thread.name.endswith("-conn"):
+                thread.join(5.0)
+    assert [t.name for t in set(threading.enumerate()) - threads_before] == []

@@ -6,7 +6,7 @@ import ctypes
 import operator
 
 __all__ = ["LONG_MAX", "integer", "positive_int", "timeout", "max_frame", "consumer",
-           "is_consumer", "MIN_FRAME"]
+           "results", "is_consumer", "MIN_FRAME"]
 
 LONG_MAX = 2 ** (8 * ctypes.sizeof(ctypes.c_long) - 1) - 1
 
@@ -76,4 +76,13 @@ def consumer(owner: str, name: str, obj):
     if not is_consumer(obj):
         raise TypeError(f"{owner}: {name} must be a consumer (an object with send() and "
                         f"close()), got {obj!r} ({type(obj).__name__})")
+    return obj
+
+
+def results(owner: str, obj):
+    """``obj`` if it can receive results (a callable ``send``; runners never close it), or
+    None; else TypeError."""
+    if obj is not None and not callable(getattr(obj, "send", None)):
+        raise TypeError(f"{owner}: results must have a send() method (a consumer such as "
+                        f"Collect), got {obj!r} ({type(obj).__name__})")
     return obj

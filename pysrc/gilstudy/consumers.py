@@ -189,8 +189,7 @@ class Inline(_ExitRule):
 
     def __init__(self, consumer: Consumer, results: Consumer | None = None):
         _checks.consumer("Inline", "consumer", consumer)
-        if results is not None:
-            _checks.consumer("Inline", "results", results)
+        _checks.results("Inline", results)
         self._consumer = consumer
         self._results = results
         self._is_closed = False
@@ -426,8 +425,7 @@ class ConsumerThread(_ExitRule):
                  results: Consumer | None = None, name: str | None = None):
         _checks.consumer("ConsumerThread", "consumer", consumer)
         _checks.positive_int("ConsumerThread", "maxsize", maxsize)
-        if results is not None:
-            _checks.consumer("ConsumerThread", "results", results)
+        _checks.results("ConsumerThread", results)
         if name is not None and not isinstance(name, str):
             raise TypeError(f"ConsumerThread: name must be a str or None, got {name!r} "
                             f"({type(name).__name__})")
@@ -458,6 +456,17 @@ class ConsumerThread(_ExitRule):
     def pending(self) -> int:
         """Items sent but not yet handled: at most ``maxsize`` queued plus one in hand."""
         return self._handoff.sent - self._handoff.handled
+
+    @property
+    def sent(self) -> int:
+        """Items passed to send() so far."""
+        return self._handoff.sent
+
+    @property
+    def acknowledged(self) -> int:
+        """Items the consumer has handled (after a failure: those handled before it)."""
+        handoff = self._handoff
+        return handoff.acknowledged if handoff.failure is not None else handoff.handled
 
     @property
     def is_closed(self) -> bool:

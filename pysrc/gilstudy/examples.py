@@ -1,13 +1,14 @@
-# Small consumers for examples and tests: Countdown announces each number it is sent, and
-# Checksum folds a stream into (count, checksum) so a test can prove that no item was lost,
-# repeated or reordered on the way, in this process or in another.
+# Small consumers for examples, tests and benchmarks: Countdown announces each number it is
+# sent; Checksum folds a stream into (count, checksum) so a test can prove that no item was
+# lost, repeated or reordered on the way, in this process or in another; Count only counts
+# (the cheapest consumer, for timing a handoff); Square is the tiniest task with a result.
 
 import zlib
 from typing import Any, Iterable
 
 from gilstudy.consumers import coroutine
 
-__all__ = ["Countdown", "countdown", "Checksum"]
+__all__ = ["Countdown", "countdown", "Checksum", "Count", "Square"]
 
 
 class Countdown:
@@ -123,3 +124,40 @@ class Checksum:
 
     def __repr__(self) -> str:
         return f"Checksum(count={self.count}, checksum={self.checksum:#x})"
+
+
+class Count:
+    """Only counts the items it is sent; ``close()`` returns the count. The cheapest useful
+    consumer: what a benchmark of a runner measures is then the runner's own cost.
+
+    >>> count = Count()
+    >>> for item in "abc":
+    ...     count.send(item)
+    >>> count.close()
+    3
+    """
+
+    def __init__(self):
+        self.count = 0
+
+    def send(self, item: Any) -> None:
+        self.count += 1
+
+    def close(self) -> int:
+        return self.count
+
+
+class Square:
+    """The tiniest task that has a result: ``send((index, x))`` returns ``(index, x * x)``,
+    so results that come back out of order can be put back in it.
+
+    >>> Square().send((3, 7))
+    (3, 49)
+    """
+
+    def send(self, item: tuple[int, Any]) -> tuple[int, Any]:
+        index, x = item
+        return index, x * x
+
+    def close(self) -> None:
+        return None

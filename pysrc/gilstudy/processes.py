@@ -130,6 +130,7 @@ def spawn(factory: Callable, *args: Any, transport: str = "pipe", path=None, add
         raise ValueError(f"spawn: address is for transport='socket', not {transport!r}")
     _check_factory(factory)
     options = wire.channel_options("spawn", max_frame, allowed)
+    _checks.results("spawn", results)
     # Pickled before anything starts, so an unpicklable factory or argument fails here.
     call = pickle.dumps((factory, args), wire.PICKLE_PROTOCOL)
     setup = pickle.dumps((sys.path, call), wire.PICKLE_PROTOCOL)

@@ -86,6 +86,7 @@ def connect(address: tuple[str, int], results: Any = None, *, authkey: bytes | N
     """
     authkey = _resolve_key("connect", authkey, insecure)
     options = wire.channel_options("connect", max_frame, allowed)
+    _checks.results("connect", results)
     timeout = _checks.timeout("connect", timeout)
     host, port = address
     where = format_address(host, port)

@@ -37,9 +37,11 @@ class CoprocessSender:
     def __init__(self, stream: BinaryIO, protocol: int | None = None):
         if protocol is None:
             protocol = pickle.DEFAULT_PROTOCOL
-        self._protocol = _checks.integer("CoprocessSender", "protocol", protocol,
-                                         maximum=pickle.HIGHEST_PROTOCOL,
-                                         limit_name="this Python's pickle protocols")
+        _checks.integer("CoprocessSender", "protocol", protocol, maximum=None)
+        if protocol > pickle.HIGHEST_PROTOCOL:
+            raise ValueError(f"CoprocessSender: protocol must be <= {pickle.HIGHEST_PROTOCOL} "
+                             f"(pickle.HIGHEST_PROTOCOL here), got {protocol}")
+        self._protocol = protocol
         self._stream = stream
 
     @property
