@@ -2,6 +2,7 @@
 # when something deadlocks, so it is generous on purpose (loky's habit).
 
 import os
+import threading
 
 import pytest
 
@@ -13,6 +14,16 @@ IMPLS = ("python", "cython")
 # this variable (CI sets it). Without it they are deselected, and the summary says so.
 FTPYTHON_VARIABLE = "GILSTUDY_FTPYTHON"
 _FTPYTHON_DESELECTED = pytest.StashKey[int]()
+
+
+@pytest.fixture
+def no_thread_left_behind():
+    """Fail the test if it leaves a thread running. Modules whose every test starts
+    threads use it for all of them: ``pytestmark = pytest.mark.usefixtures(...)``."""
+    before = set(threading.enumerate())
+    yield
+    left = set(threading.enumerate()) - before
+    assert not left, f"threads left running: {sorted(thread.name for thread in left)}"
 
 
 @pytest.fixture(params=IMPLS)

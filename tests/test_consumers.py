@@ -42,12 +42,7 @@ TIMEOUT = 30
 MANY = 10**6
 
 
-@pytest.fixture(autouse=True)
-def no_thread_left_behind():
-    before = set(threading.enumerate())
-    yield
-    left = set(threading.enumerate()) - before
-    assert not left, f"threads left running: {sorted(thread.name for thread in left)}"
+pytestmark = pytest.mark.usefixtures("no_thread_left_behind")
 
 
 def wait_until(predicate, what: str) -> None:

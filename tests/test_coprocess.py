@@ -36,12 +36,7 @@ LOOPBACK = ("127.0.0.1", 0)
 KEY = b"the tests' key"
 
 
-@pytest.fixture(autouse=True)
-def no_stray_threads():
-    before = set(threading.enumerate())
-    yield
-    stray = [t.name for t in threading.enumerate() if t not in before]
-    assert stray == []
+pytestmark = pytest.mark.usefixtures("no_thread_left_behind")
 
 
 def assert_reaped(pid: int) -> None:

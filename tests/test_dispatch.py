@@ -14,12 +14,7 @@ from gilstudy.examples import Checksum
 TIMEOUT = 30
 
 
-@pytest.fixture(autouse=True)
-def no_thread_left_behind():
-    before = set(threading.enumerate())
-    yield
-    left = set(threading.enumerate()) - before
-    assert not left, f"threads left running: {sorted(thread.name for thread in left)}"
+pytestmark = pytest.mark.usefixtures("no_thread_left_behind")
 
 
 class Recorded:

@@ -207,11 +207,7 @@ def provoke(runner, fault: Fault) -> tuple[BaseException, float]:
     raise AssertionError(f"close() raised none of {fault.expected}")
 
 
-@pytest.fixture(autouse=True)
-def no_stray_threads():
-    before = set(threading.enumerate())
-    yield
-    assert [t.name for t in threading.enumerate() if t not in before] == []
+pytestmark = pytest.mark.usefixtures("no_thread_left_behind")
 
 
 @pytest.mark.timeout(TIMEOUT)

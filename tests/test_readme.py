@@ -29,3 +29,27 @@ def test_readme_example_runs(index, tmp_path):
     done = subprocess.run([sys.executable, "-c", RUNNABLE[index]], cwd=tmp_path,
                           capture_output=True, text=True, timeout=280)
     assert done.returncode == 0, f"README example {index} failed:\n{RUNNABLE[index]}\n{done.stderr}"
+
+
+def _relative_links(text: str) -> list[str]:
+    """The targets of the markdown links and images that name a file of this repository:
+    no scheme (http:, mailto:), no bare #anchor; an #anchor after a path is dropped."""
+    targets = re.findall(r"\]\(([^)\s]+)\)", text)
+    return sorted({target.split("#", 1)[0] for target in targets
+                   if ":" not in target and not target.startswith("#")})
+
+
+def test_every_relative_link_in_the_readme_names_a_file_git_tracks():
+    root = README.parent
+    links = _relative_links(README.read_text())
+    assert links, "the README links no file of the repository"
+    tracked = set(subprocess.run(["git", "ls-files", "-z"], cwd=root, capture_output=True,
+                                 check=True).stdout.decode().split("\0"))
+    assert [link for link in links if link.rstrip("/") not in tracked
+            and not any(path.startswith(link.rstrip("/") + "/") for path in tracked)] == []
+
+
+def test_the_link_finder_sees_links_and_images_and_skips_addresses():
+    text = ("[a](docs/a.md) ![b](docs/b.png) [c](https://example.org/x) [d](#usage) "
+            "[e](docs/e.md#part)")
+    assert _relative_links(text) == ["docs/a.md", "docs/b.png", "docs/e.md"]

@@ -14,6 +14,7 @@ from collections import deque
 from typing import Any, Callable, Iterable, Protocol, runtime_checkable
 
 from gilstudy import _checks
+from gilstudy._exit_rule import ExitRule
 from gilstudy.dispatch import Broadcast, Dispatch, start_runners
 from gilstudy.errors import ConsumerError
 
@@ -80,20 +81,6 @@ class Runner(Consumer, Protocol):
     def __enter__(self) -> "Runner": ...
 
     def __exit__(self, *exc_info: object) -> None: ...
-
-
-class _ExitRule:
-    """The runners' context manager: close on a normal exit, abort on an exception (see
-    Runner)."""
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
 
 
 class Collect:
@@ -166,7 +153,7 @@ class Collect:
         return f"Collect(<{len(self.items)} items>)"
 
 
-class Inline(_ExitRule):
+class Inline(ExitRule):
     """The trivial runner: calls the consumer directly, in the caller's thread.
 
     ``send(item)`` returns once the consumer has handled the item, so ``pending`` is always
@@ -378,7 +365,7 @@ def _abandon(handoff: _Handoff) -> None:
     handoff.stop()
 
 
-class ConsumerThread(_ExitRule):
+class ConsumerThread(ExitRule):
     """Run any consumer in a thread of its own, fed through a bounded queue.
 
     The thread starts in the constructor. ``send(item)`` queues the item and returns; when

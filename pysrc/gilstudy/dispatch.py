@@ -7,6 +7,7 @@ import threading
 from typing import Any, Callable, Iterable
 
 from gilstudy import _checks
+from gilstudy._exit_rule import ExitRule
 
 __all__ = ["Dispatch", "Broadcast", "start_runners", "close_all", "abort_all"]
 
@@ -60,7 +61,7 @@ def _consumer_tuple(owner: str, consumers: Iterable) -> tuple:
     return consumers
 
 
-class _FanOut:
+class _FanOut(ExitRule):
     """What Dispatch and Broadcast share: the consumers, the closed flag, close() that
     closes them all, and the exit rule of every runner: leaving a ``with`` block normally
     closes (delivering everything sent), leaving it on an exception aborts."""
@@ -96,14 +97,6 @@ class _FanOut:
         if self._mark_closed():
             abort_all(self._consumers_now())
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
 
 
 class Broadcast(_FanOut):

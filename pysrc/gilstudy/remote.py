@@ -12,6 +12,7 @@ import weakref
 from typing import Any, Protocol
 
 from gilstudy import _checks, wire
+from gilstudy._exit_rule import ExitRule
 from gilstudy.errors import CoprocessDied, CoprocessStalled, ProtocolError, RemoteError
 
 __all__ = ["Peer", "RemoteConsumer", "FLUSH_INTERVAL", "EXIT_TIMEOUT"]
@@ -454,7 +455,7 @@ class _Link:
         self.phase = _Phase.FINISHED
 
 
-class RemoteConsumer:
+class RemoteConsumer(ExitRule):
     """A consumer running on the far side of a framed channel (in another process, for
     spawn(), coprocesses() and connect()), fed in batches.
 
@@ -569,15 +570,6 @@ class RemoteConsumer:
         process is terminated (killed after EXIT_TIMEOUT), no failure is raised."""
         self._finalizer.detach()
         self._link.abort()
-
-    def __enter__(self) -> "RemoteConsumer":
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
 
     def __reduce__(self):
         raise TypeError("a RemoteConsumer cannot be pickled: it owns a live channel")
