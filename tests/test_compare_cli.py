@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from gilstudy import cli
-from gilstudy.compare import SCHEMA_VERSION, models as registry
+from gilstudy.compare import SCHEMA_VERSION, registry
 from gilstudy.compare.cli import worker_counts
 
 TIMEOUT = 120

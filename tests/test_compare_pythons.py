@@ -15,7 +15,7 @@ import sys
 import pytest
 
 from gilstudy import compare, machine
-from gilstudy.compare import models as registry
+from gilstudy.compare import registry
 from gilstudy.compare.pythons import probe
 from test_compare_cli import SCHEMA, check_schema, run_cli
 from conftest import FTPYTHON_VARIABLE

@@ -2,7 +2,6 @@
 # a reason, every answer is checked against serial-python's, failures name the model, and
 # nothing (thread or process) is left running afterwards.
 
-import importlib.util
 import multiprocessing
 import os
 import sys
@@ -11,7 +10,7 @@ import threading
 import pytest
 
 from gilstudy import compare, kernels
-from gilstudy.compare import models as registry
+from gilstudy.compare import registry
 from gilstudy.errors import ConsumerError
 from gilstudy.kernels.work import KernelConsumer
 
@@ -91,13 +90,10 @@ def test_serial_baselines_run_at_one_worker_whatever_is_asked():
 
 # ---- availability --------------------------------------------------------------------
 
-def test_models_built_on_missing_modules_report_why_they_cannot_run():
-    have_consumers = importlib.util.find_spec("gilstudy.consumers") is not None
+def test_threads_and_coprocess_models_need_nothing_but_gilstudy_itself():
     for name in ("threads-python", "threads-cython", "coprocess-python", "coprocess-cython"):
-        reason = registry.get(name).unavailable_reason()
-        if have_consumers:
-            continue  # the lead's merged branch: checked by the end-to-end run instead
-        assert reason == "gilstudy.consumers not installed"
+        model = registry.get(name)
+        assert (model.requires, model.unavailable_reason()) == ((), None), name
 
 
 def test_prange_is_available_exactly_when_openmp_was_compiled_in():

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TextIO
 
 from gilstudy import kernels
-from gilstudy.compare import models as registry
+from gilstudy.compare import registry
 from gilstudy.compare.pythons import checked
 from gilstudy.compare.runner import check_workers, default_workers, run
 from gilstudy.compare.workload import DEFAULT_ITEMS, default_size, make_workload, size_means

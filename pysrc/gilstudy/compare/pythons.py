@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Callable, TextIO
 
 from gilstudy import machine
-from gilstudy.compare import models as registry
+from gilstudy.compare import registry
 from gilstudy.compare.report import SCHEMA_VERSION, ModelInfo, Row
 from gilstudy.compare.workload import Workload, answer_summary, make_workload
 from gilstudy.errors import RemoteError

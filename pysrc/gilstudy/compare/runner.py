@@ -12,7 +12,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 from gilstudy import kernels, machine
-from gilstudy.compare import models as registry
+from gilstudy.compare import registry
 from gilstudy.compare.pythons import Python, RemoteSession, checked
 from gilstudy.compare.report import CompareResult, Interpreter, ModelInfo, Row, workers_text
 from gilstudy.compare.workload import Workload, answer_summary, make_workload, same_answer
