@@ -87,7 +87,7 @@ _OLD_GILSTUDY = {"gilstudy/__init__.py": "__version__ = '0.0.1'\n"}
 _OTHER_SCHEMA = {
     "gilstudy/__init__.py": "__version__ = '0.0.2'\n",
     "gilstudy/compare/__init__.py": "",
-    "gilstudy/compare/pythons.py": (
+    "gilstudy/compare/child.py": (
         "def identify():\n"
         "    return {'protocol': 1, 'schema': 1, 'gilstudy': '0.0.2', 'label': '3.11',\n"
         "            'gil_enabled': True, 'models': []}\n"),
@@ -97,7 +97,7 @@ _OTHER_SCHEMA = {
 @pytest.mark.timeout(TIMEOUT)
 @pytest.mark.parametrize("files, problem", [
     (_OLD_GILSTUDY, "its gilstudy 0.0.1 is too old for --python (it has no "
-                    "gilstudy.compare.pythons): install this gilstudy there"),
+                    "gilstudy.compare.child): install this gilstudy there"),
     (_OTHER_SCHEMA, f"its gilstudy 0.0.2 writes compare schema 1 over --python protocol 1, "
                     f"this one schema {compare.SCHEMA_VERSION} over protocol 1: install this "
                     "gilstudy there"),
@@ -236,7 +236,7 @@ _OFF_BY_ONE = (
     "from gilstudy.compare import workload\n"
     "work = workload._WORK['count_primes']\n"
     "workload._WORK['count_primes'] = dataclasses.replace(work, combine=lambda r: sum(r) + 1)\n"
-    "from gilstudy.compare.pythons import child_main\n"
+    "from gilstudy.compare.child import child_main\n"
     "sys.exit(child_main(['--serve']))\n")
 
 

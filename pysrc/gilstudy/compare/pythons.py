@@ -1,7 +1,7 @@
 # Other Python interpreters for `gilstudy compare --python`: probe() checks that a path is
 # a Python with this gilstudy installed, RemoteSession runs the compare models under it in
-# a child process (`PATH -m gilstudy.compare --serve`) one step at a time over a pipe, so
-# that its repeats interleave with this interpreter's, and serve() is the child's side.
+# a child process (`PATH -m gilstudy.compare --serve`, whose side is compare/child.py) one
+# step at a time over a pipe, so that its repeats interleave with this interpreter's.
 
 import json
 import os
@@ -11,20 +11,17 @@ import subprocess
 import sys
 import tempfile
 import threading
-import traceback
 from dataclasses import dataclass
 from typing import Callable, TextIO
 
-from gilstudy import machine
 from gilstudy.compare import registry
 from gilstudy.compare.report import SCHEMA_VERSION, ModelInfo, Row
-from gilstudy.compare.workload import Workload, answer_summary, make_workload
+from gilstudy.compare.workload import Workload
 from gilstudy.errors import RemoteError
 
-__all__ = ["PROTOCOL_VERSION", "Python", "probe", "checked", "identify", "RemoteSession",
-           "serve", "child_main"]
+__all__ = ["PROTOCOL_VERSION", "Python", "probe", "checked", "RemoteSession"]
 
-# Version of the line protocol between RemoteSession and serve(); both sides must agree,
+# Version of the line protocol between RemoteSession and child.serve(); both sides must agree,
 # as they must on the compare SCHEMA_VERSION of the rows they exchange.
 PROTOCOL_VERSION = 1
 
@@ -45,8 +42,8 @@ answer = {"version": list(sys.version_info[:3]), "executable": sys.executable}
 try:
     import gilstudy
     answer["gilstudy"] = getattr(gilstudy, "__version__", "unknown")
-    from gilstudy.compare import pythons
-    answer.update(pythons.identify())
+    from gilstudy.compare import child
+    answer.update(child.identify())
 except Exception as exc:
     answer["missing"] = getattr(exc, "name", None)
     answer["error"] = "%s: %s" % (type(exc).__name__, exc)
@@ -66,15 +63,6 @@ class Python:
     label: str
     gil_enabled: bool
     gilstudy_version: str
-
-
-def identify() -> dict:
-    """What this interpreter's gilstudy tells a parent before anything runs."""
-    from gilstudy import __version__
-
-    return {"protocol": PROTOCOL_VERSION, "schema": SCHEMA_VERSION, "gilstudy": __version__,
-            "label": machine.interpreter_label(), "gil_enabled": machine.gil_enabled(),
-            "models": registry.names()}
 
 
 def _locate(path: str) -> str:
@@ -135,7 +123,7 @@ def probe(path: str | os.PathLike, timeout_s: float = _START_PATIENCE_S) -> Pyth
     if "protocol" not in answer:
         if (answer.get("missing") or "").startswith("gilstudy.compare"):
             raise ValueError(f"{text}: its gilstudy {theirs} is too old for --python (it has no "
-                             "gilstudy.compare.pythons): install this gilstudy there")
+                             "gilstudy.compare.child): install this gilstudy there")
         raise ValueError(f"{text}: gilstudy.compare cannot be imported there: {answer['error']}")
     if (answer["schema"], answer["protocol"]) != (SCHEMA_VERSION, PROTOCOL_VERSION):
         raise ValueError(f"{text}: its gilstudy {theirs} writes compare schema "
@@ -318,95 +306,3 @@ class RemoteSession:
         self._stderr.seek(0)
         said = _last_line(self._stderr.read().decode("utf-8", errors="replace"))
         return f"status {status}" + (f": {said}" if said else ", nothing on stderr")
-
-
-# ---- the child's side ----------------------------------------------------------------
-
-class _Server:
-    """One LocalSession, driven by the requests RemoteSession sends."""
-
-    def __init__(self, progress: Callable[[str], None]):
-        self._progress = progress
-        self.session = None
-
-    def setup(self, kernel, size, items, models, reference, workers, repeat, label):
-        from gilstudy.compare.runner import LocalSession
-
-        chosen = registry.select(models)
-        self.session = LocalSession(make_workload(kernel, size, items), chosen, reference,
-                                    workers, repeat, label, labelled=True, step=self._progress)
-        return {"models": [vars(info) for info in self.session.infos],
-                "worker_counts": self.session.worker_counts, "steps": self.session.steps}
-
-    def run_reference(self):
-        answer, seconds = self.session.run_reference()
-        return {"answer": answer_summary(answer), "seconds": seconds,
-                "patience_s": self.session.patience_s}
-
-    def start(self, workers):
-        self.session.start(workers)
-
-    def run_repeat(self, repeat_index):
-        self.session.run_repeat(repeat_index)
-
-    def stop(self):
-        self.session.stop()
-
-    def finish(self):
-        rows, environment = self.session.finish()
-        return {"rows": [{"model": r.model, "impl": r.impl, "workers": r.workers,
-                          "oversubscribed": r.oversubscribed, "restarted": r.restarted,
-                          "gil_enabled": r.gil_enabled, "startup_s": r.startup_s,
-                          "work_s": r.work_s} for r in rows],
-                "environment": environment}
-
-
-_OPS = ("setup", "run_reference", "start", "run_repeat", "stop", "finish")
-
-
-def serve(requests: TextIO, replies: TextIO) -> int:
-    """Answer RemoteSession's requests until ``requests`` ends; return the exit status.
-
-    Writes a hello (identify()), then one reply per request. A failure is sent as an error
-    reply (message, class, traceback) and ends the session with status 1; the session's
-    workers are stopped either way.
-    """
-
-    def reply(**message) -> None:
-        replies.write(json.dumps(message) + "\n")
-        replies.flush()
-
-    server = _Server(progress=lambda what: reply(progress=what))
-    reply(hello=identify())
-    try:
-        for line in requests:
-            request = json.loads(line)
-            op = request.pop("op")
-            if op not in _OPS:
-                raise ValueError(f"unknown request {op!r}")
-            reply(ok=getattr(server, op)(**request))
-    except Exception as exc:
-        try:
-            reply(error=str(exc), type=type(exc).__name__, traceback=traceback.format_exc())
-        except OSError:
-            pass  # the parent is gone; nobody is left to tell
-        return 1
-    finally:
-        if server.session is not None:
-            server.session.close()
-    return 0
-
-
-def child_main(argv: list[str]) -> int:
-    """`python -m gilstudy.compare --serve`: serve() on stdin and stdout. Whatever else
-    writes to stdout (a kernel, a library) goes to stderr instead, so that it cannot
-    corrupt the replies."""
-    if argv != ["--serve"]:
-        print("usage: python -m gilstudy.compare --serve\n(the other end of `gilstudy compare "
-              "--python`; run `gilstudy compare` instead)", file=sys.stderr)
-        return 2
-    replies = os.fdopen(os.dup(sys.stdout.fileno()), "w", encoding="utf-8")
-    sys.stdout.flush()
-    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
-    with replies:
-        return serve(sys.stdin, replies)

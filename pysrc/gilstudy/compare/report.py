@@ -11,6 +11,7 @@ import statistics
 from dataclasses import dataclass, field
 
 from gilstudy.compare.fit import PROJECT_AT, ScalingFit, fit_amdahl, fit_usl
+from gilstudy.compare.plot import plot as write_plot
 from gilstudy.compare.workload import Workload, answer_summary, size_means
 from gilstudy.machine import IdleCheck
 
@@ -529,10 +530,9 @@ class CompareResult:
         return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
 
     def plot(self, path):
-        """Write the PNG of gilstudy.compare.plot.plot() to ``path``; return the path."""
-        from gilstudy.compare.plot import plot
-
-        return plot(self, path)
+        """Write the PNG of gilstudy.compare.plot.plot() to ``path``; return the path.
+        Raises ModuleNotFoundError if matplotlib is missing."""
+        return write_plot(self, path)
 
 
 def _finite(value: float) -> float | None:
