@@ -16,7 +16,7 @@ import pytest
 
 from gilstudy import compare, machine
 from gilstudy.compare import registry
-from gilstudy.compare.pythons import probe
+from gilstudy.compare.remote_session import probe
 from test_compare_cli import SCHEMA, check_schema, run_cli
 from conftest import FTPYTHON_VARIABLE
 from test_compare_run import fake_model
@@ -96,8 +96,8 @@ _OTHER_SCHEMA = {
 
 @pytest.mark.timeout(TIMEOUT)
 @pytest.mark.parametrize("files, problem", [
-    (_OLD_GILSTUDY, "its gilstudy 0.0.1 is too old for --python (it has no "
-                    "gilstudy.compare.child): install this gilstudy there"),
+    (_OLD_GILSTUDY, "its gilstudy 0.0.1 is too old (it has no gilstudy.compare.child): "
+                    "install this gilstudy there"),
     (_OTHER_SCHEMA, f"its gilstudy 0.0.2 writes compare schema 1 over --python protocol 1, "
                     f"this one schema {compare.SCHEMA_VERSION} over protocol 1: install this "
                     "gilstudy there"),

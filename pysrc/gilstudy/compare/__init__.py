@@ -11,10 +11,11 @@ from gilstudy.compare import models, registry
 from gilstudy.compare.fit import ScalingFit, fit_amdahl, fit_usl
 from gilstudy.compare.registry import Model, Workers, register, registered, unregister
 from gilstudy.compare.plot import plot
-from gilstudy.compare.pythons import Python, probe
+from gilstudy.compare.remote_session import probe
 from gilstudy.compare.report import SCHEMA_VERSION, CompareResult, Interpreter, Projection, Row
 from gilstudy.compare.runner import REFERENCE, default_workers, run
 from gilstudy.compare.workload import Workload, make_workload
+from gilstudy.pythons import Python
 
 __all__ = [
     "run",

@@ -1,5 +1,5 @@
 # The child's end of `gilstudy compare --python`: `python -m gilstudy.compare --serve` runs
-# child_main(), which answers the requests of the parent's RemoteSession (compare/pythons.py)
+# child_main(), which answers the requests of the parent's RemoteSession (compare/remote_session.py)
 # on stdin and stdout by driving one LocalSession of compare/runner.py in this interpreter.
 
 import json
@@ -10,7 +10,7 @@ from typing import Callable, TextIO
 
 from gilstudy import __version__, machine
 from gilstudy.compare import registry
-from gilstudy.compare.pythons import PROTOCOL_VERSION
+from gilstudy.compare.remote_session import PROTOCOL_VERSION
 from gilstudy.compare.report import SCHEMA_VERSION
 from gilstudy.compare.runner import LocalSession
 from gilstudy.compare.workload import answer_summary, make_workload

@@ -197,7 +197,8 @@ _register_pair("serial", "the {impl} kernel on every item in turn, in this threa
 _register_pair("threads", "N ConsumerThreads fed through Dispatch, running the {impl} kernel",
                functools.partial(_DispatchWorkers, start_one=_thread_worker), shares_gil=True)
 _register_pair("coprocess", "N coprocesses (pickle over pipes) fed through Dispatch, running "
-               "the {impl} kernel", functools.partial(_DispatchWorkers, start_one=_coprocess_worker))
+               "the {impl} kernel",
+               functools.partial(_DispatchWorkers, start_one=_coprocess_worker))
 registry.register(registry.Model(
     "prange-cython", "cython", "one call whose loop Cython prange splits over N OpenMP threads "
     "(dynamic schedule)", _PrangeWorkers, requires=(registry.needs_openmp,), shares_gil=True))

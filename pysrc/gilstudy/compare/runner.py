@@ -1,6 +1,6 @@
 # The compare runner: one workload in every selected model at every worker count, timed
 # interleaved on already-started workers, every answer checked against the reference
-# model's. Each interpreter is a session (LocalSession here, pythons.RemoteSession for
+# model's. Each interpreter is a session (LocalSession here, remote_session.RemoteSession for
 # another Python) driven step by step, so several interpreters interleave too. It only
 # goes through the registry's entries; it never looks at a model's name except the
 # reference's, which the caller chooses.
@@ -13,9 +13,10 @@ import numpy as np
 
 from gilstudy import kernels, machine
 from gilstudy.compare import registry
-from gilstudy.compare.pythons import Python, RemoteSession, checked
+from gilstudy.compare.remote_session import RemoteSession, checked
 from gilstudy.compare.report import CompareResult, Interpreter, ModelInfo, Row, workers_text
 from gilstudy.compare.workload import Workload, answer_summary, make_workload, same_answer
+from gilstudy.pythons import Python
 from gilstudy.timing import time_call
 
 __all__ = ["run", "default_workers", "check_workers", "REFERENCE", "environment", "LocalSession"]
