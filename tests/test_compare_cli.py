@@ -81,6 +81,18 @@ def test_a_wrong_answer_is_exit_status_1_with_one_line(capsys):
 
 
 @pytest.mark.timeout(TIMEOUT)
+def test_a_failing_model_is_exit_status_1_with_one_line(capsys):
+    def start(workload, impl, workers):
+        raise OSError("out of\nprocesses")
+
+    with registry.registered(registry.Model("crash-python", "python", "cannot start", start)):
+        status, out, err = run_cli(capsys, "--models", "crash-python", "--workers", "1", *TINY)
+    assert (status, out) == (1, "")
+    assert err == ("gilstudy compare: error: crash-python with 1 worker: starting its workers "
+                   "failed: OSError: out of processes\n")
+
+
+@pytest.mark.timeout(TIMEOUT)
 def test_a_bad_option_from_the_shell_prints_no_traceback():
     done = subprocess.run([sys.executable, "-m", "gilstudy", "compare", "--workers", "0,x"],
                           capture_output=True, text=True, timeout=TIMEOUT)

@@ -11,10 +11,12 @@ import re
 import stat
 import subprocess
 import sys
+import time
 
 import pytest
 
-from gilstudy import compare, machine
+from gilstudy import compare, machine, pythons
+from gilstudy.errors import InterpreterFailed, ModelFailed, RemoteError, WrongAnswer
 from gilstudy.compare import registry
 from gilstudy.compare.remote_session import probe
 from test_compare_cli import SCHEMA, check_schema, run_cli
@@ -243,20 +245,71 @@ _OFF_BY_ONE = (
 @pytest.mark.timeout(TIMEOUT)
 def test_an_interpreter_with_another_answer_is_an_error_never_a_row(tmp_path):
     python = _wrapper(tmp_path, f"exec {sys.executable} -c \"{_OFF_BY_ONE}\"")
-    with pytest.raises(RuntimeError, match=(
+    with pytest.raises(WrongAnswer, match=(
             f"^serial-python@{re.escape(AGAIN)} \\({re.escape(sys.executable)}\\) computed a "
             f"different answer for count_primes\\(0, 3000\\) in 8 items: got 431, "
-            f"serial-python@{re.escape(HERE)} got 430$")):
+            f"serial-python@{re.escape(HERE)} got 430$")) as caught:
         compare.run(models="serial-python", workers=[1], pythons=[python], **TINY)
+    assert caught.value.subject == f"serial-python@{AGAIN}"
 
 
 @pytest.mark.timeout(TIMEOUT)
 def test_an_interpreter_that_dies_is_an_error_naming_it_and_its_last_words(tmp_path):
     python = _wrapper(tmp_path, "echo 'Fatal Python error: simulated' >&2; exit 3")
-    with pytest.raises(RuntimeError, match=(
+    with pytest.raises(InterpreterFailed, match=(
             f"^--python {re.escape(python)} \\({re.escape(AGAIN)}\\): the child process exited "
-            "early \\(status 3: Fatal Python error: simulated\\)$")):
+            "early \\(status 3: Fatal Python error: simulated\\)$")) as caught:
         compare.run(models="serial-python", workers=[1], pythons=[python], **TINY)
+    assert caught.value.subject == python
+
+
+@pytest.mark.timeout(TIMEOUT)
+def test_an_interpreter_that_breaks_the_protocol_is_killed_and_interpreter_failed(tmp_path):
+    python = _wrapper(tmp_path, "echo 'T-minus 3'; exec sleep 600")
+    start = time.monotonic()
+    with pytest.raises(InterpreterFailed, match=(
+            f"^--python {re.escape(python)} \\({re.escape(AGAIN)}\\): the child process wrote "
+            "'T-minus 3', which is not the --python protocol$")) as caught:
+        compare.run(models="serial-python", workers=[1], pythons=[python], **TINY)
+    assert caught.value.subject == python
+    # Killed at once: waiting for it to exit when asked would take EXIT_TIMEOUT_S (60 s).
+    assert time.monotonic() - start < pythons.EXIT_TIMEOUT_S / 2
+
+
+# In the child: crash-python cannot start its workers there (here it runs).
+_CRASH_THERE = (
+    "import sys\n"
+    "from gilstudy.compare import registry\n"
+    "def start(workload, impl, workers):\n"
+    "    raise OSError('out of processes')\n"
+    "registry.register(registry.Model('crash-python', 'python', 'fails', start))\n"
+    "from gilstudy.compare.child import child_main\n"
+    "sys.exit(child_main(['--serve']))\n")
+
+
+@pytest.mark.timeout(TIMEOUT)
+def test_a_model_failing_under_the_other_interpreter_is_model_failed_naming_it(tmp_path):
+    python = _wrapper(tmp_path, f"exec {sys.executable} -c \"{_CRASH_THERE}\"")
+    with registry.registered(fake_model("crash-python", [])):
+        with pytest.raises(ModelFailed) as caught:
+            compare.run(models="crash-python", workers=[1], pythons=[python], **TINY)
+    assert str(caught.value) == (f"crash-python@{AGAIN} with 1 worker: starting its workers "
+                                 "failed: OSError: out of processes")
+    assert caught.value.subject == f"crash-python@{AGAIN}"
+    cause = caught.value.__cause__
+    assert isinstance(cause, RemoteError) and cause.remote_type == "ModelFailed"
+    assert "OSError: out of processes" in cause.remote_traceback
+
+
+@pytest.mark.timeout(TIMEOUT)
+def test_an_interpreter_that_dies_is_exit_status_1_with_one_line(capsys, tmp_path):
+    python = _wrapper(tmp_path, "echo 'Fatal Python error: simulated' >&2; exit 3")
+    status, out, err = run_cli(capsys, "--size", "3000", "--items", "8", "--repeat", "1",
+                               "--idle-timeout", "0", "--quiet", "--models", "serial-python",
+                               "--workers", "1", "--python", python)
+    assert (status, out) == (1, "")
+    assert err == (f"gilstudy compare: error: --python {python} ({AGAIN}): the child process "
+                   "exited early (status 3: Fatal Python error: simulated)\n")
 
 
 @pytest.mark.timeout(TIMEOUT)

@@ -70,8 +70,8 @@ def serve(requests: TextIO, replies: TextIO) -> int:
     """Answer RemoteSession's requests until ``requests`` ends; return the exit status.
 
     Writes a hello (identify()), then one reply per request. A failure is sent as an error
-    reply (message, class, traceback) and ends the session with status 1; the session's
-    workers are stopped either way.
+    reply (message, class name, traceback, and the ``subject`` of a CompareError) and ends
+    the session with status 1; the session's workers are stopped either way.
     """
 
     def reply(**message) -> None:
@@ -89,7 +89,8 @@ def serve(requests: TextIO, replies: TextIO) -> int:
             reply(ok=getattr(server, op)(**request))
     except Exception as exc:
         try:
-            reply(error=str(exc), type=type(exc).__name__, traceback=traceback.format_exc())
+            reply(error=str(exc), type=type(exc).__name__, traceback=traceback.format_exc(),
+                  subject=getattr(exc, "subject", None))
         except OSError:
             pass  # the parent is gone; nobody is left to tell
         return 1

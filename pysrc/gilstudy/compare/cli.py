@@ -1,7 +1,8 @@
 # `gilstudy compare`: parse the options, check them all before anything runs (a bad one is
 # a one-line error and exit status 2; a bad --python too: each is probed first), run
 # gilstudy.compare.run with a progress bar on stderr, print the report, write the JSON and
-# the plot. A failed or disagreeing model is a one-line error and exit status 1.
+# the plot. A model or interpreter that fails, or an answer that differs (a CompareError),
+# is a one-line error and exit status 1.
 
 import argparse
 import importlib.util
@@ -16,7 +17,7 @@ from gilstudy.compare import registry
 from gilstudy.compare.remote_session import checked
 from gilstudy.compare.runner import check_workers, default_workers, run
 from gilstudy.compare.workload import DEFAULT_ITEMS, default_size, make_workload, size_means
-from gilstudy.errors import UnknownKernelError
+from gilstudy.errors import CompareError, UnknownKernelError
 
 __all__ = ["add_subcommand", "main", "worker_counts", "ProgressBar"]
 
@@ -102,7 +103,7 @@ def main(args: argparse.Namespace, out: TextIO | None = None) -> int:
         result = run(kernel=args.kernel, size=args.size, items=args.items, workers=args.workers,
                      models=args.models, repeat=args.repeat, progress=bar,
                      idle_timeout_s=args.idle_timeout, pythons=args.pythons)
-    except RuntimeError as exc:
+    except CompareError as exc:
         return _error(exc, 1)
     finally:
         if bar is not None:

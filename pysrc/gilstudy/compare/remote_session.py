@@ -73,9 +73,9 @@ class RemoteSession:
     RemoteError carrying the child's traceback as the cause. Any other failure is the
     interpreter's, InterpreterFailed (``subject``: its path): the child cannot be started,
     exits early (the message gives its exit status and the last line it wrote to stderr),
-    writes what is not the protocol, reports an error of its own, or stays silent for
-    longer than its own patience plus a minute (it is then killed). ``close()`` ends the
-    child (stopping its workers) and is idempotent.
+    reports an error of its own, writes what is not the protocol (it is then killed), or
+    stays silent for longer than its own patience plus a minute (killed too). ``close()``
+    ends the child (stopping its workers) and is idempotent.
     """
 
     def __init__(self, python: Python, label: str, workload: Workload,
@@ -154,6 +154,9 @@ class RemoteSession:
             self._replies.put(None)
 
     def _broken(self, what: str) -> InterpreterFailed:
+        """Kill the child, which broke the protocol, and return the error that says so:
+        whatever it is, it will not stop when asked the protocol's way."""
+        self._child.process.kill()
         return InterpreterFailed(f"{self._child.where}: the child process {what}, which is not "
                                  "the --python protocol", subject=self.python.path)
 
