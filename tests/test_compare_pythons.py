@@ -232,14 +232,20 @@ def _wrapper(tmp_path, serve_command: str):
         f"{serve_command}\n")))
 
 
+def _serving_after(setup: str) -> str:
+    """A child's -c script: ``setup``, then serve the parent as `-m gilstudy.compare --serve`."""
+    return (f"{setup}\n"
+            "import sys\n"
+            "from gilstudy.compare.child import child_main\n"
+            "sys.exit(child_main(['--serve']))\n")
+
+
 # In the child: count_primes answers one more than it should.
-_OFF_BY_ONE = (
-    "import dataclasses, sys\n"
+_OFF_BY_ONE = _serving_after(
+    "import dataclasses\n"
     "from gilstudy.compare import workload\n"
     "work = workload._WORK['count_primes']\n"
-    "workload._WORK['count_primes'] = dataclasses.replace(work, combine=lambda r: sum(r) + 1)\n"
-    "from gilstudy.compare.child import child_main\n"
-    "sys.exit(child_main(['--serve']))\n")
+    "workload._WORK['count_primes'] = dataclasses.replace(work, combine=lambda r: sum(r) + 1)")
 
 
 @pytest.mark.timeout(TIMEOUT)
@@ -277,14 +283,11 @@ def test_an_interpreter_that_breaks_the_protocol_is_killed_and_interpreter_faile
 
 
 # In the child: crash-python cannot start its workers there (here it runs).
-_CRASH_THERE = (
-    "import sys\n"
+_CRASH_THERE = _serving_after(
     "from gilstudy.compare import registry\n"
     "def start(workload, impl, workers):\n"
     "    raise OSError('out of processes')\n"
-    "registry.register(registry.Model('crash-python', 'python', 'fails', start))\n"
-    "from gilstudy.compare.child import child_main\n"
-    "sys.exit(child_main(['--serve']))\n")
+    "registry.register(registry.Model('crash-python', 'python', 'fails', start))")
 
 
 @pytest.mark.timeout(TIMEOUT)

@@ -4,7 +4,6 @@
 
 import multiprocessing
 import os
-import sys
 import threading
 
 import numpy as np
@@ -159,30 +158,23 @@ def test_a_model_that_cannot_reuse_its_workers_is_restarted_every_repeat():
 
 
 @pytest.mark.timeout(TIMEOUT)
-def test_a_wrong_answer_is_an_error_never_a_row():
+@pytest.mark.parametrize("behaviour, cause, message", [
+    (dict(tamper=lambda answer: answer + 1), type(None),
+     "wrong-python with 2 workers computed a wrong answer for count_primes(0, 3000) in 8 "
+     "items (repeat 1): got 431, serial-python got 430"),
+    (dict(tamper_items=lambda results: results[1:]), WrongAnswer,
+     "wrong-python with 2 workers: repeat 1 failed: WrongAnswer: count_primes: expected one "
+     "result for each of the 8 items (indexes 0..7), got 7 results for 7 distinct indexes"),
+], ids=["another-answer", "an-item-lost"])
+def test_a_wrong_answer_is_an_error_never_a_row(behaviour, cause, message):
     log = []
-    wrong = fake_model("wrong-python", log, tamper=lambda answer: answer + 1)
-    with registry.registered(wrong), pytest.raises(WrongAnswer) as caught:
-        compare.run(models="wrong-python", workers=[2], **TINY)
-    assert str(caught.value) == (
-        "wrong-python with 2 workers computed a wrong answer for count_primes(0, 3000) in 8 "
-        "items (repeat 1): got 431, serial-python got 430")
+    with registry.registered(fake_model("wrong-python", log, **behaviour)):
+        with pytest.raises(WrongAnswer) as caught:
+            compare.run(models="wrong-python", workers=[2], **TINY)
+    assert str(caught.value) == message
     assert caught.value.subject == "wrong-python"
+    assert isinstance(caught.value.__cause__, cause)
     assert log[-1] == ("close", 2)
-
-
-@pytest.mark.timeout(TIMEOUT)
-def test_a_model_that_loses_an_item_computed_a_wrong_answer():
-    log = []
-    lossy = fake_model("lossy-python", log, tamper_items=lambda results: results[1:])
-    with registry.registered(lossy), pytest.raises(WrongAnswer) as caught:
-        compare.run(models="lossy-python", workers=[1], **TINY)
-    assert str(caught.value) == (
-        "lossy-python with 1 worker: repeat 1 failed: WrongAnswer: count_primes: expected one "
-        "result for each of the 8 items (indexes 0..7), got 7 results for 7 distinct indexes")
-    assert caught.value.subject == "lossy-python"
-    assert isinstance(caught.value.__cause__, WrongAnswer)
-    assert log[-1] == ("close", 1)
 
 
 # A worker's own error, which compare must attach as the cause of the ModelFailed it raises.

@@ -7,10 +7,10 @@ import argparse
 import json
 import os
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Callable, ClassVar, TextIO
 
-from gilstudy import pythons
+from gilstudy import machine, pythons
 from gilstudy.cli import add_command, one_line_errors, python_paths
 from gilstudy.errors import GilstudyError, InterpreterFailed
 from gilstudy.pythons import Python
@@ -48,14 +48,21 @@ class Experiment:
         return f"gilstudy.experiments.{self.name}"
 
 
+@dataclass(kw_only=True)
 class Result:
-    """Base of an experiment's dataclass result under one interpreter: it has the fields
-    ``interpreter`` (a label such as '3.13t') and ``gil_enabled``, and goes to JSON and
-    back. ``PARTS`` names the field holding its parts (a list) and their dataclass."""
+    """Base of an experiment's result under one interpreter: the facts that label it,
+    which default to this interpreter's (its label such as '3.13t', its GIL state, its
+    executable, its switch interval, gilstudy.machine.describe()). A subclass, a dataclass
+    with kw_only=True, adds its own fields; ``PARTS`` names the one holding its parts (a
+    list) and their dataclass, so that the result goes to JSON and back."""
 
     PARTS: ClassVar[tuple[str, type]]
-    interpreter: str
-    gil_enabled: bool
+
+    interpreter: str = field(default_factory=machine.interpreter_label)
+    gil_enabled: bool = field(default_factory=machine.gil_enabled)
+    executable: str = field(default_factory=lambda: sys.executable)
+    switch_interval_s: float = field(default_factory=sys.getswitchinterval)
+    environment: dict = field(default_factory=machine.describe)
 
     @property
     def label(self) -> str:

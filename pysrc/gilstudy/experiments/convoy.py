@@ -12,13 +12,12 @@
 import argparse
 import math
 import statistics
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from gilstudy import kernels, machine
+from gilstudy import kernels
 from gilstudy._table import format_table
 from gilstudy.cli import positive_float
 from gilstudy.experiments import _experiment
@@ -70,20 +69,16 @@ class ConvoyLoad:
     seconds: float
 
 
-@dataclass
+@dataclass(kw_only=True)
 class ConvoyResult(_experiment.Result):
-    """The convoy under one interpreter: one ConvoyLoad per CPU load, with labels."""
+    """The convoy under one interpreter: one ConvoyLoad per CPU load, with the facts that
+    label it (the fields of _experiment.Result)."""
 
     PARTS = ("loads", ConvoyLoad)
 
-    interpreter: str
-    gil_enabled: bool
-    executable: str
     seconds: float
     interval_ms: float
-    switch_interval_s: float
     loads: list[ConvoyLoad] = field(default_factory=list)
-    environment: dict = field(default_factory=dict)
 
     def load(self, name: str) -> ConvoyLoad:
         for one in self.loads:
@@ -174,11 +169,7 @@ def run(seconds: float = DEFAULT_SECONDS, python: str | Python | None = None,
     if python is not None:
         return _experiment.run_elsewhere(EXPERIMENT, python, {"seconds": seconds}, progress)
 
-    result = ConvoyResult(interpreter=machine.interpreter_label(),
-                          gil_enabled=machine.gil_enabled(), executable=sys.executable,
-                          seconds=seconds, interval_ms=INTERVAL_S * 1e3,
-                          switch_interval_s=sys.getswitchinterval(),
-                          environment=machine.describe())
+    result = ConvoyResult(seconds=seconds, interval_ms=INTERVAL_S * 1e3)
     for name in LOADS:
         one = _measure(name, seconds)
         result.loads.append(one)

@@ -8,14 +8,13 @@
 # variant where both threads add 1 counts them exactly: 2N - final.
 
 import argparse
-import sys
 import textwrap
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from gilstudy import _checks, machine
+from gilstudy import _checks
 from gilstudy._table import format_table
 from gilstudy.cli import positive_int
 from gilstudy.experiments import _experiment
@@ -113,20 +112,16 @@ class RaceRun:
     seconds: float
 
 
-@dataclass
+@dataclass(kw_only=True)
 class RaceResult(_experiment.Result):
-    """Every run of the race under one interpreter, with the facts that label it."""
+    """Every run of the race under one interpreter, with the facts that label it (the
+    fields of _experiment.Result)."""
 
     PARTS = ("runs", RaceRun)
 
-    interpreter: str
-    gil_enabled: bool
-    executable: str
     n: int
     repeat: int
-    switch_interval_s: float
     runs: list[RaceRun] = field(default_factory=list)
-    environment: dict = field(default_factory=dict)
 
     def runs_of(self, variant: str) -> list[RaceRun]:
         return [r for r in self.runs if r.variant == variant]
@@ -208,9 +203,7 @@ def run(n: int = DEFAULT_N, repeat: int = 1, python: str | Python | None = None,
         return _experiment.run_elsewhere(EXPERIMENT, python, {"n": n, "repeat": repeat},
                                          progress)
 
-    result = RaceResult(interpreter=machine.interpreter_label(), gil_enabled=machine.gil_enabled(),
-                        executable=sys.executable, n=n, repeat=repeat,
-                        switch_interval_s=sys.getswitchinterval(), environment=machine.describe())
+    result = RaceResult(n=n, repeat=repeat)
     for round_ in range(repeat):
         for name in VARIANTS:
             one = _run_variant(name, n)
