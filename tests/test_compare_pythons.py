@@ -22,6 +22,7 @@ from gilstudy.compare.remote_session import probe
 from test_compare_cli import SCHEMA, check_schema, run_cli
 from conftest import FTPYTHON_VARIABLE
 from test_compare_run import fake_model
+from test_pythons import python_without_gilstudy  # noqa: F401 (a fixture)
 
 # Only reached in case of a deadlock.
 TIMEOUT = 120
@@ -74,10 +75,8 @@ def test_a_bad_python_is_rejected_naming_its_path_and_the_problem(tmp_path, case
 
 
 @pytest.mark.timeout(TIMEOUT)
-def test_a_python_without_gilstudy_is_rejected(tmp_path):
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(tmp_path / "venv")],
-                   check=True, timeout=TIMEOUT)
-    python = str(tmp_path / "venv" / "bin" / "python")
+def test_a_python_without_gilstudy_is_rejected(python_without_gilstudy):
+    python = python_without_gilstudy
     with pytest.raises(ValueError, match=(
             f"^{re.escape(python)}: gilstudy is not installed there \\(install it there with "
             "pip, or run make ftpython for the free-threaded build\\)$")):

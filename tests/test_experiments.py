@@ -19,6 +19,7 @@ import pytest
 from gilstudy import cli, machine
 from gilstudy.errors import InterpreterFailed
 from gilstudy.experiments import convoy, race
+from test_pythons import python_without_gilstudy  # noqa: F401 (a fixture)
 
 # Only reached if a subprocess hangs.
 TIMEOUT = 120
@@ -262,15 +263,6 @@ def test_a_program_that_is_not_python_exits_2_with_one_line(capsys, not_python, 
     assert err == (f"gilstudy experiment {experiment}: error: --python {not_python}: is not a "
                    "Python interpreter (asked to run a Python script, it printed 'this is not "
                    "python' and exited with status 3)\n")
-
-
-@pytest.fixture(scope="module")
-def python_without_gilstudy(tmp_path_factory) -> str:
-    """A venv of this Python with nothing installed in it."""
-    venv = tmp_path_factory.mktemp("bare") / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True,
-                   timeout=TIMEOUT)
-    return str(venv / "bin" / "python")
 
 
 @pytest.mark.parametrize("experiment", ["race", "convoy"])

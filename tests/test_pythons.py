@@ -24,7 +24,8 @@ def executable(path, text: str) -> str:
 
 @pytest.fixture(scope="module")
 def python_without_gilstudy(tmp_path_factory) -> str:
-    """A venv of this Python with nothing installed in it."""
+    """A venv of this Python with nothing installed in it (test_compare_pythons.py and
+    test_experiments.py import this fixture too)."""
     venv = tmp_path_factory.mktemp("bare") / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True,
                    timeout=TIMEOUT)
