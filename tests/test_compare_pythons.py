@@ -18,7 +18,7 @@ import pytest
 from gilstudy import compare, machine, pythons
 from gilstudy.errors import InterpreterFailed, ModelFailed, RemoteError, WrongAnswer
 from gilstudy.compare import registry
-from gilstudy.compare.remote_session import probe
+from gilstudy.compare.remote_session import checked, probe
 from test_compare_cli import SCHEMA, check_schema, run_cli
 from conftest import FTPYTHON_VARIABLE
 from test_compare_run import fake_model
@@ -123,6 +123,15 @@ def test_a_python_with_another_gilstudy_is_rejected(tmp_path, monkeypatch, files
 def test_a_bad_python_on_the_command_line_is_one_line_and_exit_status_2(capsys, value, message):
     status, out, err = run_cli(capsys, "--python", value, "--quiet")
     assert (status, out, err) == (2, "", f"gilstudy compare: error: {message}\n")
+
+
+@pytest.mark.timeout(TIMEOUT)
+def test_a_python_probed_for_another_purpose_is_probed_again_for_compare():
+    plain = pythons.probe(sys.executable)
+    assert plain.identity == {}
+    python = checked(plain, option="--python")
+    assert python.identity["schema"] == compare.SCHEMA_VERSION
+    assert checked(python, option="--python") is python
 
 
 def test_the_child_entry_point_refuses_to_run_without_serve():

@@ -1,8 +1,7 @@
-# `gilstudy compare`: parse the options, check them all before anything runs (a bad one is
-# a one-line error and exit status 2; a bad --python too: each is probed first), run
-# gilstudy.compare.run with a progress bar on stderr, print the report, write the JSON and
-# the plot. A model or interpreter that fails, or an answer that differs (a CompareError),
-# is a one-line error and exit status 1.
+# `gilstudy compare`: check every option before anything runs (a bad one, a bad --python
+# too, is one line and exit status 2), run gilstudy.compare.run with a progress bar on
+# stderr, print the report, write the JSON and the plot. A model or interpreter that fails,
+# or a wrong answer (a CompareError), is one line and exit status 1.
 
 import argparse
 import importlib.util

@@ -41,22 +41,29 @@ def probe(path: str | os.PathLike, timeout_s: float = pythons.PROBE_TIMEOUT_S) -
     --python protocol differs from this one's.
     """
     python = pythons.probe(path, module=CHILD_MODULE, timeout_s=timeout_s)
-    schema, protocol = python.identity.get("schema"), python.identity.get("protocol")
-    if (schema, protocol) != (SCHEMA_VERSION, PROTOCOL_VERSION):
+    if not _speaks_our_protocol(python):
         raise ValueError(f"{os.fspath(path)}: its gilstudy {python.gilstudy_version} writes "
-                         f"compare schema {schema} over --python protocol {protocol}, this one "
-                         f"schema {SCHEMA_VERSION} over protocol {PROTOCOL_VERSION}: install "
-                         "this gilstudy there")
+                         f"compare schema {python.identity.get('schema')} over --python "
+                         f"protocol {python.identity.get('protocol')}, this one schema "
+                         f"{SCHEMA_VERSION} over protocol {PROTOCOL_VERSION}: install this "
+                         "gilstudy there")
     return python
 
 
+def _speaks_our_protocol(python: Python) -> bool:
+    identity = python.identity
+    return (identity.get("schema"), identity.get("protocol")) == (SCHEMA_VERSION,
+                                                                  PROTOCOL_VERSION)
+
+
 def checked(python: str | os.PathLike | Python, option: str) -> Python:
-    """``python`` probed (a Python is returned as it is); the ValueError of a bad one
-    starts with ``option`` ('--python' on the command line)."""
-    if isinstance(python, Python):
+    """``python`` probed: a Python that probe() returned is taken as it is, anything else (a
+    path, or a Python probed for another purpose) is probed now. The ValueError of a bad
+    one starts with ``option`` ('--python' on the command line)."""
+    if isinstance(python, Python) and _speaks_our_protocol(python):
         return python
     try:
-        return probe(python)
+        return probe(python.path if isinstance(python, Python) else python)
     except ValueError as exc:
         raise ValueError(f"{option} {exc}") from None
 

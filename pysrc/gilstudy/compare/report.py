@@ -1,8 +1,7 @@
 # What `gilstudy compare` found, and every way of showing it: the CompareResult the runner
-# returns, its table (plain or markdown), a plain-language verdict, scaling projections and
-# the JSON document (schema below). Nothing here looks at a model's name: facts about a
-# model come from its registry entry, copied into ModelInfo. With several interpreters
-# (--python), every model is shown once per interpreter as model@label.
+# returns, its table, a plain-language verdict, scaling projections, the JSON document
+# (schema below) and the plot. A model's facts come from its registry entry (ModelInfo),
+# never its name; with several interpreters each model shows once per interpreter.
 
 import datetime
 import json

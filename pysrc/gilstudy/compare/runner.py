@@ -1,9 +1,7 @@
 # The compare runner: one workload in every selected model at every worker count, timed
-# interleaved on already-started workers, every answer checked against the reference
-# model's. Each interpreter is a session (LocalSession here, remote_session.RemoteSession for
-# another Python) driven step by step, so several interpreters interleave too. It only
-# goes through the registry's entries; it never looks at a model's name except the
-# reference's, which the caller chooses.
+# interleaved on already-started workers, every answer checked against the reference model's.
+# Each interpreter is a session (LocalSession here, RemoteSession for another) driven step by
+# step, so interpreters interleave too. Models are seen only through their registry entries.
 
 import os
 import sys

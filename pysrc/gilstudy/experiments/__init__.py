@@ -1,8 +1,7 @@
 # Experiments on threads sharing one interpreter: the shared-counter race (race.py) and the
-# I/O thread stuck behind a CPU-bound one (convoy.py), each runnable under several
-# interpreters (with and without the GIL) through ``gilstudy experiment race|convoy``.
-# The submodules are imported on use: ``python -m gilstudy.experiments.race`` must find the
-# package without the module already loaded.
+# I/O thread stuck behind a CPU-bound one (convoy.py), run under several interpreters through
+# ``gilstudy experiment race|convoy``. The submodules are imported on use, so that
+# ``python -m gilstudy.experiments.race`` finds the package without the module loaded.
 
 import importlib
 
