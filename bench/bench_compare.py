@@ -13,7 +13,7 @@ import os
 import pytest
 
 from gilstudy import kernels
-from gilstudy.compare import models as registry
+from gilstudy.compare import registry
 from gilstudy.compare.workload import make_workload, same_answer
 
 # (size, items) per kernel: small enough that this file runs in a few minutes on 2 cores

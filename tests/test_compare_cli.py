@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from gilstudy import cli
-from gilstudy.compare import SCHEMA_VERSION, models as registry
+from gilstudy.compare import SCHEMA_VERSION, registry
 from gilstudy.compare.cli import worker_counts
 
 TIMEOUT = 120
@@ -78,6 +78,18 @@ def test_a_wrong_answer_is_exit_status_1_with_one_line(capsys):
     assert err == ("gilstudy compare: error: wrong-python with 1 worker computed a wrong answer "
                    "for count_primes(0, 3000) in 8 items (repeat 1): got -1, serial-python got "
                    "430\n")
+
+
+@pytest.mark.timeout(TIMEOUT)
+def test_a_failing_model_is_exit_status_1_with_one_line(capsys):
+    def start(workload, impl, workers):
+        raise OSError("out of\nprocesses")
+
+    with registry.registered(registry.Model("crash-python", "python", "cannot start", start)):
+        status, out, err = run_cli(capsys, "--models", "crash-python", "--workers", "1", *TINY)
+    assert (status, out) == (1, "")
+    assert err == ("gilstudy compare: error: crash-python with 1 worker: starting its workers "
+                   "failed: OSError: out of processes\n")
 
 
 @pytest.mark.timeout(TIMEOUT)

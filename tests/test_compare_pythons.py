@@ -11,15 +11,18 @@ import re
 import stat
 import subprocess
 import sys
+import time
 
 import pytest
 
-from gilstudy import compare, machine
-from gilstudy.compare import models as registry
-from gilstudy.compare.pythons import probe
+from gilstudy import compare, machine, pythons
+from gilstudy.errors import InterpreterFailed, ModelFailed, RemoteError, WrongAnswer
+from gilstudy.compare import registry
+from gilstudy.compare.remote_session import checked, probe
 from test_compare_cli import SCHEMA, check_schema, run_cli
 from conftest import FTPYTHON_VARIABLE
 from test_compare_run import fake_model
+from test_pythons import python_without_gilstudy  # noqa: F401 (a fixture)
 
 # Only reached in case of a deadlock.
 TIMEOUT = 120
@@ -72,10 +75,8 @@ def test_a_bad_python_is_rejected_naming_its_path_and_the_problem(tmp_path, case
 
 
 @pytest.mark.timeout(TIMEOUT)
-def test_a_python_without_gilstudy_is_rejected(tmp_path):
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(tmp_path / "venv")],
-                   check=True, timeout=TIMEOUT)
-    python = str(tmp_path / "venv" / "bin" / "python")
+def test_a_python_without_gilstudy_is_rejected(python_without_gilstudy):
+    python = python_without_gilstudy
     with pytest.raises(ValueError, match=(
             f"^{re.escape(python)}: gilstudy is not installed there \\(install it there with "
             "pip, or run make ftpython for the free-threaded build\\)$")):
@@ -87,7 +88,7 @@ _OLD_GILSTUDY = {"gilstudy/__init__.py": "__version__ = '0.0.1'\n"}
 _OTHER_SCHEMA = {
     "gilstudy/__init__.py": "__version__ = '0.0.2'\n",
     "gilstudy/compare/__init__.py": "",
-    "gilstudy/compare/pythons.py": (
+    "gilstudy/compare/child.py": (
         "def identify():\n"
         "    return {'protocol': 1, 'schema': 1, 'gilstudy': '0.0.2', 'label': '3.11',\n"
         "            'gil_enabled': True, 'models': []}\n"),
@@ -96,8 +97,8 @@ _OTHER_SCHEMA = {
 
 @pytest.mark.timeout(TIMEOUT)
 @pytest.mark.parametrize("files, problem", [
-    (_OLD_GILSTUDY, "its gilstudy 0.0.1 is too old for --python (it has no "
-                    "gilstudy.compare.pythons): install this gilstudy there"),
+    (_OLD_GILSTUDY, "its gilstudy 0.0.1 is too old (it has no gilstudy.compare.child): "
+                    "install this gilstudy there"),
     (_OTHER_SCHEMA, f"its gilstudy 0.0.2 writes compare schema 1 over --python protocol 1, "
                     f"this one schema {compare.SCHEMA_VERSION} over protocol 1: install this "
                     "gilstudy there"),
@@ -122,6 +123,15 @@ def test_a_python_with_another_gilstudy_is_rejected(tmp_path, monkeypatch, files
 def test_a_bad_python_on_the_command_line_is_one_line_and_exit_status_2(capsys, value, message):
     status, out, err = run_cli(capsys, "--python", value, "--quiet")
     assert (status, out, err) == (2, "", f"gilstudy compare: error: {message}\n")
+
+
+@pytest.mark.timeout(TIMEOUT)
+def test_a_python_probed_for_another_purpose_is_probed_again_for_compare():
+    plain = pythons.probe(sys.executable)
+    assert plain.identity == {}
+    python = checked(plain, option="--python")
+    assert python.identity["schema"] == compare.SCHEMA_VERSION
+    assert checked(python, option="--python") is python
 
 
 def test_the_child_entry_point_refuses_to_run_without_serve():
@@ -230,33 +240,87 @@ def _wrapper(tmp_path, serve_command: str):
         f"{serve_command}\n")))
 
 
+def _serving_after(setup: str) -> str:
+    """A child's -c script: ``setup``, then serve the parent as `-m gilstudy.compare --serve`."""
+    return (f"{setup}\n"
+            "import sys\n"
+            "from gilstudy.compare.child import child_main\n"
+            "sys.exit(child_main(['--serve']))\n")
+
+
 # In the child: count_primes answers one more than it should.
-_OFF_BY_ONE = (
-    "import dataclasses, sys\n"
+_OFF_BY_ONE = _serving_after(
+    "import dataclasses\n"
     "from gilstudy.compare import workload\n"
     "work = workload._WORK['count_primes']\n"
-    "workload._WORK['count_primes'] = dataclasses.replace(work, combine=lambda r: sum(r) + 1)\n"
-    "from gilstudy.compare.pythons import child_main\n"
-    "sys.exit(child_main(['--serve']))\n")
+    "workload._WORK['count_primes'] = dataclasses.replace(work, combine=lambda r: sum(r) + 1)")
 
 
 @pytest.mark.timeout(TIMEOUT)
 def test_an_interpreter_with_another_answer_is_an_error_never_a_row(tmp_path):
     python = _wrapper(tmp_path, f"exec {sys.executable} -c \"{_OFF_BY_ONE}\"")
-    with pytest.raises(RuntimeError, match=(
+    with pytest.raises(WrongAnswer, match=(
             f"^serial-python@{re.escape(AGAIN)} \\({re.escape(sys.executable)}\\) computed a "
             f"different answer for count_primes\\(0, 3000\\) in 8 items: got 431, "
-            f"serial-python@{re.escape(HERE)} got 430$")):
+            f"serial-python@{re.escape(HERE)} got 430$")) as caught:
         compare.run(models="serial-python", workers=[1], pythons=[python], **TINY)
+    assert caught.value.subject == f"serial-python@{AGAIN}"
 
 
 @pytest.mark.timeout(TIMEOUT)
 def test_an_interpreter_that_dies_is_an_error_naming_it_and_its_last_words(tmp_path):
     python = _wrapper(tmp_path, "echo 'Fatal Python error: simulated' >&2; exit 3")
-    with pytest.raises(RuntimeError, match=(
+    with pytest.raises(InterpreterFailed, match=(
             f"^--python {re.escape(python)} \\({re.escape(AGAIN)}\\): the child process exited "
-            "early \\(status 3: Fatal Python error: simulated\\)$")):
+            "early \\(status 3: Fatal Python error: simulated\\)$")) as caught:
         compare.run(models="serial-python", workers=[1], pythons=[python], **TINY)
+    assert caught.value.subject == python
+
+
+@pytest.mark.timeout(TIMEOUT)
+def test_an_interpreter_that_breaks_the_protocol_is_killed_and_interpreter_failed(tmp_path):
+    python = _wrapper(tmp_path, "echo 'T-minus 3'; exec sleep 600")
+    start = time.monotonic()
+    with pytest.raises(InterpreterFailed, match=(
+            f"^--python {re.escape(python)} \\({re.escape(AGAIN)}\\): the child process wrote "
+            "'T-minus 3', which is not the --python protocol$")) as caught:
+        compare.run(models="serial-python", workers=[1], pythons=[python], **TINY)
+    assert caught.value.subject == python
+    # Killed at once: waiting for it to exit when asked would take EXIT_TIMEOUT_S (60 s).
+    assert time.monotonic() - start < pythons.EXIT_TIMEOUT_S / 2
+
+
+# In the child: crash-python cannot start its workers there (here it runs).
+_CRASH_THERE = _serving_after(
+    "from gilstudy.compare import registry\n"
+    "def start(workload, impl, workers):\n"
+    "    raise OSError('out of processes')\n"
+    "registry.register(registry.Model('crash-python', 'python', 'fails', start))")
+
+
+@pytest.mark.timeout(TIMEOUT)
+def test_a_model_failing_under_the_other_interpreter_is_model_failed_naming_it(tmp_path):
+    python = _wrapper(tmp_path, f"exec {sys.executable} -c \"{_CRASH_THERE}\"")
+    with registry.registered(fake_model("crash-python", [])):
+        with pytest.raises(ModelFailed) as caught:
+            compare.run(models="crash-python", workers=[1], pythons=[python], **TINY)
+    assert str(caught.value) == (f"crash-python@{AGAIN} with 1 worker: starting its workers "
+                                 "failed: OSError: out of processes")
+    assert caught.value.subject == f"crash-python@{AGAIN}"
+    cause = caught.value.__cause__
+    assert isinstance(cause, RemoteError) and cause.remote_type == "ModelFailed"
+    assert "OSError: out of processes" in cause.remote_traceback
+
+
+@pytest.mark.timeout(TIMEOUT)
+def test_an_interpreter_that_dies_is_exit_status_1_with_one_line(capsys, tmp_path):
+    python = _wrapper(tmp_path, "echo 'Fatal Python error: simulated' >&2; exit 3")
+    status, out, err = run_cli(capsys, "--size", "3000", "--items", "8", "--repeat", "1",
+                               "--idle-timeout", "0", "--quiet", "--models", "serial-python",
+                               "--workers", "1", "--python", python)
+    assert (status, out) == (1, "")
+    assert err == (f"gilstudy compare: error: --python {python} ({AGAIN}): the child process "
+                   "exited early (status 3: Fatal Python error: simulated)\n")
 
 
 @pytest.mark.timeout(TIMEOUT)

@@ -2,17 +2,16 @@
 # a reason, every answer is checked against serial-python's, failures name the model, and
 # nothing (thread or process) is left running afterwards.
 
-import importlib.util
 import multiprocessing
 import os
-import sys
 import threading
 
+import numpy as np
 import pytest
 
 from gilstudy import compare, kernels
-from gilstudy.compare import models as registry
-from gilstudy.errors import ConsumerError
+from gilstudy.compare import registry
+from gilstudy.errors import ConsumerError, ModelFailed, WrongAnswer
 from gilstudy.kernels.work import KernelConsumer
 
 # Only reached in case of a deadlock.
@@ -26,21 +25,26 @@ class ScriptedWorkers:
     record every event in ``log``."""
 
     def __init__(self, workload, impl, workers, log, tamper=lambda answer: answer,
-                 fail_start=None, fail_run=None):
+                 tamper_items=lambda items: items, fail_start=None, fail_run=None,
+                 fail_close=None):
         if fail_start:
             raise fail_start
         self.consumer = KernelConsumer(workload.kernel, impl)
         self.workers, self.log, self.tamper, self.fail_run = workers, log, tamper, fail_run
+        self.tamper_items, self.fail_close = tamper_items, fail_close
         log.append(("start", workers))
 
     def run(self, workload, patience_s):
         self.log.append(("run", self.workers))
         if self.fail_run:
             raise self.fail_run
-        return self.tamper(workload.combine(self.consumer.send(i) for i in workload.items()))
+        results = [self.consumer.send(i) for i in workload.items()]
+        return self.tamper(workload.combine(self.tamper_items(results)))
 
     def close(self):
         self.log.append(("close", self.workers))
+        if self.fail_close:
+            raise self.fail_close
 
 
 def fake_model(name, log, requires=(), reusable=True, **behaviour):
@@ -91,13 +95,10 @@ def test_serial_baselines_run_at_one_worker_whatever_is_asked():
 
 # ---- availability --------------------------------------------------------------------
 
-def test_models_built_on_missing_modules_report_why_they_cannot_run():
-    have_consumers = importlib.util.find_spec("gilstudy.consumers") is not None
+def test_threads_and_coprocess_models_need_nothing_but_gilstudy_itself():
     for name in ("threads-python", "threads-cython", "coprocess-python", "coprocess-cython"):
-        reason = registry.get(name).unavailable_reason()
-        if have_consumers:
-            continue  # the lead's merged branch: checked by the end-to-end run instead
-        assert reason == "gilstudy.consumers not installed"
+        model = registry.get(name)
+        assert (model.requires, model.unavailable_reason()) == ((), None), name
 
 
 def test_prange_is_available_exactly_when_openmp_was_compiled_in():
@@ -157,38 +158,82 @@ def test_a_model_that_cannot_reuse_its_workers_is_restarted_every_repeat():
 
 
 @pytest.mark.timeout(TIMEOUT)
-def test_a_wrong_answer_is_an_error_never_a_row():
+@pytest.mark.parametrize("behaviour, cause, message", [
+    (dict(tamper=lambda answer: answer + 1), type(None),
+     "wrong-python with 2 workers computed a wrong answer for count_primes(0, 3000) in 8 "
+     "items (repeat 1): got 431, serial-python got 430"),
+    (dict(tamper_items=lambda results: results[1:]), WrongAnswer,
+     "wrong-python with 2 workers: repeat 1 failed: WrongAnswer: count_primes: expected one "
+     "result for each of the 8 items (indexes 0..7), got 7 results for 7 distinct indexes"),
+], ids=["another-answer", "an-item-lost"])
+def test_a_wrong_answer_is_an_error_never_a_row(behaviour, cause, message):
     log = []
-    wrong = fake_model("wrong-python", log, tamper=lambda answer: answer + 1)
-    with registry.registered(wrong), pytest.raises(RuntimeError) as caught:
-        compare.run(models="wrong-python", workers=[2], **TINY)
-    assert str(caught.value) == (
-        "wrong-python with 2 workers computed a wrong answer for count_primes(0, 3000) in 8 "
-        "items (repeat 1): got 431, serial-python got 430")
+    with registry.registered(fake_model("wrong-python", log, **behaviour)):
+        with pytest.raises(WrongAnswer) as caught:
+            compare.run(models="wrong-python", workers=[2], **TINY)
+    assert str(caught.value) == message
+    assert caught.value.subject == "wrong-python"
+    assert isinstance(caught.value.__cause__, cause)
     assert log[-1] == ("close", 2)
 
 
+# A worker's own error, which compare must attach as the cause of the ModelFailed it raises.
+OUT_OF_PROCESSES = OSError("out of processes")
+WORKER_RAISED = ConsumerError("worker 3 raised")
+NO_EXIT = ChildProcessError("worker 2 did not exit")
+
+
 @pytest.mark.timeout(TIMEOUT)
-@pytest.mark.parametrize("behaviour, message", [
-    (dict(fail_start=OSError("out of processes")),
+@pytest.mark.parametrize("behaviour, cause, message", [
+    (dict(fail_start=OUT_OF_PROCESSES), OUT_OF_PROCESSES,
      "crash-python with 1 worker: starting its workers failed: OSError: out of processes"),
-    (dict(fail_run=ConsumerError("worker 3 raised")),
+    (dict(fail_run=WORKER_RAISED), WORKER_RAISED,
      "crash-python with 1 worker: repeat 1 failed: ConsumerError: worker 3 raised"),
-], ids=["start", "run"])
-def test_a_failing_model_is_named_with_its_own_error_as_the_cause(behaviour, message):
+    (dict(fail_close=NO_EXIT), NO_EXIT,
+     "crash-python with 1 worker: stopping its workers failed: ChildProcessError: worker 2 "
+     "did not exit"),
+], ids=["start", "run", "stop"])
+def test_a_failing_model_is_named_with_its_own_error_as_the_cause(behaviour, cause, message):
     log = []
     with registry.registered(fake_model("crash-python", log, **behaviour)):
-        with pytest.raises(RuntimeError, match=f"^{message}$") as caught:
+        with pytest.raises(ModelFailed, match=f"^{message}$") as caught:
             compare.run(models="crash-python", workers=[1], **TINY)
-    assert caught.value.__cause__ is not None
+    assert caught.value.__cause__ is cause
+    assert caught.value.subject == "crash-python"
     assert log.count(("start", 1)) == log.count(("close", 1))
 
 
-def test_bad_arguments_are_rejected_before_anything_runs():
-    with pytest.raises(ValueError, match=r"^workers: each count must be >= 1, got 0$"):
-        compare.run(workers=[0], **TINY)
-    with pytest.raises(ValueError, match=r"^repeat must be an int >= 1, got 0$"):
-        compare.run(**{**TINY, "repeat": 0})
+@pytest.mark.timeout(TIMEOUT)
+def test_a_reference_model_that_fails_is_model_failed():
+    log = []
+    with registry.registered(fake_model("broken-python", log, fail_run=WORKER_RAISED)):
+        with pytest.raises(ModelFailed) as caught:
+            compare.run(models="broken-python", reference="broken-python", workers=[1], **TINY)
+    assert str(caught.value) == ("broken-python with 1 worker: the reference run failed: "
+                                 "ConsumerError: worker 3 raised")
+    assert caught.value.subject == "broken-python"
+    assert caught.value.__cause__ is WORKER_RAISED
+    assert log == [("start", 1), ("run", 1), ("close", 1)]
+
+
+@pytest.mark.parametrize("arguments, error, message", [
+    (dict(workers=[0]), ValueError, r"^workers: each count must be >= 1, got 0$"),
+    (dict(workers=[1, True]), TypeError, r"^workers: each count must be an int, got bool \(True\)$"),
+    (dict(workers=[]), ValueError, r"^workers: give at least one worker count$"),
+    (dict(repeat=0), ValueError, r"^compare\.run: repeat must be >= 1, got 0$"),
+    (dict(repeat="3"), TypeError, r"^compare\.run: repeat must be an int, got str \('3'\)$"),
+], ids=["workers-0", "workers-bool", "workers-none", "repeat-0", "repeat-str"])
+def test_bad_arguments_are_rejected_before_anything_runs(arguments, error, message):
+    log = []
+    with registry.registered(fake_model("fake-python", log)):
+        with pytest.raises(error, match=message):
+            compare.run(**{**TINY, "models": "fake-python", **arguments})
+    assert log == []
+
+
+def test_worker_counts_may_be_numpy_integers_and_come_back_as_sorted_ints():
+    counts = compare.runner.check_workers([np.int64(4), 1, np.int32(2), 2])
+    assert counts == [1, 2, 4] and all(type(n) is int for n in counts)
 
 
 def test_default_workers_are_powers_of_two_to_the_cores_and_twice_the_cores():

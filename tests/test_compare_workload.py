@@ -9,7 +9,7 @@ import pytest
 from gilstudy import kernels
 from gilstudy.compare.workload import (answer_summary, default_size, make_workload,
                                        same_answer)
-from gilstudy.errors import UnknownKernelError
+from gilstudy.errors import UnknownKernelError, WrongAnswer
 
 CASES = [("count_primes", 5000, 7), ("countdown", 100_003, 10), ("mandelbrot", 41, 6),
          ("mandelbrot", 5, 5), ("count_primes", 3, 1)]
@@ -53,10 +53,10 @@ def test_countdown_items_share_the_steps_equally():
 def test_combine_rejects_a_missing_or_repeated_item():
     workload = make_workload("count_primes", 100, 4)
     results = run_items(workload)
-    with pytest.raises(RuntimeError, match=r"^count_primes: expected one result for each of the "
+    with pytest.raises(WrongAnswer, match=r"^count_primes: expected one result for each of the "
                        r"4 items \(indexes 0\.\.3\), got 3 results for 3 distinct indexes$"):
         workload.combine(results[:3])
-    with pytest.raises(RuntimeError, match="got 4 results for 3 distinct indexes"):
+    with pytest.raises(WrongAnswer, match="got 4 results for 3 distinct indexes"):
         workload.combine(results[:3] + results[:1])
 
 

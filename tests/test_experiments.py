@@ -10,13 +10,16 @@
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 
 import pytest
 
 from gilstudy import cli, machine
+from gilstudy.errors import InterpreterFailed
 from gilstudy.experiments import convoy, race
+from test_pythons import python_without_gilstudy  # noqa: F401 (a fixture)
 
 # Only reached if a subprocess hangs.
 TIMEOUT = 120
@@ -233,8 +236,9 @@ def not_python(tmp_path):
     (["race", "--repeat", "-1"], "argument --repeat: must be >= 1, got -1"),
     (["convoy", "--seconds", "0"], "argument --seconds: must be > 0, got 0"),
     (["race", "--python", "/nonexistent/python3.13t"],
-     "argument --python: no such interpreter: /nonexistent/python3.13t"),
-    (["convoy", "--python", ""], "argument --python: empty interpreter path in ''"),
+     "--python /nonexistent/python3.13t: no such file"),
+    (["convoy", "--python", ""],
+     "argument --python: must be comma-separated interpreter paths, got ''"),
 ], ids=["n-zero", "n-word", "repeat-negative", "seconds-zero", "python-missing", "python-empty"])
 def test_bad_options_exit_2_with_one_line(capsys, argv, message):
     status, _, err = run_cli(capsys, "experiment", *argv)
@@ -253,18 +257,68 @@ def test_json_path_in_a_missing_directory_exits_2_before_running(capsys, tmp_pat
 
 
 @pytest.mark.parametrize("experiment", ["race", "convoy"])
-def test_python_that_cannot_import_gilstudy_exits_2_with_one_line(capsys, not_python, experiment):
+def test_a_program_that_is_not_python_exits_2_with_one_line(capsys, not_python, experiment):
     status, out, err = run_cli(capsys, "experiment", experiment, "--python", not_python)
-    assert status == 2
-    assert out == ""
-    assert err == (f"gilstudy experiment {experiment}: error: --python {not_python}: cannot "
-                   f"import gilstudy.experiments.{experiment} (this is not python); install "
-                   "gilstudy into that interpreter (make ftpython builds .venv-3.13t with it)\n")
+    assert (status, out) == (2, "")
+    assert err == (f"gilstudy experiment {experiment}: error: --python {not_python}: is not a "
+                   "Python interpreter (asked to run a Python script, it printed 'this is not "
+                   "python' and exited with status 3)\n")
 
 
-def test_run_with_a_python_that_cannot_import_gilstudy_raises_value_error(not_python):
-    with pytest.raises(ValueError, match=r"cannot import gilstudy\.experiments\.race"):
+@pytest.mark.parametrize("experiment", ["race", "convoy"])
+def test_a_python_without_gilstudy_exits_2_with_one_line(capsys, python_without_gilstudy,
+                                                        experiment):
+    status, out, err = run_cli(capsys, "experiment", experiment, "--python",
+                               python_without_gilstudy)
+    assert (status, out) == (2, "")
+    assert err == (f"gilstudy experiment {experiment}: error: --python {python_without_gilstudy}: "
+                   "gilstudy is not installed there (install it there with pip, or run make "
+                   "ftpython for the free-threaded build)\n")
+
+
+def test_run_with_a_program_that_is_not_python_raises_value_error(not_python):
+    with pytest.raises(ValueError, match=f"^{re.escape(not_python)}: is not a Python interpreter "):
         race.run(n=10, python=not_python)
+
+
+# ---- a child interpreter that fails: InterpreterFailed, exit status 1 ---------------------
+
+def _wrapper(tmp_path, module_command: str) -> str:
+    """An executable that is this Python for the probe (``-c``), but runs
+    ``module_command`` when asked to run the experiment's module (``-m``)."""
+    path = tmp_path / "python"
+    path.write_text("#!/bin/sh\n"
+                    f'if [ "$1" = "-c" ]; then exec {sys.executable} "$@"; fi\n'
+                    f"{module_command}\n")
+    path.chmod(0o755)
+    return str(path)
+
+
+def test_a_child_interpreter_that_dies_raises_interpreter_failed(tmp_path):
+    python = _wrapper(tmp_path, "echo 'Fatal Python error: simulated' >&2; exit 3")
+    with pytest.raises(InterpreterFailed) as caught:
+        race.run(n=10, python=python)
+    assert str(caught.value) == (f"{python} -m gilstudy.experiments.race: the child process "
+                                 "failed (status 3: Fatal Python error: simulated)")
+    assert caught.value.subject == python
+
+
+def test_a_child_interpreter_that_prints_no_json_raises_interpreter_failed(tmp_path):
+    python = _wrapper(tmp_path, "echo 'T-minus 3'")
+    with pytest.raises(InterpreterFailed, match=(
+            f"^{re.escape(python)} -m gilstudy.experiments.convoy: printed no JSON document ")):
+        convoy.run(seconds=SHORT_S, python=python)
+
+
+@pytest.mark.parametrize("experiment", ["race", "convoy"])
+def test_a_child_interpreter_that_dies_is_exit_status_1_with_one_line(capsys, tmp_path,
+                                                                      experiment):
+    python = _wrapper(tmp_path, "echo 'Fatal Python error: simulated' >&2; exit 3")
+    status, out, err = run_cli(capsys, "experiment", experiment, "--python", python, "--quiet")
+    assert (status, out) == (1, "")
+    assert err == (f"gilstudy experiment {experiment}: error: {python} -m "
+                   f"gilstudy.experiments.{experiment}: the child process failed (status 3: "
+                   "Fatal Python error: simulated)\n")
 
 
 # ---- under the free-threaded interpreter (GILSTUDY_FTPYTHON) -----------------------------

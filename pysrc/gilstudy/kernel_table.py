@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from typing import Callable, TextIO
 
 from gilstudy import kernels, machine
+from gilstudy._table import format_table as _format_rows
+from gilstudy.cli import add_command, positive_float, positive_int
 from gilstudy.errors import UnknownKernelError
 from gilstudy.timing import interleaved
 
@@ -75,6 +77,7 @@ def time_kernels(repeat: int = 3, scale: float = 1.0,
 
 
 def format_table(timings: list[KernelTiming]) -> str:
+    """The timings as an aligned table, one row per kernel."""
     rows = [("kernel", "args", "python s", "cython s", "C ref s", "cython/C time",
              "cython/python speedup")]
     for t in timings:
@@ -84,10 +87,7 @@ def format_table(timings: list[KernelTiming]) -> str:
                      f"{t.reference_s:.5f}" if has_reference else "-",
                      f"{t.cython_s / t.reference_s:.3f}x" if has_reference else "-",
                      f"{t.speedup:.1f}x"))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    return _format_rows(rows)
 
 
 def main(repeat: int = 3, scale: float = 1.0, out: TextIO = sys.stdout, quiet: bool = False) -> int:
@@ -104,10 +104,8 @@ def main(repeat: int = 3, scale: float = 1.0, out: TextIO = sys.stdout, quiet: b
 
 def add_subcommand(subparsers) -> None:
     """Register ``gilstudy kernels`` on the CLI's subparsers."""
-    from gilstudy.cli import positive_float, positive_int
-
-    parser = subparsers.add_parser(
-        "kernels", help="time each kernel in Python and Cython on one thread",
+    parser = add_command(
+        subparsers, "kernels", help="time each kernel in Python and Cython on one thread",
         description="Time each kernel single-threaded in both implementations (interleaved, "
                     "median of --repeat runs) and print the Cython/Python speed ratio, with "
                     "the plain C reference for count_primes.")

@@ -47,10 +47,14 @@ def is_free_threaded_build() -> bool:
     return bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
 
 
-def interpreter_label() -> str:
-    """Short name of the interpreter: '3.11', or '3.13t' for a free-threaded build."""
-    major, minor = sys.version_info[:2]
-    return f"{major}.{minor}{'t' if is_free_threaded_build() else ''}"
+def interpreter_label(version: tuple[int, ...] | None = None,
+                      free_threaded: bool | None = None) -> str:
+    """Short name of an interpreter: '3.11', or '3.13t' for a free-threaded build. This
+    one's by default; another's from the ``version`` (sys.version_info) and the
+    ``free_threaded`` build flag that it reported."""
+    major, minor = (sys.version_info if version is None else version)[:2]
+    free_threaded = is_free_threaded_build() if free_threaded is None else free_threaded
+    return f"{major}.{minor}{'t' if free_threaded else ''}"
 
 
 def cpu_model() -> str:

@@ -7,17 +7,21 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+from gilstudy import _checks
+
 __all__ = ["Samples", "time_call", "interleaved"]
 
 
 @dataclass
 class Samples:
-    """Seconds of repeated runs of one thing."""
+    """Seconds of repeated runs of one thing: the one place their median and spread are
+    computed (gilstudy kernels, gilstudy compare's rows, the experiments)."""
 
     seconds: list[float] = field(default_factory=list)
 
     @property
     def median(self) -> float:
+        """The median run; StatisticsError when there is none."""
         return statistics.median(self.seconds)
 
     @property
@@ -40,10 +44,9 @@ def interleaved(candidates: dict[str, Callable[[], object]], repeat: int,
     """Run every candidate once per round for ``repeat`` rounds; return their samples.
 
     ``on_sample(name, seconds, result)`` is called after each run (for progress, and to
-    check each result).
+    check each result). Raises TypeError or ValueError unless ``repeat`` is an int >= 1.
     """
-    if repeat < 1:
-        raise ValueError(f"interleaved: repeat must be >= 1, got {repeat}")
+    _checks.positive_int("interleaved", "repeat", repeat)
     samples = {name: Samples() for name in candidates}
     for _ in range(repeat):
         for name, func in candidates.items():

@@ -1,20 +1,21 @@
 # `gilstudy compare`: one workload in every execution model at several worker counts, the
-# answers checked against each other, the speedups reported. Models are registry entries
-# (gilstudy.compare.models); run() does the measuring and returns a CompareResult, under
-# this interpreter and, with pythons=[...], others too (gilstudy.compare.pythons).
+# answers checked against each other, the speedups reported. Models are entries of
+# gilstudy.compare.registry; the built-in ones (gilstudy.compare.models) are imported here, so
+# they are registered whichever compare module is imported first. run() returns a CompareResult.
 #
 #     >>> from gilstudy import compare
 #     >>> result = compare.run("count_primes", size=200_000, workers=[1, 2], repeat=3)
 #     >>> print(result.table()); print(result.verdict())
 
-from gilstudy.compare import models
+from gilstudy.compare import models, registry
 from gilstudy.compare.fit import ScalingFit, fit_amdahl, fit_usl
-from gilstudy.compare.models import Model, Workers, register, registered, unregister
+from gilstudy.compare.registry import Model, Workers, register, registered, unregister
 from gilstudy.compare.plot import plot
-from gilstudy.compare.pythons import Python, probe
+from gilstudy.compare.remote_session import probe
 from gilstudy.compare.report import SCHEMA_VERSION, CompareResult, Interpreter, Projection, Row
 from gilstudy.compare.runner import REFERENCE, default_workers, run
 from gilstudy.compare.workload import Workload, make_workload
+from gilstudy.pythons import Python
 
 __all__ = [
     "run",
@@ -28,6 +29,7 @@ __all__ = [
     "REFERENCE",
     "default_workers",
     "plot",
+    "registry",
     "models",
     "Model",
     "Workers",

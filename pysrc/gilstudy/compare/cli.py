@@ -1,7 +1,7 @@
-# `gilstudy compare`: parse the options, check them all before anything runs (a bad one is
-# a one-line error and exit status 2; a bad --python too: each is probed first), run
-# gilstudy.compare.run with a progress bar on stderr, print the report, write the JSON and
-# the plot. A failed or disagreeing model is a one-line error and exit status 1.
+# `gilstudy compare`: check every option before anything runs (a bad one, a bad --python
+# too, is one line and exit status 2), run gilstudy.compare.run with a progress bar on
+# stderr, print the report, write the JSON and the plot. A model or interpreter that fails,
+# or a wrong answer (a CompareError), is one line and exit status 1.
 
 import argparse
 import importlib.util
@@ -11,13 +11,14 @@ from pathlib import Path
 from typing import TextIO
 
 from gilstudy import kernels
-from gilstudy.compare import models as registry
-from gilstudy.compare.pythons import checked
+from gilstudy.cli import add_command, positive_int, python_paths
+from gilstudy.compare import registry
+from gilstudy.compare.remote_session import checked
 from gilstudy.compare.runner import check_workers, default_workers, run
 from gilstudy.compare.workload import DEFAULT_ITEMS, default_size, make_workload, size_means
-from gilstudy.errors import UnknownKernelError
+from gilstudy.errors import CompareError, UnknownKernelError
 
-__all__ = ["add_subcommand", "main", "worker_counts", "python_paths", "ProgressBar"]
+__all__ = ["add_subcommand", "main", "worker_counts", "ProgressBar"]
 
 PROG = "gilstudy compare"
 
@@ -44,15 +45,6 @@ def worker_counts(text: str) -> list[int]:
         return check_workers(counts)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc).removeprefix("workers: ")) from None
-
-
-def python_paths(text: str) -> list[str]:
-    """argparse type: '/a/python,/b/python3.13t' -> the paths (probed later, in _check)."""
-    paths = [part.strip() for part in text.split(",")]
-    if not all(paths):
-        raise argparse.ArgumentTypeError(
-            f"must be comma-separated interpreter paths, got {text!r}")
-    return paths
 
 
 class ProgressBar:
@@ -110,7 +102,7 @@ def main(args: argparse.Namespace, out: TextIO | None = None) -> int:
         result = run(kernel=args.kernel, size=args.size, items=args.items, workers=args.workers,
                      models=args.models, repeat=args.repeat, progress=bar,
                      idle_timeout_s=args.idle_timeout, pythons=args.pythons)
-    except RuntimeError as exc:
+    except CompareError as exc:
         return _error(exc, 1)
     finally:
         if bar is not None:
@@ -125,19 +117,13 @@ def main(args: argparse.Namespace, out: TextIO | None = None) -> int:
     return 0
 
 
-def _one_line_error(message: str):
-    # argparse prints the whole usage before an error; a one-line message is easier to read.
-    raise SystemExit(_error(message, 2))
-
-
 def add_subcommand(subparsers) -> None:
     """Register ``gilstudy compare`` on the CLI's subparsers."""
-    from gilstudy.cli import positive_int
-
     sizes = "; ".join(f"{k}: {size_means(k)} (default {default_size(k):_})"
                       for k in kernels.NAMES)
-    parser = subparsers.add_parser(
-        "compare", help="run one workload in every execution model and compare speedups",
+    parser = add_command(
+        subparsers, "compare",
+        help="run one workload in every execution model and compare speedups",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description=textwrap.fill(
             "Run one kernel, split into work items, in every execution model at several "
@@ -152,7 +138,6 @@ def add_subcommand(subparsers) -> None:
                "  gilstudy compare --json results/compare.json --plot results/compare.png\n"
                "  gilstudy compare --models 'serial-*,threads-*' --python .venv-3.13t/bin/python\n"
                "                   # the same models under a free-threaded 3.13t too")
-    parser.error = _one_line_error
     parser.add_argument("--kernel", default="count_primes", choices=kernels.NAMES,
                         help="kernel to run (default count_primes)")
     parser.add_argument("--size", type=int, default=None,

@@ -4,8 +4,10 @@
 # canvas directly, so no GUI backend or pyplot state is used.
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from gilstudy.compare.report import CompareResult
+if TYPE_CHECKING:  # report.py imports this module, for CompareResult.plot()
+    from gilstudy.compare.report import CompareResult
 
 __all__ = ["plot"]
 
@@ -13,7 +15,7 @@ __all__ = ["plot"]
 _INTERPRETER_LINES = ("--", "-.", ":", (0, (5, 1, 1, 1)))
 
 
-def plot(result: CompareResult, path: str | Path) -> Path:
+def plot(result: "CompareResult", path: str | Path) -> Path:
     """Write ``result`` as a PNG to ``path`` and return the path.
 
     Left: speedup over the model's own 1-worker run (the scaling), with the ideal

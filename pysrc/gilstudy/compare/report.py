@@ -1,18 +1,19 @@
 # What `gilstudy compare` found, and every way of showing it: the CompareResult the runner
-# returns, its table (plain or markdown), a plain-language verdict, scaling projections and
-# the JSON document (schema below). Nothing here looks at a model's name: facts about a
-# model come from its registry entry, copied into ModelInfo. With several interpreters
-# (--python), every model is shown once per interpreter as model@label.
+# returns, its table, a plain-language verdict, scaling projections, the JSON document
+# (schema below) and the plot. A model's facts come from its registry entry (ModelInfo),
+# never its name; with several interpreters each model shows once per interpreter.
 
 import datetime
 import json
 import math
-import statistics
 from dataclasses import dataclass, field
 
+from gilstudy._table import format_table
 from gilstudy.compare.fit import PROJECT_AT, ScalingFit, fit_amdahl, fit_usl
+from gilstudy.compare.plot import plot as write_plot
 from gilstudy.compare.workload import Workload, answer_summary, size_means
 from gilstudy.machine import IdleCheck
+from gilstudy.timing import Samples
 
 __all__ = ["SCHEMA_VERSION", "ModelInfo", "Row", "Projection", "Interpreter", "CompareResult"]
 
@@ -93,17 +94,17 @@ class Row:
 
     @property
     def median_s(self) -> float:
-        return statistics.median(self.work_s)
+        """The median of the repeats (gilstudy.timing.Samples says why the median)."""
+        return Samples(self.work_s).median
 
     @property
     def startup_median_s(self) -> float:
-        return statistics.median(self.startup_s) if self.startup_s else 0.0
+        return Samples(self.startup_s).median if self.startup_s else 0.0
 
     @property
     def spread(self) -> float:
         """(max - min) / median of the repeats: how much they disagree, as a fraction."""
-        median = self.median_s
-        return 0.0 if median == 0 else (max(self.work_s) - min(self.work_s)) / median
+        return Samples(self.work_s).spread
 
     @property
     def efficiency(self) -> float | None:
@@ -155,16 +156,6 @@ def _ratio(numerator: float, denominator: float) -> float | None:
 
 def _fmt(value: float | None, spec: str, suffix: str = "") -> str:
     return "-" if value is None else f"{value:{spec}}{suffix}"
-
-
-def _align(table: list[list[str]], right: set[int]) -> str:
-    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
-
-    def line(row):
-        return "  ".join(cell.rjust(w) if i in right else cell.ljust(w)
-                         for i, (cell, w) in enumerate(zip(row, widths))).rstrip()
-
-    return "\n".join([line(table[0]), "  ".join("-" * w for w in widths), *map(line, table[1:])])
 
 
 @dataclass
@@ -300,7 +291,7 @@ class CompareResult:
     def table(self) -> str:
         """The results as an aligned plain-text table, with its footnotes."""
         cells = self._table_cells()
-        text = _align(cells, right=set(range(1, len(cells[0]))))
+        text = format_table(cells, right=range(1, len(cells[0])))
         return "\n".join([text, *self._table_notes()])
 
     def to_markdown(self) -> str:
@@ -438,7 +429,7 @@ class CompareResult:
                 cells.append([name, p.law, points,
                               f"{p.fit.describe_params()} (rms {p.fit.rms_error:.2f})",
                               *[f"{p.at(n):.1f}x" for n in PROJECT_AT]])
-        return "\n".join(head + [_align(cells, right={4, 5, 6})])
+        return "\n".join(head + [format_table(cells, right={4, 5, 6})])
 
     def header(self) -> str:
         m = self.environment["machine"]
@@ -529,10 +520,9 @@ class CompareResult:
         return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
 
     def plot(self, path):
-        """Write the PNG of gilstudy.compare.plot.plot() to ``path``; return the path."""
-        from gilstudy.compare.plot import plot
-
-        return plot(self, path)
+        """Write the PNG of gilstudy.compare.plot.plot() to ``path``; return the path.
+        Raises ModuleNotFoundError if matplotlib is missing."""
+        return write_plot(self, path)
 
 
 def _finite(value: float) -> float | None:

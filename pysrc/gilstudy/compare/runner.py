@@ -1,9 +1,7 @@
 # The compare runner: one workload in every selected model at every worker count, timed
-# interleaved on already-started workers, every answer checked against the reference
-# model's. Each interpreter is a session (LocalSession here, pythons.RemoteSession for
-# another Python) driven step by step, so several interpreters interleave too. It only
-# goes through the registry's entries; it never looks at a model's name except the
-# reference's, which the caller chooses.
+# interleaved on already-started workers, every answer checked against the reference model's.
+# Each interpreter is a session (LocalSession here, RemoteSession for another) driven step by
+# step, so interpreters interleave too. Models are seen only through their registry entries.
 
 import os
 import sys
@@ -11,11 +9,13 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from gilstudy import kernels, machine
-from gilstudy.compare import models as registry
-from gilstudy.compare.pythons import Python, RemoteSession, checked
+from gilstudy import _checks, kernels, machine
+from gilstudy.compare import registry
+from gilstudy.compare.remote_session import RemoteSession, checked
 from gilstudy.compare.report import CompareResult, Interpreter, ModelInfo, Row, workers_text
 from gilstudy.compare.workload import Workload, answer_summary, make_workload, same_answer
+from gilstudy.errors import ModelFailed, WrongAnswer
+from gilstudy.pythons import Python
 from gilstudy.timing import time_call
 
 __all__ = ["run", "default_workers", "check_workers", "REFERENCE", "environment", "LocalSession"]
@@ -44,16 +44,12 @@ def default_workers(cores: int | None = None) -> list[int]:
 
 
 def check_workers(workers: Iterable[int]) -> list[int]:
-    """Sorted distinct worker counts; ValueError unless each is an int >= 1."""
+    """Sorted distinct worker counts; TypeError or ValueError unless each is an int >= 1
+    ('workers: each count must be >= 1, got 0')."""
     counts = list(workers)
     if not counts:
         raise ValueError("workers: give at least one worker count")
-    for n in counts:
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
-            raise TypeError(f"workers: each count must be an int, got {type(n).__name__} ({n!r})")
-        if n < 1:
-            raise ValueError(f"workers: each count must be >= 1, got {n}")
-    return sorted({int(n) for n in counts})
+    return sorted({_checks.positive_int("workers", "each count", n) for n in counts})
 
 
 def environment() -> dict:
@@ -74,23 +70,26 @@ def _info(model: registry.Model, interpreter: str) -> ModelInfo:
                      interpreter=interpreter)
 
 
-def _failed(name: str, workers: int, what: str, exc: Exception) -> RuntimeError:
-    return RuntimeError(f"{name} with {workers_text(workers)}: {what} failed: "
-                        f"{type(exc).__name__}: {exc}")
+def _failed(name: str, workers: int, what: str, exc: Exception) -> ModelFailed:
+    """The error for model ``name`` whose ``what`` raised ``exc`` (the caller raises it from
+    ``exc``): WrongAnswer when the model's own answer was found wrong (its items did not
+    combine), ModelFailed otherwise."""
+    error = WrongAnswer if isinstance(exc, WrongAnswer) else ModelFailed
+    return error(f"{name} with {workers_text(workers)}: {what} failed: {type(exc).__name__}: "
+                 f"{exc}", subject=name)
 
 
 def _close_all(handles: dict, workers: int, quietly: bool) -> None:
-    """Stop every started model, last started first. An error while stopping is raised
-    (after all are stopped) unless ``quietly``: then another error is already on its way
-    and is the one to report."""
+    """Stop every started model, last started first. An error while stopping is raised as
+    ModelFailed, the first one's, after all are stopped, unless ``quietly``: then another
+    error is already on its way and is the one to report."""
     first_error = None
     for name, handle in reversed(list(handles.items())):
         try:
             handle.close()
         except Exception as exc:
             if first_error is None:
-                first_error = RuntimeError(f"{name} with {workers_text(workers)}: stopping its "
-                                           f"workers failed: {type(exc).__name__}: {exc}")
+                first_error = _failed(name, workers, "stopping its workers", exc)
                 first_error.__cause__ = exc
     handles.clear()
     if first_error is not None and not quietly:
@@ -134,11 +133,11 @@ class _Round:
         except Exception as exc:
             raise _failed(name, self.workers, f"repeat {repeat_index + 1}", exc) from exc
         if not same_answer(answer, session.expected):
-            raise RuntimeError(
+            raise WrongAnswer(
                 f"{name} with {workers_text(self.workers)} computed a wrong answer for "
                 f"{session.workload.describe()} (repeat {repeat_index + 1}): got "
                 f"{answer_summary(answer)!r}, {session.name_of(session.reference)} got "
-                f"{answer_summary(session.expected)!r}")
+                f"{answer_summary(session.expected)!r}", subject=name)
         self.rows[model.name].work_s.append(seconds)
         self.session.step(f"{name} w{self.workers}")
 
@@ -171,8 +170,8 @@ class LocalSession:
     and error messages carry it (``threads-python@3.13t``). The child process of
     ``gilstudy compare --python`` runs one of these for its interpreter.
 
-    Raises RuntimeError when the reference model cannot run here; a model that fails or
-    disagrees raises RuntimeError naming it, as run() describes.
+    Raises ModelFailed when the reference model cannot run here; a model that fails or
+    disagrees raises ModelFailed or WrongAnswer naming it, as run() describes.
     """
 
     def __init__(self, workload: Workload, chosen: list[registry.Model], reference: str,
@@ -189,8 +188,9 @@ class LocalSession:
         self._baseline = registry.get(reference)
         runnable = [m for m, info in zip(chosen, self.infos) if info.available]
         if self._baseline not in runnable:
-            raise RuntimeError(f"the reference model {self.name_of(reference)} cannot run "
-                               f"here: {self._baseline.unavailable_reason()}")
+            raise ModelFailed(f"the reference model {self.name_of(reference)} cannot run "
+                              f"here: {self._baseline.unavailable_reason()}",
+                              subject=self.name_of(reference))
         self._plan: dict[int, list[registry.Model]] = {}
         for model in runnable:
             for n in model.worker_counts(counts):
@@ -210,15 +210,22 @@ class LocalSession:
     def run_reference(self, patience_s: float = float("inf")) -> tuple[object, float]:
         """One untimed run of the reference model: the answer every model must give (and
         warm caches). Returns the answer and its seconds. It runs in this thread, so there
-        is nothing to wait for: ``patience_s`` is for RemoteSession's sake."""
-        handle = self._baseline.launch(self.workload, 1)
+        is nothing to wait for: ``patience_s`` is for RemoteSession's sake. Raises
+        ModelFailed, with the model's own error as the cause, when the reference fails."""
+        name = self.name_of(self.reference)
+        try:
+            handle = self._baseline.launch(self.workload, 1)
+        except Exception as exc:
+            raise _failed(name, 1, "starting its workers", exc) from exc
         try:
             seconds, self.expected = time_call(lambda: handle.run(self.workload, float("inf")))
+        except Exception as exc:
+            raise _failed(name, 1, "the reference run", exc) from exc
         finally:
             handle.close()
         # A worker silent for this long is stuck: ten times the whole serial run, plus slack.
         self.patience_s = 60.0 + 10.0 * seconds
-        self.step(f"{self.name_of(self.reference)} reference run")
+        self.step(f"{name} reference run")
         return self.expected, seconds
 
     def start(self, workers: int) -> None:
@@ -308,7 +315,7 @@ def run(kernel: str = "count_primes", size: int | None = None, items: int | None
     the one every model must give and its time the one speedups divide. Models that cannot
     run here are reported with the reason, not run.
 
-    ``pythons`` are other interpreters (paths, or gilstudy.compare.pythons.probe() results)
+    ``pythons`` are other interpreters (paths, or gilstudy.compare.probe() results)
     with this gilstudy installed; each runs the same models in a child process. This
     interpreter comes first and is the default: ``speedup_vs_serial`` divides its
     reference time, ``speedup_vs_own_serial`` the row's own interpreter's. Rows are
@@ -325,10 +332,18 @@ def run(kernel: str = "count_primes", size: int | None = None, items: int | None
 
     Raises UnknownKernelError, TypeError, ValueError or OverflowError for bad arguments,
     before anything runs (ValueError ``pythons: PATH: what is wrong`` for an interpreter
-    that is missing, is not a Python or lacks a matching gilstudy); RuntimeError when a
-    model fails or computes a different answer (with the model's own error as
-    ``__cause__``), or a child interpreter dies or stops answering. Every worker and child
-    process is stopped either way.
+    that is missing, is not a Python or lacks a matching gilstudy). Once running, it raises
+    a gilstudy.errors.CompareError (a RuntimeError) whose ``subject`` names what failed:
+
+    - ModelFailed: a model's workers failed to start, to run the workload or to stop (or
+      the reference model cannot run here); the model's own error is the ``__cause__``.
+    - WrongAnswer: a model's answer differs from the reference model's, or its results do
+      not combine into one (items missing or repeated), or another interpreter's reference
+      answer differs from this one's.
+    - InterpreterFailed: another interpreter could not be started, exited early, stopped
+      answering (it is killed) or broke the --python protocol.
+
+    Every worker and child process is stopped either way.
 
     >>> result = run("count_primes", size=2000, items=4, workers=[1], repeat=1,
     ...              models="serial-*", idle_timeout_s=0)
@@ -337,8 +352,7 @@ def run(kernel: str = "count_primes", size: int | None = None, items: int | None
     """
     workload = make_workload(kernel, size, items)
     counts = default_workers() if workers is None else check_workers(workers)
-    if isinstance(repeat, bool) or not isinstance(repeat, int) or repeat < 1:
-        raise ValueError(f"repeat must be an int >= 1, got {repeat!r}")
+    repeat = _checks.positive_int("compare.run", "repeat", repeat)
     baseline = registry.get(reference)
     chosen = registry.select(models)
     if baseline not in chosen:
@@ -372,10 +386,10 @@ def run(kernel: str = "count_primes", size: int | None = None, items: int | None
         for session in sessions[1:]:
             answer, seconds = session.run_reference(patience_s=60.0 + 10.0 * reference_run_s)
             if answer != answer_summary(expected):
-                raise RuntimeError(
+                raise WrongAnswer(
                     f"{reference}@{session.label} ({session.executable}) computed a different "
                     f"answer for {workload.describe()}: got {answer!r}, {reference}@{labels[0]} "
-                    f"got {answer_summary(expected)!r}")
+                    f"got {answer_summary(expected)!r}", subject=f"{reference}@{session.label}")
             reference_runs.append(seconds)
         _interleave(sessions, repeat)
         finished = [session.finish() for session in sessions]

@@ -8,9 +8,9 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from gilstudy import kernels
+from gilstudy import _checks, kernels
+from gilstudy.errors import UnknownKernelError, WrongAnswer
 from gilstudy.kernels import _args
-from gilstudy.errors import UnknownKernelError
 
 __all__ = ["Workload", "make_workload", "DEFAULT_ITEMS", "default_size", "answer_summary",
            "same_answer"]
@@ -139,13 +139,13 @@ class Workload:
     def combine(self, results: Iterable[tuple[int, object]]) -> object:
         """The answer from the items' ``(index, result)`` pairs, in any order.
 
-        Raises RuntimeError unless there is exactly one result for every item: a model
-        that loses or repeats items computed a wrong answer.
+        Raises gilstudy.errors.WrongAnswer unless there is exactly one result for every
+        item: a model that loses or repeats items computed a wrong answer.
         """
         pairs = list(results)
         by_index = dict(pairs)
         if len(pairs) != self.items_count or sorted(by_index) != list(range(self.items_count)):
-            raise RuntimeError(
+            raise WrongAnswer(
                 f"{self.kernel}: expected one result for each of the {self.items_count} items "
                 f"(indexes 0..{self.items_count - 1}), got {len(pairs)} results for "
                 f"{len(by_index)} distinct indexes")
@@ -166,11 +166,8 @@ def make_workload(kernel: str, size: int | None = None, items: int | None = None
     work = _work(kernel)
     size = work.default_size if size is None else size
     items = DEFAULT_ITEMS if items is None else items
-    for name, value in (("size", size), ("items", items)):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError(f"{kernel}: {name} must be an int, got {type(value).__name__} ({value!r})")
-        if value < 1:
-            raise ValueError(f"{kernel}: {name} must be >= 1, got {value}")
+    size = _checks.positive_int(kernel, "size", size)
+    items = _checks.positive_int(kernel, "items", items)
     work.validate(work.whole_args(size))
     if items > size:
         raise ValueError(f"{kernel}: items ({items}) must be <= size ({size}), so that every "

@@ -1,8 +1,12 @@
 # Experiments on threads sharing one interpreter: the shared-counter race (race.py) and the
-# I/O thread stuck behind a CPU-bound one (convoy.py), each runnable under several
-# interpreters (with and without the GIL) through ``gilstudy experiment race|convoy``.
-# The submodules are imported on use: ``python -m gilstudy.experiments.race`` must find the
-# package without the module already loaded.
+# I/O thread stuck behind a CPU-bound one (convoy.py), run under several interpreters through
+# ``gilstudy experiment race|convoy``. The submodules are imported on use, so that
+# ``python -m gilstudy.experiments.race`` finds the package without the module loaded.
+
+import importlib
+
+from gilstudy.cli import add_command
+from gilstudy.experiments import _experiment
 
 __all__ = ["EXPERIMENTS", "add_subcommand"]
 
@@ -11,14 +15,12 @@ EXPERIMENTS = ("gilstudy.experiments.race", "gilstudy.experiments.convoy")
 
 def add_subcommand(subparsers) -> None:
     """Register ``gilstudy experiment`` and its experiments on the CLI's subparsers."""
-    import importlib
-
-    parser = subparsers.add_parser(
-        "experiment", help="threads sharing data: the counter race and the I/O convoy",
+    parser = add_command(
+        subparsers, "experiment", help="threads sharing data: the counter race and the I/O convoy",
         description="Experiments on threads in one interpreter, run under each interpreter "
                     "given with --python (for instance a free-threaded 3.13t beside a GIL "
                     "build).")
     experiments = parser.add_subparsers(dest="experiment", metavar="EXPERIMENT")
     experiments.required = True
     for module in EXPERIMENTS:
-        importlib.import_module(module).add_subcommand(experiments)
+        _experiment.add_subcommand(experiments, importlib.import_module(module).EXPERIMENT)

@@ -10,20 +10,21 @@
 # measured. The "nothing" row shows the OS's own wake-up delay, the floor of every other row.
 
 import argparse
-import functools
 import math
 import statistics
-import sys
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Callable
 
-from gilstudy import kernels, machine
-from gilstudy.experiments import _interpreters
+from gilstudy import kernels
+from gilstudy._table import format_table
+from gilstudy.cli import positive_float
+from gilstudy.experiments import _experiment
+from gilstudy.pythons import Python
 
 __all__ = ["DEFAULT_SECONDS", "INTERVAL_S", "LOADS", "ConvoyLoad", "ConvoyResult", "run",
-           "format_report", "main", "add_arguments", "add_subcommand"]
+           "format_report", "EXPERIMENT"]
 
 DEFAULT_SECONDS = 1.0
 # How long the I/O thread sleeps before each response.
@@ -68,37 +69,22 @@ class ConvoyLoad:
     seconds: float
 
 
-@dataclass
-class ConvoyResult:
-    """The convoy under one interpreter: one ConvoyLoad per CPU load, with labels."""
+@dataclass(kw_only=True)
+class ConvoyResult(_experiment.Result):
+    """The convoy under one interpreter: one ConvoyLoad per CPU load, with the facts that
+    label it (the fields of _experiment.Result)."""
 
-    interpreter: str
-    gil_enabled: bool
-    executable: str
+    PARTS = ("loads", ConvoyLoad)
+
     seconds: float
     interval_ms: float
-    switch_interval_s: float
     loads: list[ConvoyLoad] = field(default_factory=list)
-    environment: dict = field(default_factory=dict)
-
-    @property
-    def label(self) -> str:
-        return f"{self.interpreter}, GIL {'on' if self.gil_enabled else 'off'}"
 
     def load(self, name: str) -> ConvoyLoad:
         for one in self.loads:
             if one.load == name:
                 return one
         raise KeyError(f"no load {name!r} in this result; it has {[l.load for l in self.loads]}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "ConvoyResult":
-        data = dict(data)
-        data["loads"] = [ConvoyLoad(**one) for one in data["loads"]]
-        return cls(**data)
 
 
 def _nearest_rank(ordered: list[float], fraction: float) -> float:
@@ -167,33 +153,23 @@ def _check_seconds(seconds) -> float:
     return float(seconds)
 
 
-def run(seconds: float = DEFAULT_SECONDS, python: str | None = None,
+def run(seconds: float = DEFAULT_SECONDS, python: str | Python | None = None,
         progress: Callable[[str], None] | None = None) -> ConvoyResult:
     """Measure the I/O thread's latency for ``seconds`` beside each CPU load in LOADS.
 
-    With ``python`` (a path to an interpreter that has gilstudy installed) the experiment
-    runs in a subprocess of that interpreter instead of this one.
+    With ``python`` (a path or command name of an interpreter that has gilstudy installed,
+    or a Python that gilstudy.pythons.probe() returned) the experiment runs in a child
+    process of that interpreter instead of this one.
 
     Raises TypeError/ValueError for a ``seconds`` that is not a positive finite number;
-    ValueError when ``python`` cannot run or import gilstudy; RuntimeError when the
-    subprocess fails.
+    ValueError when ``python`` cannot run or import gilstudy; InterpreterFailed when the
+    child fails (_experiment.run_elsewhere() says how); RuntimeError when a thread is stuck.
     """
     seconds = _check_seconds(seconds)
     if python is not None:
-        _interpreters.check_interpreter(python, "gilstudy.experiments.convoy")
-        args = ["--seconds", repr(seconds)]
-        if progress is None:
-            args.append("--quiet")
-        document = _interpreters.run_module(python, "gilstudy.experiments.convoy", args)
-        if document.get("experiment") != "convoy" or len(document.get("results", ())) != 1:
-            raise RuntimeError(f"{python}: the convoy subprocess returned an unexpected document")
-        return ConvoyResult.from_dict(document["results"][0])
+        return _experiment.run_elsewhere(EXPERIMENT, python, {"seconds": seconds}, progress)
 
-    result = ConvoyResult(interpreter=machine.interpreter_label(),
-                          gil_enabled=machine.gil_enabled(), executable=sys.executable,
-                          seconds=seconds, interval_ms=INTERVAL_S * 1e3,
-                          switch_interval_s=sys.getswitchinterval(),
-                          environment=machine.describe())
+    result = ConvoyResult(seconds=seconds, interval_ms=INTERVAL_S * 1e3)
     for name in LOADS:
         one = _measure(name, seconds)
         result.loads.append(one)
@@ -212,48 +188,26 @@ def format_report(results: list[ConvoyResult]) -> str:
             rows.append((result.label, one.description, str(one.responses), f"{one.p50_ms:.3f}",
                          f"{one.p99_ms:.3f}", f"{one.max_ms:.3f}",
                          "-" if LOADS[one.load].call is None else str(one.kernel_calls)))
-    return _interpreters.format_table(rows, right={2, 3, 4, 5, 6})
+    return format_table(rows, right={2, 3, 4, 5, 6})
 
 
-def document(results: list[ConvoyResult]) -> dict:
-    """The JSON document of a run: the experiment's name and every interpreter's result."""
-    return {"experiment": "convoy", "results": [r.to_dict() for r in results]}
-
-
-def main(seconds: float = DEFAULT_SECONDS, pythons: list[str] | None = None,
-         json_path: str | None = None, quiet: bool = False) -> int:
-    """The ``gilstudy experiment convoy`` command; returns the exit status."""
-    return _interpreters.command(
-        "convoy", "gilstudy.experiments.convoy", pythons, json_path, quiet,
-        run_one=functools.partial(run, seconds=seconds),
-        header=(f"gilstudy experiment convoy: an I/O thread sleeps {INTERVAL_S * 1e3:g} ms "
-                f"and responds, for {seconds:g} s beside each CPU load; latency = how late "
-                "it ran"),
-        format_report=format_report, document=document)
-
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The convoy's options, shared by the subcommand and ``python -m gilstudy.experiments.convoy``."""
-    from gilstudy.cli import positive_float
-
+def _add_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seconds", type=positive_float, default=DEFAULT_SECONDS,
                         help=f"measuring time per CPU load (default {DEFAULT_SECONDS:g})")
-    _interpreters.add_common_arguments(parser)
-    parser.set_defaults(run=lambda args: main(seconds=args.seconds, pythons=args.python,
-                                              json_path=args.json, quiet=args.quiet))
 
 
-def add_subcommand(subparsers) -> None:
-    """Register ``convoy`` on the ``gilstudy experiment`` subparsers."""
-    parser = subparsers.add_parser(
-        "convoy", help="an I/O thread's latency beside a CPU-bound thread",
-        description="An I/O-like thread sleeps 1 ms and responds, in a loop, while a second "
-                    "thread runs nothing, a pure-Python kernel or a Cython kernel that "
-                    "releases the GIL; reports how late the I/O thread responds (median and "
-                    "99th percentile) under each interpreter.")
-    add_arguments(parser)
+EXPERIMENT = _experiment.Experiment(
+    name="convoy", help="an I/O thread's latency beside a CPU-bound thread",
+    description="An I/O-like thread sleeps 1 ms and responds, in a loop, while a second thread "
+                "runs nothing, a pure-Python kernel or a Cython kernel that releases the GIL; "
+                "reports how late the I/O thread responds (median and 99th percentile) under "
+                "each interpreter.",
+    add_options=_add_options, options=("seconds",), run=run, result_type=ConvoyResult,
+    header=lambda seconds: (f"gilstudy experiment convoy: an I/O thread sleeps "
+                            f"{INTERVAL_S * 1e3:g} ms and responds, for {seconds:g} s beside "
+                            "each CPU load; latency = how late it ran"),
+    report=format_report)
 
 
 if __name__ == "__main__":
-    raise SystemExit(_interpreters.module_main("gilstudy.experiments.convoy", add_arguments))
+    raise SystemExit(_experiment.module_main(EXPERIMENT))

@@ -8,20 +8,21 @@
 # variant where both threads add 1 counts them exactly: 2N - final.
 
 import argparse
-import functools
-import statistics
-import sys
 import textwrap
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Callable
 
-from gilstudy import machine
-from gilstudy.experiments import _interpreters
+from gilstudy import _checks
+from gilstudy._table import format_table
+from gilstudy.cli import positive_int
+from gilstudy.experiments import _experiment
+from gilstudy.pythons import Python
+from gilstudy.timing import Samples
 
-__all__ = ["DEFAULT_N", "VARIANTS", "RaceRun", "RaceResult", "run", "format_report", "main",
-           "add_arguments", "add_subcommand"]
+__all__ = ["DEFAULT_N", "VARIANTS", "RaceRun", "RaceResult", "run", "format_report",
+           "EXPERIMENT"]
 
 # About 1-2 s for one round of all four variants under the GIL on a 2020s x86 core.
 DEFAULT_N = 2_000_000
@@ -111,22 +112,16 @@ class RaceRun:
     seconds: float
 
 
-@dataclass
-class RaceResult:
-    """Every run of the race under one interpreter, with the facts that label it."""
+@dataclass(kw_only=True)
+class RaceResult(_experiment.Result):
+    """Every run of the race under one interpreter, with the facts that label it (the
+    fields of _experiment.Result)."""
 
-    interpreter: str
-    gil_enabled: bool
-    executable: str
+    PARTS = ("runs", RaceRun)
+
     n: int
     repeat: int
-    switch_interval_s: float
     runs: list[RaceRun] = field(default_factory=list)
-    environment: dict = field(default_factory=dict)
-
-    @property
-    def label(self) -> str:
-        return f"{self.interpreter}, GIL {'on' if self.gil_enabled else 'off'}"
 
     def runs_of(self, variant: str) -> list[RaceRun]:
         return [r for r in self.runs if r.variant == variant]
@@ -152,23 +147,6 @@ class RaceResult:
         worst = max(r.lost for v in UNLOCKED for r in self.runs_of(v))
         return (f"{self.label}: the race bit in {bitten} of {runs} unlocked runs, losing up "
                 f"to {worst:,} of {2 * self.n:,} updates in one run.")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "RaceResult":
-        data = dict(data)
-        data["runs"] = [RaceRun(**r) for r in data["runs"]]
-        return cls(**data)
-
-
-def _positive(func: str, name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{func}: {name} must be an int, got {type(value).__name__} ({value!r})")
-    if value < 1:
-        raise ValueError(f"{func}: {name} must be >= 1, got {value}")
-    return value
 
 
 def _run_variant(name: str, n: int) -> RaceRun:
@@ -199,39 +177,33 @@ def _run_variant(name: str, n: int) -> RaceRun:
                    lost_exact=variant.lost_exact, seconds=seconds)
 
 
-def run(n: int = DEFAULT_N, repeat: int = 1, python: str | None = None,
+def run(n: int = DEFAULT_N, repeat: int = 1, python: str | Python | None = None,
         progress: Callable[[str], None] | None = None) -> RaceResult:
     """Run every variant of the race ``repeat`` times with ``n`` updates per thread.
 
-    Rounds are interleaved (each round runs every variant once). With ``python`` (a path to
-    an interpreter that has gilstudy installed) the race runs in a subprocess of that
-    interpreter instead of this one.
+    Rounds are interleaved (each round runs every variant once). With ``python`` (a path or
+    command name of an interpreter that has gilstudy installed, or a Python that
+    gilstudy.pythons.probe() returned) the race runs in a child process of that interpreter
+    instead of this one.
 
     The race updates this module's globals, so two runs must not overlap in one process
     (one at a time per process; separate processes are independent).
 
     Raises TypeError/ValueError for a non-int or < 1 ``n`` or ``repeat``; ValueError when
-    ``python`` cannot run or import gilstudy; RuntimeError when the subprocess fails.
+    ``python`` cannot run or import gilstudy; InterpreterFailed when the child fails
+    (_experiment.run_elsewhere() says how); RuntimeError when a thread is stuck.
 
     >>> result = run(n=1000)
     >>> [r.lost for r in result.runs_of("locked")]
     [0]
     """
-    n = _positive("race.run", "n", n)
-    repeat = _positive("race.run", "repeat", repeat)
+    n = _checks.positive_int("race.run", "n", n)
+    repeat = _checks.positive_int("race.run", "repeat", repeat)
     if python is not None:
-        _interpreters.check_interpreter(python, "gilstudy.experiments.race")
-        args = ["--n", str(n), "--repeat", str(repeat)]
-        if progress is None:
-            args.append("--quiet")
-        document = _interpreters.run_module(python, "gilstudy.experiments.race", args)
-        if document.get("experiment") != "race" or len(document.get("results", ())) != 1:
-            raise RuntimeError(f"{python}: the race subprocess returned an unexpected document")
-        return RaceResult.from_dict(document["results"][0])
+        return _experiment.run_elsewhere(EXPERIMENT, python, {"n": n, "repeat": repeat},
+                                         progress)
 
-    result = RaceResult(interpreter=machine.interpreter_label(), gil_enabled=machine.gil_enabled(),
-                        executable=sys.executable, n=n, repeat=repeat,
-                        switch_interval_s=sys.getswitchinterval(), environment=machine.describe())
+    result = RaceResult(n=n, repeat=repeat)
     for round_ in range(repeat):
         for name in VARIANTS:
             one = _run_variant(name, n)
@@ -254,54 +226,31 @@ def format_report(results: list[RaceResult]) -> str:
             rows.append((result.label, variant.description, f"{variant.expected_per_n * result.n:,}",
                          ", ".join(f"{r.final:,}" for r in runs), lost,
                          f"{result.bitten(name)} of {len(runs)}",
-                         f"{statistics.median(r.seconds for r in runs):.2f}"))
-    table = _interpreters.format_table(rows, right={2})
+                         f"{Samples([r.seconds for r in runs]).median:.2f}"))
+    table = format_table(rows, right={2})
     notes = ["lost updates: |final - expected|; exact when both threads add, otherwise a lower "
              "bound ('>=') since lost increments and decrements cancel out."]
     return "\n".join([table, ""] + [textwrap.fill(text, width=100, subsequent_indent="  ")
                                     for text in [*notes, *(r.verdict() for r in results)]])
 
 
-def document(results: list[RaceResult]) -> dict:
-    """The JSON document of a run: the experiment's name and every interpreter's result."""
-    return {"experiment": "race", "results": [r.to_dict() for r in results]}
-
-
-def main(n: int = DEFAULT_N, repeat: int = 1, pythons: list[str] | None = None,
-         json_path: str | None = None, quiet: bool = False) -> int:
-    """The ``gilstudy experiment race`` command; returns the exit status."""
-    return _interpreters.command(
-        "race", "gilstudy.experiments.race", pythons, json_path, quiet,
-        run_one=functools.partial(run, n=n, repeat=repeat),
-        header=(f"gilstudy experiment race: two threads, {n:,} updates each on one module "
-                f"global, {repeat} run(s) of each variant"),
-        format_report=format_report, document=document)
-
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The race's options, shared by the subcommand and ``python -m gilstudy.experiments.race``."""
-    from gilstudy.cli import positive_int
-
+def _add_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n", type=positive_int, default=DEFAULT_N,
                         help=f"updates per thread (default {DEFAULT_N:,})")
     parser.add_argument("--repeat", type=positive_int, default=1,
                         help="runs of each variant (default 1)")
-    _interpreters.add_common_arguments(parser)
-    parser.set_defaults(run=lambda args: main(n=args.n, repeat=args.repeat, pythons=args.python,
-                                              json_path=args.json, quiet=args.quiet))
 
 
-def add_subcommand(subparsers) -> None:
-    """Register ``race`` on the ``gilstudy experiment`` subparsers."""
-    parser = subparsers.add_parser(
-        "race", help="the shared-counter race, with and without the GIL",
-        description="Two threads update one module global N times each without a lock (one "
-                    "adds 1, the other subtracts 1), then with a Lock and with a per-thread "
-                    "tally; reports the final values and the updates lost under each "
-                    "interpreter.")
-    add_arguments(parser)
+EXPERIMENT = _experiment.Experiment(
+    name="race", help="the shared-counter race, with and without the GIL",
+    description="Two threads update one module global N times each without a lock (one adds "
+                "1, the other subtracts 1), then with a Lock and with a per-thread tally; "
+                "reports the final values and the updates lost under each interpreter.",
+    add_options=_add_options, options=("n", "repeat"), run=run, result_type=RaceResult,
+    header=lambda n, repeat: (f"gilstudy experiment race: two threads, {n:,} updates each on "
+                              f"one module global, {repeat} run(s) of each variant"),
+    report=format_report)
 
 
 if __name__ == "__main__":
-    raise SystemExit(_interpreters.module_main("gilstudy.experiments.race", add_arguments))
+    raise SystemExit(_experiment.module_main(EXPERIMENT))
