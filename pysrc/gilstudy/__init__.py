@@ -61,7 +61,7 @@ _RENAMED = {"describe_machine": "describe"}
 # whose names are public functions here, so no submodule may be named after a function.
 _SUBMODULES = ("kernels", "consumers", "dispatch", "coprocess", "remote", "farside",
                "processes", "server", "stream", "transports", "wire", "compare", "experiments",
-               "errors", "machine")
+               "pythons", "errors", "machine")
 
 __all__ = ["__version__", *_SUBMODULES, *_EXPORTS]
 

@@ -183,9 +183,9 @@ class PeerGone(GilstudyError, ConnectionError):
 
 
 class CompareError(GilstudyError, RuntimeError):
-    """`gilstudy compare` could not finish. ``subject`` names what failed: a model as the
-    report names it (``threads-python@3.13t``), or an interpreter's path. The three
-    subclasses say how."""
+    """A measurement could not finish: `gilstudy compare`, or an experiment run under
+    another interpreter. ``subject`` names what failed: a model as the report names it
+    (``threads-python@3.13t``), or an interpreter's path. The three subclasses say how."""
 
     def __init__(self, message: str, subject: str | None = None):
         super().__init__(message)

@@ -377,8 +377,10 @@ def _run_serve(args) -> int:
 
 def add_subcommand(subparsers) -> None:
     """Register ``gilstudy serve`` on the CLI's subparsers."""
-    parser = subparsers.add_parser(
-        "serve", help="run a consumer for each connection to HOST:PORT",
+    from gilstudy.cli import add_command
+
+    parser = add_command(
+        subparsers, "serve", help="run a consumer for each connection to HOST:PORT",
         description="Listen on HOST:PORT and, for each connection made with "
                     "gilstudy.coprocess.connect(), build a consumer with FACTORY(*ARGS) "
                     "(ARGs are passed as strings; put -- before any that starts with -) "
