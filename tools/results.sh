@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Regenerate the tracked result tables in docs/results/ on this machine: each file holds the
+# commands that printed it and their output, verbatim. Run it on an idle machine, after
+# `make test` (it uses .venv and .venv-3.13t): bash tools/results.sh [compare|freethreaded]...
+# With no argument it regenerates every file it knows. Each run takes a few minutes.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+gilstudy=.venv/bin/gilstudy
+ftpython=.venv-3.13t/bin/python3.13t
+out=docs/results
+mkdir -p "$out"
+[ -x "$gilstudy" ] || { echo "results: $gilstudy is missing; run make test first" >&2; exit 1; }
+
+# run FILE COMMAND...: append "## COMMAND" and the command's output, in a code block, to FILE.
+run() {
+    local file=$1
+    shift
+    echo "results: $*" >&2
+    {
+        printf '\n## `%s`\n\n```\n' "$*"
+        "$@" 2>&1
+        printf '```\n'
+    } >>"$file"
+}
+
+header() {
+    local file=$1 title=$2
+    {
+        printf '# %s\n\n' "$title"
+        printf 'Measured with `bash tools/results.sh` on %s: %s, %s usable cores, gilstudy %s.\n' \
+            "$(date -u +%Y-%m-%d)" \
+            "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')" \
+            "$(.venv/bin/python -c 'from gilstudy import machine; print(machine.usable_cores())')" \
+            "$(.venv/bin/python -c 'import gilstudy; print(gilstudy.__version__)')"
+        printf 'Every command below printed what follows it; each waited for idle CPUs first and says\n'
+        printf 'whether it got them.\n'
+    } >"$file"
+}
+
+compare() {
+    local file=$out/compare-2core.md
+    header "$file" "gilstudy compare on the 2-core development machine"
+    run "$file" "$gilstudy" compare --quiet --markdown --plot "$out/compare-2core.png"
+    run "$file" "$gilstudy" compare --quiet --markdown --kernel count_primes --size 4000000 \
+        --models '*-cython' --workers 1,2
+    run "$file" "$gilstudy" compare --quiet --markdown --kernel mandelbrot --size 2000 \
+        --models '*-cython' --workers 1,2
+    run "$file" "$gilstudy" compare --quiet --markdown --kernel countdown --items 20000 \
+        --models 'coprocess-python,pool-python,joblib-python' --workers 2
+}
+
+freethreaded() {
+    [ -x "$ftpython" ] || { echo "results: $ftpython is missing; run make ftpython" >&2; exit 1; }
+    local file=$out/compare-freethreaded-2core.md
+    header "$file" "gilstudy compare under CPython 3.11 and the free-threaded 3.13t"
+    run "$file" "$gilstudy" compare --quiet --markdown --kernel count_primes --workers 1,2 \
+        --repeat 3 --python "$ftpython"
+    run "$file" "$gilstudy" compare --quiet --markdown --kernel mandelbrot --workers 1,2 \
+        --repeat 3 --python "$ftpython"
+}
+
+targets=("$@")
+[ ${#targets[@]} -gt 0 ] || targets=(compare freethreaded)
+for target in "${targets[@]}"; do
+    case "$target" in
+        compare | freethreaded) "$target" ;;
+        *) echo "results: unknown target $target (compare, freethreaded)" >&2; exit 2 ;;
+    esac
+done
