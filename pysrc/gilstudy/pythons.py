@@ -1,21 +1,25 @@
 # Other Python interpreters on this machine, for every command that runs under them
 # (`gilstudy compare --python`, the experiments' --python): locate() turns a path or a
-# command name into an executable, probe() asks it what it is (a Python), and Child runs a
-# command under it, keeping its stderr so that a failure can quote the child's last words.
+# command name into an executable, probe() asks it what it is, installed() and survey() find
+# and sort them all, and Child runs a command under one, quoting its last words on failure.
 
+import glob
 import json
 import os
+import re
 import shutil
 import subprocess
+import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Sequence
 
 from gilstudy import machine
 from gilstudy.errors import InterpreterFailed
 
-__all__ = ["Python", "locate", "probe", "Child", "GILSTUDY_MIN_PYTHON", "PROBE_TIMEOUT_S",
-           "EXIT_TIMEOUT_S"]
+__all__ = ["Python", "Unusable", "locate", "probe", "installed", "survey", "Child", "ALL",
+           "GILSTUDY_MIN_PYTHON", "PROBE_TIMEOUT_S", "EXIT_TIMEOUT_S"]
 
 # The Python versions gilstudy supports (pyproject's requires-python).
 GILSTUDY_MIN_PYTHON = (3, 11)
@@ -26,13 +30,21 @@ GILSTUDY_MIN_PYTHON = (3, 11)
 PROBE_TIMEOUT_S = 120.0
 EXIT_TIMEOUT_S = 60.0
 
+# The name that stands for every interpreter installed() finds, in survey() and --python.
+ALL = "all"
+
+# Executable names of CPython interpreters: python, python3, python2.7, python3.13t (and not
+# python3-config, python3.11-dbg or pythonw).
+_EXECUTABLE_NAME = re.compile(r"python(\d+(\.\d+)?t?)?")
+
 # probe() runs this with `PATH -c SCRIPT MODULE`. It must run under any Python from 2.7 on
 # with nothing installed, so: no f-strings, nothing outside the standard library, and every
 # failure ends up in the answer, one JSON line after the marker.
 _PROBE_MARK = "gilstudy-probe "
 _PROBE_SCRIPT = """\
-import json, sys, sysconfig
+import json, platform, sys, sysconfig
 answer = {"version": list(sys.version_info[:3]), "executable": sys.executable,
+          "implementation": platform.python_implementation(),
           "free_threaded": bool(sysconfig.get_config_var("Py_GIL_DISABLED"))}
 try:
     import gilstudy
@@ -56,7 +68,9 @@ class Python:
     '3.13t' for a free-threaded build, as gilstudy.machine.interpreter_label() names it),
     whether its GIL was enabled once the probe's imports were done, and the version of the
     gilstudy installed there (None when it has none that imports). ``identity`` is what
-    the module probe() was asked to import said of itself (its ``identify()``), else {}."""
+    the module probe() was asked to import said of itself (its ``identify()``), else {}.
+    ``implementation`` is 'CPython', 'PyPy'...; ``free_threaded`` whether it was built with
+    the GIL optional (--disable-gil), whatever its state now."""
 
     path: str
     executable: str
@@ -65,6 +79,13 @@ class Python:
     gil_enabled: bool
     gilstudy_version: str | None = None
     identity: dict = field(default_factory=dict, compare=False, repr=False)
+    implementation: str = "CPython"
+    free_threaded: bool = False
+
+    @property
+    def version_info(self) -> tuple[int, ...]:
+        """The version as a tuple of ints, (3, 13, 1), to compare and sort by."""
+        return tuple(int(part) for part in self.version.split("."))
 
 
 def locate(path: str | os.PathLike) -> str:
@@ -130,7 +151,9 @@ def probe(path: str | os.PathLike, module: str | None = None,
                   version=".".join(map(str, version)),
                   label=machine.interpreter_label(version, answer["free_threaded"]),
                   gil_enabled=answer["gil_enabled"], gilstudy_version=answer.get("gilstudy"),
-                  identity=answer.get("identity", {}))
+                  identity=answer.get("identity", {}),
+                  implementation=answer.get("implementation", "CPython"),
+                  free_threaded=answer["free_threaded"])
 
 
 def _check_import(text: str, module: str, version: tuple, answer: dict) -> None:
@@ -149,6 +172,144 @@ def _check_import(text: str, module: str, version: tuple, answer: dict) -> None:
             raise ValueError(f"{text}: its gilstudy {answer['gilstudy']} is too old (it has no "
                              f"{module}): install this gilstudy there")
         raise ValueError(f"{text}: {module} cannot be imported there: {answer['error']}")
+
+
+@dataclass(frozen=True)
+class Unusable:
+    """An interpreter that survey() was given or found but cannot use: ``path`` as given,
+    and ``reason``, one line that starts with it ('PATH: is not a Python interpreter ...')."""
+
+    path: str
+    reason: str
+
+
+def _pyenv_root() -> str:
+    """Where pyenv keeps its versions: $PYENV_ROOT, else what `pyenv root` says, else
+    ~/.pyenv."""
+    root = os.environ.get("PYENV_ROOT")
+    pyenv = shutil.which("pyenv")
+    if not root and pyenv:
+        try:
+            done = subprocess.run([pyenv, "root"], capture_output=True, text=True,
+                                  timeout=PROBE_TIMEOUT_S)
+            root = done.stdout.strip() if done.returncode == 0 else None
+        except (OSError, subprocess.TimeoutExpired):
+            root = None
+    return root or os.path.expanduser("~/.pyenv")
+
+
+def _pythons_in(directory: str) -> list[str]:
+    """The executables in ``directory`` named like a CPython interpreter, sorted by name."""
+    try:
+        names = sorted(os.listdir(directory))
+    except OSError:
+        return []
+    paths = [os.path.join(directory, name) for name in names
+             if _EXECUTABLE_NAME.fullmatch(name)]
+    return [path for path in paths if os.path.isfile(path) and os.access(path, os.X_OK)]
+
+
+def _file_identity(path: str) -> tuple[int, int] | str:
+    """What makes two paths one interpreter: the (device, inode) of the file they lead to,
+    through symbolic and hard links alike (a python3.13t build installs python3.13 as a hard
+    link to it); the path itself when it cannot be read."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return path
+    return stat.st_dev, stat.st_ino
+
+
+def installed() -> list[str]:
+    """The Python interpreters on this machine, as paths, one per real file, in this order:
+    this interpreter; the project's own (.venv and .venv-3.13t in the current directory, a
+    gilstudy checkout; $GILSTUDY_FTPYTHON; the builds `make ftpython` caches in
+    $GILSTUDY_CACHE, by default ~/.cache/gilstudy); pyenv's versions ($(pyenv root)/versions);
+    then every directory on PATH except pyenv's own (its shims stand for the versions
+    already listed, or for none). Where two names lead to the same file, the first is kept,
+    so a venv with gilstudy installed stands for the interpreter it was made from.
+
+    Nothing here is run (survey() does that); a directory that cannot be read is passed over.
+    """
+    cache = os.environ.get("GILSTUDY_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "gilstudy")
+    pyenv_root = os.path.realpath(_pyenv_root())
+    paths = [sys.executable]
+    for venv in (".venv", ".venv-3.13t"):
+        paths += _pythons_in(os.path.join(os.getcwd(), venv, "bin"))
+    if os.environ.get("GILSTUDY_FTPYTHON"):
+        paths.append(os.environ["GILSTUDY_FTPYTHON"])
+    for bin_dir in sorted(glob.glob(os.path.join(cache, "cpython-*", "bin"))):
+        paths += _pythons_in(bin_dir)
+    for bin_dir in sorted(glob.glob(os.path.join(pyenv_root, "versions", "*", "bin"))):
+        paths += _pythons_in(bin_dir)
+    for directory in os.environ.get("PATH", "").split(os.pathsep):
+        real = os.path.realpath(directory or ".")
+        if real != pyenv_root and not real.startswith(pyenv_root + os.sep):
+            paths += _pythons_in(directory or ".")
+    seen: set = set()
+    unique = []
+    for path in paths:
+        identity = _file_identity(path)
+        if identity not in seen:
+            seen.add(identity)
+            unique.append(path)
+    return unique
+
+
+def _probe_one(name: str, minimum: tuple[int, ...], timeout_s: float) -> "Python | Unusable":
+    """probe(name), or an Unusable saying why not: probe()'s ValueError, another
+    implementation than CPython, or a version older than ``minimum``."""
+    try:
+        python = probe(name, timeout_s=timeout_s)
+    except ValueError as exc:
+        return Unusable(name, str(exc))
+    if python.implementation != "CPython":
+        return Unusable(name, f"{name}: is {python.implementation} {python.version}, not "
+                              "CPython")
+    if python.version_info < tuple(minimum):
+        return Unusable(name, f"{name}: is Python {python.version}; this needs Python "
+                              f"{'.'.join(map(str, minimum))} or later")
+    return python
+
+
+def survey(names: Sequence[str], minimum: tuple[int, ...] = (2, 7),
+           timeout_s: float | None = None) -> "list[Python | Unusable]":
+    """The CPython interpreters ``names`` name: paths, commands on PATH, or ALL for every
+    one that installed() finds. Each is probed (in parallel, nothing installed needed) and
+    kept once per real executable, the first name kept; they come sorted by version, a
+    free-threaded build after the GIL build of the same version, and then, in the order
+    given, an Unusable for each name that cannot be used: missing, not a Python, silent for
+    ``timeout_s`` seconds (default PROBE_TIMEOUT_S; it is killed), not CPython, or older
+    than ``minimum``. Never raises for a bad interpreter: the caller reports the Unusable
+    ones and goes on with the others."""
+    timeout_s = PROBE_TIMEOUT_S if timeout_s is None else timeout_s
+    wanted: list[str] = []
+    for name in names:
+        wanted += installed() if name == ALL else [os.fspath(name)]
+    seen: set = set()
+    unique = []
+    for name in wanted:
+        try:
+            identity = _file_identity(locate(name))
+        except ValueError:
+            identity = name
+        if identity not in seen:
+            seen.add(identity)
+            unique.append(name)
+    if not unique:
+        return []
+    with ThreadPoolExecutor(max_workers=min(8, len(unique))) as pool:
+        found = list(pool.map(lambda name: _probe_one(name, minimum, timeout_s), unique))
+    pythons, unusable, executables = [], [], set()
+    for entry in found:
+        if isinstance(entry, Unusable):
+            unusable.append(entry)
+        elif _file_identity(entry.executable) not in executables:
+            executables.add(_file_identity(entry.executable))
+            pythons.append(entry)
+    pythons.sort(key=lambda python: (python.version_info, python.free_threaded))
+    return pythons + unusable
 
 
 def _last_line(text: str, limit: int = 300) -> str:
