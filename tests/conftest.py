@@ -1,10 +1,14 @@
 # Shared test settings. TIMEOUT bounds every blocking wait in the suite: it is only reached
-# when something deadlocks, so it is generous on purpose (loky's habit).
+# when something deadlocks, so it is generous on purpose (loky's habit). Tests that need what
+# a machine may lack (an interpreter) are deselected where it is missing, and counted.
 
+import functools
 import os
 import threading
 
 import pytest
+
+from gilstudy import pythons
 
 TIMEOUT = 60.0
 
@@ -13,7 +17,31 @@ IMPLS = ("python", "cython")
 # Tests marked `ftpython` need a free-threaded interpreter with gilstudy installed, named by
 # this variable (CI sets it). Without it they are deselected, and the summary says so.
 FTPYTHON_VARIABLE = "GILSTUDY_FTPYTHON"
-_FTPYTHON_DESELECTED = pytest.StashKey[int]()
+
+# Tests marked `history_python(LABEL)` run under the CPython of that label ('2.7', '3.13t')
+# that gilstudy.pythons.survey() finds on this machine (the `history_python` fixture gives
+# it). Where there is none they are deselected, and the summary names the labels missing.
+HISTORY_MARKER = "history_python"
+
+_DESELECTED = pytest.StashKey[dict]()
+
+
+@functools.cache
+def history_pythons() -> dict:
+    """{label: Python}: the first interpreter of each label that survey() finds here (the
+    oldest version of that label; this interpreter is probed like the others)."""
+    found: dict = {}
+    for python in pythons.survey([pythons.ALL]):
+        if isinstance(python, pythons.Python):
+            found.setdefault(python.label, python)
+    return found
+
+
+@pytest.fixture
+def history_python(request) -> pythons.Python:
+    """The interpreter named by the test's history_python marker (it is found: the test is
+    deselected otherwise)."""
+    return history_pythons()[request.node.get_closest_marker(HISTORY_MARKER).args[0]]
 
 
 @pytest.fixture
@@ -32,26 +60,58 @@ def impl(request) -> str:
     return request.param
 
 
-def _deselect_ftpython_tests(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Deselect the tests marked ftpython when GILSTUDY_FTPYTHON is unset, unless a -m
-    expression names the marker (then -m decides, and a selected test fails without the
-    variable). Their number is kept for the terminal summary."""
+def _ftpython_missing(config: pytest.Config, marker: pytest.Mark) -> str | None:
+    """Unless GILSTUDY_FTPYTHON is set or a -m expression names the marker (then -m
+    decides, and a selected test fails without the variable): why it cannot run."""
     if os.environ.get(FTPYTHON_VARIABLE) or "ftpython" in (config.getoption("markexpr") or ""):
-        return
-    deselected = [item for item in items if item.get_closest_marker("ftpython")]
-    if deselected:
-        items[:] = [item for item in items if not item.get_closest_marker("ftpython")]
-        config.hook.pytest_deselected(items=deselected)
-    config.stash[_FTPYTHON_DESELECTED] = len(deselected)
+        return None
+    return FTPYTHON_VARIABLE
+
+
+def _history_python_missing(config: pytest.Config, marker: pytest.Mark) -> str | None:
+    label = marker.args[0]
+    return None if label in history_pythons() else label
+
+
+# For each marker: why a test carrying it cannot run here (None when it can), and the
+# summary line's reason made of those whys.
+_NEEDS = {
+    "ftpython": (_ftpython_missing, lambda whys: (
+        f"{FTPYTHON_VARIABLE} is not set (point it at a free-threaded python with gilstudy "
+        "installed)")),
+    HISTORY_MARKER: (_history_python_missing, lambda labels: (
+        f"no Python {', '.join(labels)} on this machine")),
+}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", f"{HISTORY_MARKER}(label): runs under the CPython of that label found on "
+                   "this machine (deselected, and counted in the summary, where there is none)")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    _deselect_ftpython_tests(config, items)
+    """Deselect the tests whose marker's need is missing here; keep, per marker, their
+    number and the distinct reasons for the terminal summary."""
+    deselected, counts = [], {}
+    for item in items:
+        for name, (missing, _) in _NEEDS.items():
+            marker = item.get_closest_marker(name)
+            why = missing(config, marker) if marker else None
+            if why is not None:
+                count, whys = counts.get(name, (0, []))
+                counts[name] = (count + 1, whys if why in whys else [*whys, why])
+                deselected.append(item)
+                break
+    if deselected:
+        dropped = set(map(id, deselected))
+        items[:] = [item for item in items if id(item) not in dropped]
+        config.hook.pytest_deselected(items=deselected)
+    config.stash[_DESELECTED] = counts
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
-    count = config.stash.get(_FTPYTHON_DESELECTED, 0)
-    if count:
+    for name, (count, whys) in config.stash.get(_DESELECTED, {}).items():
         terminalreporter.write_line(
-            f"{count} ftpython test{'s' if count != 1 else ''} deselected: {FTPYTHON_VARIABLE} "
-            "is not set (point it at a free-threaded python with gilstudy installed)")
+            f"{count} {name} test{'s' if count != 1 else ''} deselected: "
+            f"{_NEEDS[name][1](whys)}")

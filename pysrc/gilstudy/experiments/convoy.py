@@ -12,33 +12,31 @@
 import argparse
 import math
 import statistics
-import threading
-import time
+import textwrap
 from dataclasses import dataclass, field
 from typing import Callable
 
-from gilstudy import kernels
 from gilstudy._table import format_table
-from gilstudy.cli import positive_float
 from gilstudy.experiments import _experiment
 from gilstudy.pythons import Python
 
-__all__ = ["DEFAULT_SECONDS", "INTERVAL_S", "LOADS", "ConvoyLoad", "ConvoyResult", "run",
-           "format_report", "EXPERIMENT"]
+__all__ = ["DEFAULT_SECONDS", "MAX_SECONDS", "INTERVAL_S", "LOADS", "ConvoyLoad",
+           "ConvoyResult", "run", "format_report", "EXPERIMENT"]
 
 DEFAULT_SECONDS = 1.0
+# Longer than this per load is a mistake, not an experiment (and a child silent that long
+# would look hung).
+MAX_SECONDS = 3600.0
 # How long the I/O thread sleeps before each response.
 INTERVAL_S = 0.001
-# Only reached if a thread hangs.
-TIMEOUT = 600.0
 
 
 @dataclass(frozen=True)
 class _Load:
     description: str
-    # (kernel implementation, arguments of one call), or None: the CPU thread stays idle.
-    # Each call takes about 10-15 ms on one core, so the CPU thread notices the end of the
-    # measurement promptly.
+    # (the kernel, by its name in _workloads.LOADS, and the arguments of one call), or None:
+    # the CPU thread stays idle. Each call takes about 10-15 ms on one core, so the CPU
+    # thread notices the end of the measurement promptly.
     call: tuple[str, tuple] | None
 
 
@@ -56,17 +54,20 @@ class ConvoyLoad:
     ``p50_ms`` is the median (the typical response), ``p99_ms`` the 99th percentile by
     nearest rank (the tail a user notices), ``max_ms`` the worst single response. A mean
     is left out on purpose: a few long waits would dominate it. ``kernel_calls`` is how many
-    kernel calls the CPU thread completed meanwhile (0 for "none").
+    kernel calls the CPU thread completed meanwhile (0 for "none"). A load whose kernel does
+    not import under the interpreter (the Cython one, where gilstudy is not installed) is
+    not run: ``unavailable`` says why, and the figures are None.
     """
 
     load: str
     description: str
     responses: int
-    p50_ms: float
-    p99_ms: float
-    max_ms: float
+    p50_ms: float | None
+    p99_ms: float | None
+    max_ms: float | None
     kernel_calls: int
     seconds: float
+    unavailable: str | None = None
 
 
 @dataclass(kw_only=True)
@@ -91,109 +92,90 @@ def _nearest_rank(ordered: list[float], fraction: float) -> float:
     return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
 
 
-def _measure(name: str, seconds: float) -> ConvoyLoad:
-    load = LOADS[name]
-    kernel = args = None
-    if load.call is not None:
-        impl, args = load.call
-        kernel = kernels.get("count_primes", impl)
-    stop = threading.Event()
-    cpu_running = threading.Event()
-    calls = 0
-    latencies: list[float] = []
-
-    def cpu() -> None:
-        nonlocal calls
-        cpu_running.set()
-        if kernel is None:
-            stop.wait(TIMEOUT)
-            return
-        while not stop.is_set():
-            kernel(*args)
-            calls += 1
-
-    def io() -> None:
-        cpu_running.wait(TIMEOUT)
-        end = time.perf_counter() + seconds
-        while True:
-            due = time.perf_counter() + INTERVAL_S
-            time.sleep(INTERVAL_S)
-            # Running this line at all needs the interpreter (the GIL, where there is one):
-            # the latency is the time between the wake-up being due and the thread running.
-            now = time.perf_counter()
-            latencies.append(now - due)
-            if now >= end:
-                break
-        stop.set()
-
-    threads = [threading.Thread(target=cpu, name=f"convoy-cpu-{name}"),
-               threading.Thread(target=io, name=f"convoy-io-{name}")]
-    start = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(TIMEOUT)
-        if t.is_alive():
-            stop.set()
-            raise RuntimeError(f"convoy: thread {t.name} still running after {TIMEOUT:.0f} s")
-    elapsed = time.perf_counter() - start
-    ordered = sorted(latencies)
-    return ConvoyLoad(load=name, description=load.description, responses=len(ordered),
-                      p50_ms=statistics.median(ordered) * 1e3,
-                      p99_ms=_nearest_rank(ordered, 0.99) * 1e3, max_ms=ordered[-1] * 1e3,
-                      kernel_calls=calls, seconds=elapsed)
+def _summary(measured: dict) -> ConvoyLoad:
+    """The ConvoyLoad of one load as the workload measured it."""
+    name, ordered = measured["load"], sorted(measured["latencies"])
+    figures = (None, None, None)
+    if ordered:
+        figures = (statistics.median(ordered) * 1e3, _nearest_rank(ordered, 0.99) * 1e3,
+                   ordered[-1] * 1e3)
+    return ConvoyLoad(name, LOADS[name].description, len(ordered), *figures,
+                      kernel_calls=measured["kernel_calls"], seconds=measured["seconds"],
+                      unavailable=measured["unavailable"])
 
 
-def _check_seconds(seconds) -> float:
+def _check_seconds(seconds, owner: str = "convoy.run: seconds") -> float:
+    """``seconds`` as a float, or TypeError/ValueError naming ``owner``: a number, more
+    than 0 and at most MAX_SECONDS (so not inf or NaN)."""
     if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
-        raise TypeError(f"convoy.run: seconds must be a number, got {type(seconds).__name__} "
+        raise TypeError(f"{owner} must be a number, got {type(seconds).__name__} "
                         f"({seconds!r})")
-    if not (seconds > 0 and math.isfinite(seconds)):
-        raise ValueError(f"convoy.run: seconds must be > 0 and finite, got {seconds}")
+    if not 0 < seconds <= MAX_SECONDS:
+        raise ValueError(f"{owner} must be > 0 and <= {MAX_SECONDS:g}, got {seconds}")
     return float(seconds)
+
+
+def _seconds_option(text: str) -> float:
+    """argparse type of --seconds: _check_seconds()'s rule, checked before anything runs."""
+    try:
+        return _check_seconds(float(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number > 0 and <= {MAX_SECONDS:g}, got "
+                                         f"{text!r}") from None
 
 
 def run(seconds: float = DEFAULT_SECONDS, python: str | Python | None = None,
         progress: Callable[[str], None] | None = None) -> ConvoyResult:
-    """Measure the I/O thread's latency for ``seconds`` beside each CPU load in LOADS.
+    """Measure the I/O thread's latency for ``seconds`` beside each CPU load in LOADS, in a
+    child process of ``python`` (a path or command name of any CPython from 2.7 on, with or
+    without gilstudy; a Python that gilstudy.pythons.survey() found; None: this
+    interpreter). The Cython load runs only where gilstudy's extension imports.
 
-    With ``python`` (a path or command name of an interpreter that has gilstudy installed,
-    or a Python that gilstudy.pythons.probe() returned) the experiment runs in a child
-    process of that interpreter instead of this one.
-
-    Raises TypeError/ValueError for a ``seconds`` that is not a positive finite number;
-    ValueError when ``python`` cannot run or import gilstudy; InterpreterFailed when the
-    child fails (_experiment.run_elsewhere() says how); RuntimeError when a thread is stuck.
+    Raises TypeError/ValueError for a ``seconds`` that is not a number in (0, MAX_SECONDS];
+    ValueError when ``python`` cannot be used (_experiment.interpreter() says which);
+    InterpreterFailed when the child fails (_experiment.run_workload() says how).
     """
     seconds = _check_seconds(seconds)
-    if python is not None:
-        return _experiment.run_elsewhere(EXPERIMENT, python, {"seconds": seconds}, progress)
-
-    result = ConvoyResult(seconds=seconds, interval_ms=INTERVAL_S * 1e3)
-    for name in LOADS:
-        one = _measure(name, seconds)
-        result.loads.append(one)
-        if progress:
-            progress(f"{result.label} {name}: {one.responses} responses, p50 "
-                     f"{one.p50_ms:.3f} ms, p99 {one.p99_ms:.3f} ms")
-    return result
+    python = _experiment.interpreter(python)
+    loads = [[name, load.call[1] if load.call else None] for name, load in LOADS.items()]
+    facts, measured = _experiment.run_workload(
+        "convoy", python, {"seconds": seconds, "interval_s": INTERVAL_S, "loads": loads},
+        _experiment.TIMEOUT + len(LOADS) * seconds, progress)
+    return ConvoyResult(seconds=seconds, interval_ms=INTERVAL_S * 1e3,
+                        loads=[_summary(one) for one in measured], **ConvoyResult.facts(facts))
 
 
-def format_report(results: list[ConvoyResult]) -> str:
-    """One row per interpreter and CPU load."""
-    rows = [("interpreter", "CPU thread runs", "responses", "p50 ms", "p99 ms", "max ms",
-             "kernel calls")]
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def format_report(results: list[ConvoyResult], failures: list[_experiment.Failure]) -> str:
+    """One row per interpreter and CPU load, the GIL's hand-over rule of each, and a row
+    for each interpreter that failed; then the loads not run and the errors."""
+    rows = [("interpreter", "GIL handed over", "CPU thread runs", "responses", "p50 ms",
+             "p99 ms", "max ms", "kernel calls")]
+    not_run: dict[tuple[str, str], list[str]] = {}
     for result in results:
         for one in result.loads:
-            rows.append((result.label, one.description, str(one.responses), f"{one.p50_ms:.3f}",
-                         f"{one.p99_ms:.3f}", f"{one.max_ms:.3f}",
-                         "-" if LOADS[one.load].call is None else str(one.kernel_calls)))
-    return format_table(rows, right={2, 3, 4, 5, 6})
+            if one.unavailable:
+                not_run.setdefault((one.description, one.unavailable), []).append(result.version)
+            rows.append((result.label, result.gil_handover, one.description,
+                         str(one.responses) if not one.unavailable else "not run",
+                         _ms(one.p50_ms), _ms(one.p99_ms), _ms(one.max_ms),
+                         "-" if LOADS[one.load].call is None or one.unavailable
+                         else str(one.kernel_calls)))
+    rows += _experiment.failure_rows(failures, len(rows[0]))
+    notes = [f"{description} not run under {', '.join(versions)}: gilstudy's Cython kernels do "
+             f"not import there ({why})." for (description, why), versions in not_run.items()]
+    notes += _experiment.failure_notes(failures)
+    return "\n".join([format_table(rows, right={3, 4, 5, 6, 7})] + [""] * bool(notes) + [
+        textwrap.fill(note, width=100, subsequent_indent="  ") for note in notes])
 
 
 def _add_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--seconds", type=positive_float, default=DEFAULT_SECONDS,
-                        help=f"measuring time per CPU load (default {DEFAULT_SECONDS:g})")
+    parser.add_argument("--seconds", type=_seconds_option, default=DEFAULT_SECONDS,
+                        help=f"measuring time per CPU load (default {DEFAULT_SECONDS:g}, at "
+                             f"most {MAX_SECONDS:g})")
 
 
 EXPERIMENT = _experiment.Experiment(
@@ -207,7 +189,3 @@ EXPERIMENT = _experiment.Experiment(
                             f"{INTERVAL_S * 1e3:g} ms and responds, for {seconds:g} s beside "
                             "each CPU load; latency = how late it ran"),
     report=format_report)
-
-
-if __name__ == "__main__":
-    raise SystemExit(_experiment.module_main(EXPERIMENT))

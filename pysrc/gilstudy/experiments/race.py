@@ -9,8 +9,6 @@
 
 import argparse
 import textwrap
-import threading
-import time
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -21,62 +19,22 @@ from gilstudy.experiments import _experiment
 from gilstudy.pythons import Python
 from gilstudy.timing import Samples
 
-__all__ = ["DEFAULT_N", "VARIANTS", "RaceRun", "RaceResult", "run", "format_report",
+__all__ = ["DEFAULT_N", "MAX_N", "VARIANTS", "RaceRun", "RaceResult", "run", "format_report",
            "EXPERIMENT"]
 
 # About 1-2 s for one round of all four variants under the GIL on a 2020s x86 core.
 DEFAULT_N = 2_000_000
-
-# Only reached if a thread deadlocks; a run takes seconds.
-TIMEOUT = 600.0
-
-# The shared state every variant updates. Module globals on purpose: the race is about
-# ``x += 1`` on a global, as in the classic demonstration.
-_shared = 0
-_lock = threading.Lock()
+# More updates than this make one variant run for minutes: a mistake, not an experiment.
+MAX_N = 100_000_000
+# A generous bound on the seconds one update takes under any interpreter (an uncontended
+# update takes 30-200 ns), for the deadline of a child that hangs.
+_UPDATE_BOUND_S = 1e-6
 
 
-def _add(n: int) -> None:
-    global _shared
-    for _ in range(n):
-        _shared += 1
-
-
-def _subtract(n: int) -> None:
-    global _shared
-    for _ in range(n):
-        _shared -= 1
-
-
-def _add_locked(n: int) -> None:
-    global _shared
-    for _ in range(n):
-        with _lock:
-            _shared += 1
-
-
-def _subtract_locked(n: int) -> None:
-    global _shared
-    for _ in range(n):
-        with _lock:
-            _shared -= 1
-
-
-def _tally(sign: int) -> Callable[[int], None]:
-    def count(n: int) -> None:
-        global _shared
-        tally = 0
-        for _ in range(n):
-            tally += sign
-        with _lock:
-            _shared += tally
-    return count
-
-
+# The variants, by the names _workloads.RACE_VARIANTS runs them under, with what they mean.
 @dataclass(frozen=True)
 class _Variant:
     description: str
-    workers: tuple[Callable[[int], None], Callable[[int], None]]
     # Expected final value, as a multiple of n.
     expected_per_n: int
     # True when |final - expected| counts the lost updates exactly (both threads add),
@@ -85,12 +43,10 @@ class _Variant:
 
 
 VARIANTS: dict[str, _Variant] = {
-    "unlocked": _Variant("x += 1 | x -= 1, no lock", (_add, _subtract), 0, False),
-    "unlocked_add_add": _Variant("x += 1 | x += 1, no lock", (_add, _add), 2, True),
-    "locked": _Variant("x += 1 | x -= 1, Lock around each", (_add_locked, _subtract_locked),
-                       0, False),
-    "tally": _Variant("local tally, added to x once under a Lock", (_tally(1), _tally(-1)),
-                      0, False),
+    "unlocked": _Variant("x += 1 | x -= 1, no lock", 0, False),
+    "unlocked_add_add": _Variant("x += 1 | x += 1, no lock", 2, True),
+    "locked": _Variant("x += 1 | x -= 1, Lock around each", 0, False),
+    "tally": _Variant("local tally, added to x once under a Lock", 0, False),
 }
 UNLOCKED = ("unlocked", "unlocked_add_add")
 
@@ -134,88 +90,67 @@ class RaceResult(_experiment.Result):
         return any(self.bitten(v) for v in UNLOCKED)
 
     def verdict(self) -> str:
-        """One plain sentence: did the unlocked race lose updates in this run?"""
+        """Plain sentences: did the unlocked race lose updates in this run, and why (or why
+        not) under this interpreter?"""
         runs = len(self.runs_of("unlocked")) + len(self.runs_of("unlocked_add_add"))
         bitten = sum(self.bitten(v) for v in UNLOCKED)
-        if not bitten:
+        if bitten:
+            worst = max(r.lost for v in UNLOCKED for r in self.runs_of(v))
+            text = (f"{self.label}: the race bit in {bitten} of {runs} unlocked runs, losing "
+                    f"up to {worst:,} of {2 * self.n:,} updates in one run.")
+        else:
             text = (f"{self.label}: the race did not bite in this run: 0 of {runs} unlocked "
                     "runs lost an update.")
-            if self.gil_enabled:
-                text += (" With the GIL, CPython 3.10 and later hand the GIL over only at calls "
-                         "and loop back-edges, never between the read and the write of x += 1.")
-            return text
-        worst = max(r.lost for v in UNLOCKED for r in self.runs_of(v))
-        return (f"{self.label}: the race bit in {bitten} of {runs} unlocked runs, losing up "
-                f"to {worst:,} of {2 * self.n:,} updates in one run.")
+        return f"{text} {self._why()}"
 
-
-def _run_variant(name: str, n: int) -> RaceRun:
-    global _shared
-    variant = VARIANTS[name]
-    _shared = 0
-    # Both threads wait at the barrier, so they start updating together rather than the
-    # first finishing before the second exists.
-    barrier = threading.Barrier(2)
-
-    def body(worker):
-        barrier.wait(TIMEOUT)
-        worker(n)
-
-    threads = [threading.Thread(target=body, args=(w,), name=f"race-{name}-{i}")
-               for i, w in enumerate(variant.workers)]
-    start = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(TIMEOUT)
-        if t.is_alive():
-            raise RuntimeError(f"race: thread {t.name} still running after {TIMEOUT:.0f} s")
-    seconds = time.perf_counter() - start
-    final = _shared
-    expected = variant.expected_per_n * n
-    return RaceRun(variant=name, final=final, expected=expected, lost=abs(final - expected),
-                   lost_exact=variant.lost_exact, seconds=seconds)
+    def _why(self) -> str:
+        if not self.gil_enabled:
+            return "Without the GIL nothing keeps the two threads from updating x at once."
+        if tuple(map(int, self.version.split(".")[:2])) >= (3, 10):
+            return ("With the GIL, CPython 3.10 and later hand the GIL over only at calls and "
+                    "loop back-edges, never between the read and the write of x += 1.")
+        return (f"With the GIL, CPython before 3.10 may hand it over between any two "
+                f"bytecodes ({self.gil_handover}), so also between the read and the write of "
+                "x += 1.")
 
 
 def run(n: int = DEFAULT_N, repeat: int = 1, python: str | Python | None = None,
         progress: Callable[[str], None] | None = None) -> RaceResult:
-    """Run every variant of the race ``repeat`` times with ``n`` updates per thread.
+    """Run every variant of the race ``repeat`` times with ``n`` updates per thread, in a
+    child process of ``python`` (a path or command name of any CPython from 2.7 on, with or
+    without gilstudy; a Python that gilstudy.pythons.survey() found; None: this interpreter).
+    Rounds are interleaved: each round runs every variant once.
 
-    Rounds are interleaved (each round runs every variant once). With ``python`` (a path or
-    command name of an interpreter that has gilstudy installed, or a Python that
-    gilstudy.pythons.probe() returned) the race runs in a child process of that interpreter
-    instead of this one.
-
-    The race updates this module's globals, so two runs must not overlap in one process
-    (one at a time per process; separate processes are independent).
-
-    Raises TypeError/ValueError for a non-int or < 1 ``n`` or ``repeat``; ValueError when
-    ``python`` cannot run or import gilstudy; InterpreterFailed when the child fails
-    (_experiment.run_elsewhere() says how); RuntimeError when a thread is stuck.
+    Raises TypeError/ValueError for a non-int ``n`` or ``repeat``, one < 1, or an ``n``
+    over MAX_N; ValueError when ``python`` cannot be used (_experiment.interpreter() says
+    which); InterpreterFailed when the child fails (_experiment.run_workload() says how).
 
     >>> result = run(n=1000)
     >>> [r.lost for r in result.runs_of("locked")]
     [0]
     """
     n = _checks.positive_int("race.run", "n", n)
+    if n > MAX_N:
+        raise ValueError(f"race.run: n must be <= {MAX_N:,}, got {n:,}")
     repeat = _checks.positive_int("race.run", "repeat", repeat)
-    if python is not None:
-        return _experiment.run_elsewhere(EXPERIMENT, python, {"n": n, "repeat": repeat},
-                                         progress)
-
-    result = RaceResult(n=n, repeat=repeat)
-    for round_ in range(repeat):
-        for name in VARIANTS:
-            one = _run_variant(name, n)
-            result.runs.append(one)
-            if progress:
-                progress(f"{result.label} round {round_ + 1}/{repeat} {name}: final {one.final:,}, "
-                         f"{one.seconds:.2f} s")
+    python = _experiment.interpreter(python)
+    deadline = _experiment.TIMEOUT + repeat * len(VARIANTS) * 2 * n * _UPDATE_BOUND_S
+    facts, runs = _experiment.run_workload(
+        "race", python, {"n": n, "repeat": repeat, "variants": list(VARIANTS)}, deadline,
+        progress)
+    result = RaceResult(n=n, repeat=repeat, **RaceResult.facts(facts))
+    for one in runs:
+        variant = VARIANTS[one["variant"]]
+        expected = variant.expected_per_n * n
+        result.runs.append(RaceRun(variant=one["variant"], final=one["final"],
+                                   expected=expected, lost=abs(one["final"] - expected),
+                                   lost_exact=variant.lost_exact, seconds=one["seconds"]))
     return result
 
 
-def format_report(results: list[RaceResult]) -> str:
-    """The table of every variant under every interpreter, then one verdict per interpreter."""
+def format_report(results: list[RaceResult], failures: list[_experiment.Failure]) -> str:
+    """The table of every variant under every interpreter and a row for each that failed,
+    then one verdict per interpreter and the errors."""
     rows = [("interpreter", "variant", "expected", "final (each run)", "lost updates (each run)",
              "runs bitten", "median s")]
     for result in results:
@@ -227,15 +162,25 @@ def format_report(results: list[RaceResult]) -> str:
                          ", ".join(f"{r.final:,}" for r in runs), lost,
                          f"{result.bitten(name)} of {len(runs)}",
                          f"{Samples([r.seconds for r in runs]).median:.2f}"))
+    rows += _experiment.failure_rows(failures, len(rows[0]))
     table = format_table(rows, right={2})
     notes = ["lost updates: |final - expected|; exact when both threads add, otherwise a lower "
              "bound ('>=') since lost increments and decrements cancel out."]
     return "\n".join([table, ""] + [textwrap.fill(text, width=100, subsequent_indent="  ")
-                                    for text in [*notes, *(r.verdict() for r in results)]])
+                                    for text in [*notes, *(r.verdict() for r in results),
+                                                 *_experiment.failure_notes(failures)]])
+
+
+def _n_option(text: str) -> int:
+    """argparse type of --n: an integer from 1 to MAX_N."""
+    n = positive_int(text)
+    if n > MAX_N:
+        raise argparse.ArgumentTypeError(f"must be <= {MAX_N:,}, got {n:,}")
+    return n
 
 
 def _add_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--n", type=positive_int, default=DEFAULT_N,
+    parser.add_argument("--n", type=_n_option, default=DEFAULT_N,
                         help=f"updates per thread (default {DEFAULT_N:,})")
     parser.add_argument("--repeat", type=positive_int, default=1,
                         help="runs of each variant (default 1)")
@@ -250,7 +195,3 @@ EXPERIMENT = _experiment.Experiment(
     header=lambda n, repeat: (f"gilstudy experiment race: two threads, {n:,} updates each on "
                               f"one module global, {repeat} run(s) of each variant"),
     report=format_report)
-
-
-if __name__ == "__main__":
-    raise SystemExit(_experiment.module_main(EXPERIMENT))
