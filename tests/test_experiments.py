@@ -468,6 +468,44 @@ def test_history_convoy_under_each_interpreter(label, history_python):
         history_python.gilstudy_version is not None)
 
 
+# ---- the history table: race and convoy, one row per interpreter -------------------------
+
+def test_history_prints_one_row_per_interpreter_from_the_json_of_both(capsys, tmp_path):
+    for experiment, option in (("race", ["--n", "1000"]), ("convoy", ["--seconds", "0.05"])):
+        status, _, _ = run_cli(capsys, "experiment", experiment, *option, "--quiet",
+                               "--json", str(tmp_path / f"{experiment}.json"))
+        assert status == 0
+    status, out, err = run_cli(capsys, "experiment", "history", str(tmp_path / "race.json"),
+                               str(tmp_path / "convoy.json"))
+    assert (status, err) == (0, "")
+    header, rule, *rows = out.splitlines()
+    assert header.count(" | ") == rule.count("|") - 2 == 7
+    races = race.RaceResult.from_dict(json.loads((tmp_path / "race.json").read_text())["results"][0])
+    assert len(rows) == 1
+    cells = rows[0].strip("| ").split(" | ")
+    assert cells[:2] == [races.label, races.gil_handover]
+    assert cells[2] == ", ".join(f"{r.final:,}" for r in races.runs_of("unlocked"))
+    assert re.fullmatch(r"\d+ of \d+", cells[7])
+
+
+@pytest.mark.parametrize("content, message", [
+    (None, "{race}: cannot be read: No such file or directory"),
+    ("[1, 2]", "{race}: is not the JSON of gilstudy experiment race (it holds no race results)"),
+    ("{", "{race}: is not the JSON of gilstudy experiment race (Expecting property name"),
+    ('{"experiment": "convoy", "results": []}',
+     "{race}: is not the JSON of gilstudy experiment race (it holds no race results)"),
+], ids=["missing", "a-list", "not-json", "the-other-experiment"])
+def test_history_of_a_file_that_is_not_race_json_exits_2_with_one_line(capsys, tmp_path, content,
+                                                                       message):
+    race_json = tmp_path / "race.json"
+    if content is not None:
+        race_json.write_text(content)
+    status, out, err = run_cli(capsys, "experiment", "history", str(race_json), str(race_json))
+    assert (status, out) == (2, "")
+    assert err.startswith("gilstudy experiment history: error: " + message.format(race=race_json))
+    assert err.count("\n") == 1
+
+
 # ---- under the free-threaded interpreter (GILSTUDY_FTPYTHON) -----------------------------
 
 @pytest.fixture(scope="module")
