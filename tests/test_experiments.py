@@ -39,6 +39,10 @@ pytestmark = pytest.mark.timeout(TIMEOUT)
 
 
 def run_cli(capsys, *argv) -> tuple[int, str, str]:
+    """`gilstudy ARGV...` in this process: (exit status, stdout, stderr). An experiment is
+    given --idle-timeout 0 first, so that it does not wait for a busy machine to go quiet."""
+    if argv[:1] == ("experiment",) and argv[1] in ("race", "convoy"):
+        argv = (*argv[:2], "--idle-timeout", "0", *argv[2:])
     try:
         status = cli.main(list(argv))
     except SystemExit as exc:
@@ -200,6 +204,7 @@ def test_race_cli_writes_json_to_stdout(capsys):
     assert status == 0
     document = json.loads(out)
     assert (document["experiment"], document["errors"]) == ("race", [])
+    assert set(document["idle_check"]) == {"idle", "busy_cores", "waited_s", "measured"}
     (result,) = document["results"]
     assert result["interpreter"] == machine.interpreter_label()
     assert result["gil_enabled"] == machine.gil_enabled()
@@ -307,9 +312,13 @@ def test_convoy_cli_prints_one_row_per_load(capsys):
      "argument --python: must be comma-separated interpreter paths, got ''"),
     (["race", "--python", "a,,b"],
      "argument --python: must be comma-separated interpreter paths, got 'a,,b'"),
+    (["race", "--idle-timeout", "-1"],
+     "argument --idle-timeout: must be a number of seconds from 0 to 3600, got '-1'"),
+    (["convoy", "--idle-timeout", "inf"],
+     "argument --idle-timeout: must be a number of seconds from 0 to 3600, got 'inf'"),
 ], ids=["n-zero", "n-word", "n-float", "n-huge", "repeat-negative", "repeat-zero",
         "seconds-zero", "seconds-negative", "seconds-inf", "seconds-nan", "seconds-1e30",
-        "seconds-word", "python-empty", "python-empty-entry"])
+        "seconds-word", "python-empty", "python-empty-entry", "idle-negative", "idle-inf"])
 def test_bad_options_exit_2_with_one_line_before_anything_runs(capsys, argv, message):
     status, out, err = run_cli(capsys, "experiment", *argv)
     assert (status, out) == (2, "")

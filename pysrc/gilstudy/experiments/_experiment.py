@@ -5,6 +5,7 @@
 
 import argparse
 import json
+import math
 import os
 import sys
 from dataclasses import asdict, dataclass
@@ -220,10 +221,10 @@ def write_json(path: str, document: dict, stdout: TextIO | None = None) -> None:
 
 def command(experiment: Experiment, args: argparse.Namespace) -> int:
     """What `gilstudy experiment NAME` does, for every experiment: check the options (exit
-    status 2 on a bad one, before anything runs), find the --python interpreters (this one
-    without it; 'all' for every one installed), run the experiment under each, in order of
-    version, print the header and the report unless the JSON goes to stdout, and write the
-    JSON. An interpreter that cannot be used or fails becomes an error row and one line on
+    status 2 on a bad one, before anything runs), wait up to --idle-timeout for idle CPUs,
+    find the --python interpreters (this one without it; 'all' for every one installed),
+    run the experiment under each, in order of version, print the header, the CPU check and
+    the report unless the JSON goes to stdout, and write the JSON. An interpreter that cannot be used or fails becomes an error row and one line on
     stderr, and the others still run. Returns the exit status: 0, or 1 when an interpreter
     gave no result or the JSON cannot be written."""
     prefix = f"gilstudy experiment {experiment.name}: error:"
@@ -234,6 +235,7 @@ def command(experiment: Experiment, args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"{prefix} {exc}", file=sys.stderr)
         return 2
+    idle = machine.wait_for_idle_cpus(timeout_s=args.idle_timeout)
     named = "--python " if args.python else ""
     results, failures = [], []
 
@@ -254,17 +256,32 @@ def command(experiment: Experiment, args: argparse.Namespace) -> int:
             fail(found.path, str(exc))
     if args.json != "-":
         print(experiment.header(**options))
+        print(f"{idle.describe()} before the first interpreter ran; {machine.usable_cores()} "
+              "usable cores")
         print(experiment.report(results, failures))
     if args.json is not None:
         try:
             write_json(args.json, {
                 "experiment": experiment.name,
+                "idle_check": asdict(idle),
                 "results": [result.to_dict() for result in results],
                 "errors": [asdict(failure) for failure in failures]})
         except OSError as exc:
             print(f"{prefix} cannot write {args.json}: {exc.strerror or exc}", file=sys.stderr)
             return 1
     return 1 if failures else 0
+
+
+def _idle_timeout(text: str) -> float:
+    """argparse type of --idle-timeout: seconds from 0 to an hour."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value <= 3600:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds from 0 to 3600, got "
+                                         f"{text!r}")
+    return value
 
 
 def add_subcommand(subparsers, experiment: Experiment) -> None:
@@ -280,5 +297,7 @@ def add_subcommand(subparsers, experiment: Experiment) -> None:
                              "'all' for every one on this machine")
     parser.add_argument("--json", metavar="PATH", default=None,
                         help="also write the results as JSON to PATH ('-': stdout, no table)")
+    parser.add_argument("--idle-timeout", type=_idle_timeout, default=30.0, metavar="SECONDS",
+                        help="wait at most this long for idle CPUs first (default 30)")
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     parser.set_defaults(run=lambda args: command(experiment, args))
