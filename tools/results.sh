@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Regenerate the tracked result tables in docs/results/ on this machine: each file holds the
 # commands that printed it and their output, verbatim. Run it on an idle machine, after
-# `make test` (it uses .venv and .venv-3.13t): bash tools/results.sh [compare|freethreaded]...
+# `make test` (it uses .venv and .venv-3.13t): bash tools/results.sh [compare|freethreaded|history]...
 # With no argument it regenerates every file it knows. Each run takes a few minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -60,11 +60,27 @@ freethreaded() {
         --repeat 3 --python "$ftpython"
 }
 
+# The race and the convoy under every CPython on this machine (pyenv's 2.7 to 3.13 and the
+# free-threaded build), then both as one table. The JSON goes to the ignored results/.
+history() {
+    [ -x "$ftpython" ] || { echo "results: $ftpython is missing; run make ftpython" >&2; exit 1; }
+    local file=$out/history-2core.md
+    mkdir -p results
+    header "$file" "The race and the convoy from Python 2.7 to the free-threaded 3.13t"
+    run "$file" "$gilstudy" experiment race --quiet --repeat 3 --python all \
+        --json results/history-race.json
+    run "$file" "$gilstudy" experiment convoy --quiet --seconds 2 --python all \
+        --json results/history-convoy.json
+    run "$file" "$gilstudy" experiment history results/history-race.json \
+        results/history-convoy.json
+}
+
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(compare freethreaded)
+[ ${#targets[@]} -gt 0 ] || targets=(compare freethreaded history)
 for target in "${targets[@]}"; do
     case "$target" in
         compare | freethreaded) "$target" ;;
-        *) echo "results: unknown target $target (compare, freethreaded)" >&2; exit 2 ;;
+        history) history ;;
+        *) echo "results: unknown target $target (compare, freethreaded, history)" >&2; exit 2 ;;
     esac
 done
