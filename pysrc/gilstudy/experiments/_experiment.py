@@ -224,9 +224,10 @@ def command(experiment: Experiment, args: argparse.Namespace) -> int:
     status 2 on a bad one, before anything runs), wait up to --idle-timeout for idle CPUs,
     find the --python interpreters (this one without it; 'all' for every one installed),
     run the experiment under each, in order of version, print the header, the CPU check and
-    the report unless the JSON goes to stdout, and write the JSON. An interpreter that cannot be used or fails becomes an error row and one line on
-    stderr, and the others still run. Returns the exit status: 0, or 1 when an interpreter
-    gave no result or the JSON cannot be written."""
+    the report unless the JSON goes to stdout, and write the JSON. An interpreter that
+    cannot be used or fails becomes an error row and one line on stderr, and the others
+    still run. Returns the exit status: 0, or 1 when an interpreter gave no result or the
+    JSON cannot be written."""
     prefix = f"gilstudy experiment {experiment.name}: error:"
     options = {name: getattr(args, name) for name in experiment.options}
     progress = None if args.quiet else (lambda msg: print(f"  {msg}", file=sys.stderr, flush=True))

@@ -1,13 +1,12 @@
-# The convoy: an I/O-like thread that must respond promptly, beside a CPU-bound thread.
-# With the GIL, every time the I/O thread wakes up it has to get the GIL back from the CPU
-# thread; this measures how long that takes while the CPU thread runs nothing, a pure-Python
-# kernel (holds the GIL) or a Cython kernel (releases it), under each interpreter asked for.
+# The convoy: an I/O-like thread sleeps 1 ms and responds, in a loop, beside a thread that
+# runs nothing, a pure-Python kernel (holds the GIL) or a Cython one (releases it); the
+# latency is how late the I/O thread runs after its sleep ends, under each interpreter asked
+# for. The threads run in the script _workloads.py; this module summarises and reports.
 #
-# The I/O thread sleeps 1 ms and then responds, in a loop; its response latency is how late
-# it runs after the sleep ended. A sleep rather than a socket echo: the wake-up comes from
-# the OS timer, like a packet arriving, but needs no third thread or process to send the
-# packets, which would itself wait for the GIL (or compete for the cores) and blur what is
-# measured. The "nothing" row shows the OS's own wake-up delay, the floor of every other row.
+# A sleep rather than a socket echo: the wake-up comes from the OS timer, like a packet
+# arriving, but needs no third thread or process to send the packets, which would itself
+# wait for the GIL (or compete for the cores) and blur what is measured. The "nothing" row
+# shows the OS's own wake-up delay, the floor of every other row.
 
 import argparse
 import math
@@ -104,14 +103,14 @@ def _summary(measured: dict) -> ConvoyLoad:
                       unavailable=measured["unavailable"])
 
 
-def _check_seconds(seconds, owner: str = "convoy.run: seconds") -> float:
-    """``seconds`` as a float, or TypeError/ValueError naming ``owner``: a number, more
-    than 0 and at most MAX_SECONDS (so not inf or NaN)."""
+def _check_seconds(seconds) -> float:
+    """``seconds`` as a float, or TypeError/ValueError: a number, more than 0 and at most
+    MAX_SECONDS (so not inf or NaN)."""
     if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
-        raise TypeError(f"{owner} must be a number, got {type(seconds).__name__} "
+        raise TypeError(f"convoy.run: seconds must be a number, got {type(seconds).__name__} "
                         f"({seconds!r})")
     if not 0 < seconds <= MAX_SECONDS:
-        raise ValueError(f"{owner} must be > 0 and <= {MAX_SECONDS:g}, got {seconds}")
+        raise ValueError(f"convoy.run: seconds must be > 0 and <= {MAX_SECONDS:g}, got {seconds}")
     return float(seconds)
 
 
