@@ -225,22 +225,27 @@ def test_race_cli_prints_a_table_and_writes_json_to_a_file(capsys, tmp_path):
 
 # ---- convoy ------------------------------------------------------------------------------
 
-def test_convoy_measures_every_load_with_ordered_latencies():
-    result = convoy.run(seconds=SHORT_S)
+@pytest.fixture(scope="module")
+def convoy_here() -> convoy.ConvoyResult:
+    """One short convoy under this interpreter, for the tests that only read a result."""
+    return convoy.run(seconds=SHORT_S)
+
+
+def test_convoy_measures_every_load_with_ordered_latencies(convoy_here):
+    result = convoy_here
     assert_convoy_structure(result)
     assert_labelled_as(result, pythons.probe(sys.executable))
     assert result.load("cython").unavailable is None  # gilstudy is installed here
 
 
-def test_convoy_result_round_trips_through_json():
-    result = convoy.run(seconds=SHORT_S)
+def test_convoy_result_round_trips_through_json(convoy_here):
+    result = convoy_here
     assert convoy.ConvoyResult.from_dict(json.loads(json.dumps(result.to_dict()))) == result
 
 
-def test_convoy_result_names_a_missing_load():
-    result = convoy.run(seconds=SHORT_S)
+def test_convoy_result_names_a_missing_load(convoy_here):
     with pytest.raises(KeyError, match="no load 'gpu'"):
-        result.load("gpu")
+        convoy_here.load("gpu")
 
 
 def test_convoy_runs_the_cython_load_only_where_gilstudy_imports(python_without_gilstudy):
@@ -332,8 +337,9 @@ def test_json_path_in_a_missing_directory_exits_2_before_running(capsys, tmp_pat
 def bad_pythons(tmp_path, monkeypatch) -> dict[str, tuple[str, str]]:
     """Three interpreters that cannot be used, named python* so that --python all finds
     them on PATH: {kind: (path, the reason reported)}. One prints garbage, one answers
-    the probe as Python 2.6, one never answers (the probe's patience is cut to 2 s)."""
-    monkeypatch.setattr(pythons, "PROBE_TIMEOUT_S", 2)
+    the probe as Python 2.6, one never answers (the probe's patience is cut to 3 s, still
+    ample for a real interpreter on a loaded machine)."""
+    monkeypatch.setattr(pythons, "PROBE_TIMEOUT_S", 3)
     garbage = executable(tmp_path / "python9", "#!/bin/sh\necho 'Segmentation fault?'\n")
     old = fake_python(tmp_path / "python2.6", "2.6.9")
     hangs = executable(tmp_path / "python3.99", f"#!/bin/sh\nexec {shutil.which('sleep')} 600\n")
@@ -342,7 +348,7 @@ def bad_pythons(tmp_path, monkeypatch) -> dict[str, tuple[str, str]]:
                              "script, it printed 'Segmentation fault?' and exited with "
                              "status 0)"),
         "too old": (old, f"{old}: is Python 2.6.9; this needs Python 2.7 or later"),
-        "hangs": (hangs, f"{hangs}: no answer for 2 s; the child process was killed"),
+        "hangs": (hangs, f"{hangs}: no answer for 3 s; the child process was killed"),
     }
 
 

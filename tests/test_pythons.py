@@ -221,7 +221,7 @@ def test_survey_of_all_is_this_interpreter_and_what_installed_finds(bare_machine
 @pytest.mark.timeout(TIMEOUT)
 def test_survey_says_in_one_line_why_each_unusable_interpreter_is_unusable(
         tmp_path, monkeypatch):
-    monkeypatch.setattr(pythons, "PROBE_TIMEOUT_S", 2)
+    monkeypatch.setattr(pythons, "PROBE_TIMEOUT_S", 3)
     garbage = executable(tmp_path / "garbage", "#!/bin/sh\necho 'hello'\nexit 1\n")
     old = fake_python(tmp_path / "old", "2.6.9")
     pypy = fake_python(tmp_path / "pypy", "3.10.14", implementation="PyPy")
@@ -234,7 +234,7 @@ def test_survey_says_in_one_line_why_each_unusable_interpreter_is_unusable(
                                   "Python script, it printed 'hello' and exited with status 1)"),
         pythons.Unusable(old, f"{old}: is Python 2.6.9; this needs Python 2.7 or later"),
         pythons.Unusable(pypy, f"{pypy}: is PyPy 3.10.14, not CPython"),
-        pythons.Unusable(silent, f"{silent}: no answer for 2 s; the child process was killed"),
+        pythons.Unusable(silent, f"{silent}: no answer for 3 s; the child process was killed"),
         pythons.Unusable(missing, f"{missing}: no such file"),
     ]
 
