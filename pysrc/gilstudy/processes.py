@@ -227,8 +227,12 @@ def main(argv: list[str]) -> int:
     ``TRANSPORT MAX_FRAME KEY_FD WHERE...``; KEY_FD is a pipe holding the key a socket
     channel authenticates with, or "-" for none."""
     # Ctrl-C reaches the whole foreground process group; the parent decides what happens
-    # to its coprocesses, and this one ends when its input closes.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # to its coprocesses, and this one ends when its input closes. A subinterpreter
+    # (gilstudy.interpreters) runs this too, where signals are not its own to set.
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:
+        pass  # not the main thread of the main interpreter
     transport, max_frame, key_fd, *where = argv
     authkey = None if key_fd == "-" else _read_key(int(key_fd))
     channel = TRANSPORTS[transport].open_child_end(where, int(max_frame))
