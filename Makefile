@@ -9,8 +9,13 @@ PYTEST_ARGS ?=
 # The free-threaded CPython 3.13 (built once per machine, cached in ~/.cache/gilstudy) and this
 # checkout's venv for it; `make ftpython` makes both and prints the python's path.
 FTPYTHON := $(CURDIR)/.venv-3.13t/bin/python3.13t
+# CPython 3.15 with the GIL (and concurrent.interpreters) from Debian's unstable suite, in a
+# folder made once per machine (cached in ~/.cache/gilstudy), with this checkout's venv in it;
+# `make py315` makes both and prints the wrapper that runs it (root only: it chroots).
+PY315 := $(CURDIR)/.venv-3.15/bin/python
 
 .PHONY: run test bench ftpython clean
+.PHONY: py315 test-py315
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,15 +39,34 @@ run: $(VENV)/.installed-run
 ftpython:
 	bash tools/ftpython.sh --venv $(CURDIR)/.venv-3.13t
 
+py315:
+	bash tools/py315.sh --venv $(CURDIR)/.venv-3.15
+
 # The whole suite runs twice: under the default interpreter (with the GIL) and under the
 # free-threaded build, where tests marked `ftpython` also call into it from 3.11.
 test: $(VENV)/.installed-test ftpython
 	GILSTUDY_FTPYTHON=$(FTPYTHON) $(PY) -m pytest $(PYTEST_ARGS)
 	GILSTUDY_FTPYTHON=$(FTPYTHON) $(FTPYTHON) -m pytest $(PYTEST_ARGS)
+	@$(MAKE) --no-print-directory test-py315
+
+# The third pass, under 3.15, where the tests marked `subinterpreters` run too. Where 3.15
+# cannot be made here (not root, no debootstrap, no network: tools/py315.sh exits 3), the
+# pass is not run, and the last line says so and counts the tests that ran nowhere.
+test-py315: $(VENV)/.installed-test
+	@status=0; bash tools/py315.sh --venv $(CURDIR)/.venv-3.15 || status=$$?; \
+	if [ $$status -eq 0 ]; then \
+	    echo "$(PY315) -m pytest $(PYTEST_ARGS)"; \
+	    $(PY315) -m pytest $(PYTEST_ARGS); \
+	elif [ $$status -eq 3 ]; then \
+	    count=$$($(PY) -m pytest -q --collect-only -m subinterpreters $(PYTEST_ARGS) | grep -c '::'); \
+	    echo "make test: the 3.15 pass was NOT run (tools/py315.sh said why above), so $$count tests marked subinterpreters ran under no interpreter"; \
+	else \
+	    exit $$status; \
+	fi
 
 bench: $(VENV)/.installed-test
 	$(PY) -m pytest bench/ --benchmark-only --benchmark-group-by=group --benchmark-autosave $(PYTEST_ARGS)
 
 clean:
-	rm -rf build dist pysrc/*.egg-info $(VENV) .venv-3.13t .pytest_cache .benchmarks results
+	rm -rf build dist pysrc/*.egg-info $(VENV) .venv-3.13t .venv-3.15 .pytest_cache .benchmarks results
 	find pyx -name '*.c' -delete
