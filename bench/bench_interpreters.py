@@ -1,0 +1,140 @@
+# How fast subinterpreters (gilstudy.interpreters) move small items, in one run next to threads,
+# coprocesses and the standard library's InterpreterPoolExecutor: round trips of tiny tasks
+# through 2 workers, and start-up until a first item is handled. Each benchmark times one
+# callable, checks what it returned (broken code is never timed) and puts items/s in
+# extra_info. It needs Python 3.14+: `make bench` runs it under .venv-3.15/bin/python, or
+#     .venv-3.15/bin/python -m pytest bench/bench_interpreters.py --benchmark-only \
+#         --benchmark-group-by=group
+
+import sys
+import time
+
+import pytest
+
+import _bench_consumers as bc
+from gilstudy.consumers import Collect, ConsumerThread
+from gilstudy.dispatch import start_runners
+from gilstudy.examples import Square
+from gilstudy.interpreters import subinterpreter, unavailable_reason
+from gilstudy.processes import spawn
+
+if unavailable_reason() is not None:
+    # Not a stand-in for a feature: make bench runs this file under 3.15 (make py315).
+    pytest.skip(f"bench_interpreters.py: {unavailable_reason()}; make bench runs it under "
+                ".venv-3.15/bin/python", allow_module_level=True)
+
+# Only reached when something deadlocks.
+TIMEOUT = 120
+ROUNDS = 3
+WORKERS = 2
+
+ROUND_TRIP_ITEMS = 200_000
+# InterpreterPoolExecutor.map runs one task per item (its chunksize is ignored), a few
+# thousand a second: fewer items keep a round short; items/s in extra_info is what compares.
+EXECUTOR_ITEMS = 5_000
+
+
+def small_items(count: int) -> list:
+    return [(i, i * 7) for i in range(count)]
+
+
+def report(benchmark, items: int) -> None:
+    # The median round: one slow round on a shared machine moves a mean, not a median.
+    seconds = benchmark.stats.stats.median
+    benchmark.extra_info["items"] = items
+    benchmark.extra_info["items_per_s"] = round(items / seconds)
+
+
+def wait_idle(worker) -> None:
+    """Until ``worker`` has handled everything sent to it (start-up included)."""
+    flush = getattr(worker, "flush", None)
+    if flush is not None:
+        flush()
+    deadline = time.monotonic() + TIMEOUT
+    while worker.pending:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{worker!r} did not handle its items")
+        time.sleep(0.001)
+
+
+STARTERS = {
+    "subinterpreters": lambda results: subinterpreter(Square, results=results),
+    "threads": lambda results: ConsumerThread(Square(), results=results),
+    "coprocesses": lambda results: spawn(Square, results=results),
+}
+
+
+# --- Round trips: tiny tasks out, results back, through two workers --------------------------
+
+@pytest.mark.benchmark(group="round trip of tiny tasks, 2 workers, Python 3.14+")
+@pytest.mark.timeout(TIMEOUT)
+@pytest.mark.parametrize("kind", list(STARTERS))
+def test_round_trip_through_dispatch(benchmark, kind):
+    items = small_items(ROUND_TRIP_ITEMS)
+
+    def setup():
+        results = Collect()
+        fan = start_runners(lambda index: STARTERS[kind](results), WORKERS)
+        for worker in fan.consumers:
+            worker.send((-1, 0))
+        for worker in fan.consumers:
+            wait_idle(worker)
+        return (fan, results), {}
+
+    def run(fan, results):
+        send = fan.send
+        for item in items:
+            send(item)
+        fan.close()
+        return len(results.items)
+
+    count = benchmark.pedantic(run, setup=setup, rounds=ROUNDS)
+    assert count == ROUND_TRIP_ITEMS + WORKERS
+    report(benchmark, ROUND_TRIP_ITEMS)
+
+
+def _take_path(path: tuple) -> None:
+    """InterpreterPoolExecutor's initializer: each worker interpreter takes this one's
+    sys.path, to import the task by name. It uses no globals, so it is handed over as code."""
+    import sys
+
+    sys.path[:] = path
+
+
+@pytest.mark.benchmark(group="round trip of tiny tasks, 2 workers, Python 3.14+")
+@pytest.mark.timeout(TIMEOUT)
+def test_round_trip_through_interpreter_pool_executor_map(benchmark):
+    from concurrent.futures import InterpreterPoolExecutor
+
+    items = small_items(EXECUTOR_ITEMS)
+
+    def setup():
+        pool = InterpreterPoolExecutor(WORKERS, initializer=_take_path,
+                                       initargs=(tuple(sys.path),))
+        list(pool.map(bc.square, small_items(4)))  # both workers up
+        return (pool,), {}
+
+    def run(pool):
+        return sum(1 for _ in pool.map(bc.square, items))
+
+    count = benchmark.pedantic(run, setup=setup, teardown=lambda pool: pool.shutdown(),
+                               rounds=ROUNDS)
+    assert count == EXECUTOR_ITEMS
+    report(benchmark, EXECUTOR_ITEMS)
+
+
+# --- Start-up: from nothing to a first item handled ------------------------------------------
+
+@pytest.mark.benchmark(group="start-up, Python 3.14+")
+@pytest.mark.timeout(TIMEOUT)
+@pytest.mark.parametrize("kind", list(STARTERS))
+def test_start_until_first_item_handled_then_close(benchmark, kind):
+    def run():
+        results = Collect()
+        worker = STARTERS[kind](results)
+        worker.send((0, 3))
+        results.wait(1, timeout=TIMEOUT)
+        worker.close()
+        return results.items
+
+    assert benchmark.pedantic(run, rounds=ROUNDS * 2) == [(0, 9)]
