@@ -251,16 +251,19 @@ with open(sys.argv[1], "rb") as f:
     echo "$want" > "$stamp"
 fi
 
-# What the whole exercise is for: a 3.15 with the GIL whose subinterpreters load the
-# pure-Python kernels and the far-side loop.
+# What the whole exercise is for: a 3.15 with the GIL whose subinterpreters run the far-side
+# loop and the compiled kernels.
 "$VENV/bin/python" -c '
 import sys
-import concurrent.interpreters
-import gilstudy.kernels.cython as k
+from gilstudy import Collect, subinterpreter
+from gilstudy.kernels.work import KernelConsumer
 assert sys.version_info[:2] == (3, 15), sys.version
-assert k.count_primes(0, 100) == 25
 assert sys._is_gil_enabled()
-' || die "gilstudy under $VENV/bin/python fails its checks"
+results = Collect()
+with subinterpreter(KernelConsumer, "count_primes", "cython", results=results) as worker:
+    worker.send((0, (0, 100)))
+assert results.items == [(0, 25)], results.items
+' || die "gilstudy under $VENV/bin/python fails its checks (a subinterpreter running the Cython kernels)"
 
 say "interpreter: $("$VENV/bin/python" -c 'import sys; print(sys.version.split()[0])') in $ROOT"
 say "ready in $(( $(date +%s) - start )) s"
