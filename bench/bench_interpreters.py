@@ -2,17 +2,20 @@
 # the standard library's InterpreterPoolExecutor: their speedup at 2 workers over 1 on the
 # default count_primes workload of gilstudy compare, round trips of tiny tasks through 2
 # workers, and start-up until a first item is handled. Each benchmark checks what it computed
-# (broken code is never timed) and puts its figures (speedup, items/s) in extra_info. It needs Python 3.14+: `make bench` runs it under .venv-3.15/bin/python, or
+# (broken code is never timed) and puts its figures (speedup, items/s) in extra_info. The sizes
+# of the round trips are bench_coprocess.py's. It needs Python 3.14+: `make bench` runs it
+# under .venv-3.15/bin/python, or
 #     .venv-3.15/bin/python -m pytest bench/bench_interpreters.py --benchmark-only \
 #         --benchmark-group-by=group
 
 import math
 import sys
-import time
 
 import pytest
 
 import _bench_consumers as bc
+from bench_coprocess import (EXECUTOR_ITEMS, ROUND_TRIP_ITEMS, ROUNDS, TIMEOUT, report,
+                             small_items)
 from gilstudy.compare.workload import make_workload
 from gilstudy.consumers import Collect, ConsumerThread
 from gilstudy.dispatch import start_runners
@@ -28,39 +31,7 @@ if unavailable_reason() is not None:
     pytest.skip(f"bench_interpreters.py: {unavailable_reason()}; make bench runs it under "
                 ".venv-3.15/bin/python", allow_module_level=True)
 
-# Only reached when something deadlocks.
-TIMEOUT = 120
-ROUNDS = 3
 WORKERS = 2
-
-ROUND_TRIP_ITEMS = 200_000
-# InterpreterPoolExecutor.map runs one task per item (its chunksize is ignored), a few
-# thousand a second: fewer items keep a round short; items/s in extra_info is what compares.
-EXECUTOR_ITEMS = 5_000
-
-
-def small_items(count: int) -> list:
-    return [(i, i * 7) for i in range(count)]
-
-
-def report(benchmark, items: int) -> None:
-    # The median round: one slow round on a shared machine moves a mean, not a median.
-    seconds = benchmark.stats.stats.median
-    benchmark.extra_info["items"] = items
-    benchmark.extra_info["items_per_s"] = round(items / seconds)
-
-
-def wait_idle(worker) -> None:
-    """Until ``worker`` has handled everything sent to it (start-up included)."""
-    flush = getattr(worker, "flush", None)
-    if flush is not None:
-        flush()
-    deadline = time.monotonic() + TIMEOUT
-    while worker.pending:
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{worker!r} did not handle its items")
-        time.sleep(0.001)
-
 
 STARTERS = {
     "subinterpreters": lambda results: subinterpreter(Square, results=results),
@@ -150,8 +121,7 @@ def test_round_trip_through_dispatch(benchmark, kind):
         fan = start_runners(lambda index: STARTERS[kind](results), WORKERS)
         for worker in fan.consumers:
             worker.send((-1, 0))
-        for worker in fan.consumers:
-            wait_idle(worker)
+        results.take(WORKERS, timeout=TIMEOUT)  # every worker up and answering
         return (fan, results), {}
 
     def run(fan, results):
@@ -162,7 +132,7 @@ def test_round_trip_through_dispatch(benchmark, kind):
         return len(results.items)
 
     count = benchmark.pedantic(run, setup=setup, rounds=ROUNDS)
-    assert count == ROUND_TRIP_ITEMS + WORKERS
+    assert count == ROUND_TRIP_ITEMS
     report(benchmark, ROUND_TRIP_ITEMS)
 
 
@@ -179,6 +149,8 @@ def _take_path(path: tuple) -> None:
 def test_round_trip_through_interpreter_pool_executor_map(benchmark):
     from concurrent.futures import InterpreterPoolExecutor
 
+    # One task per item (its chunksize is ignored), a few thousand a second, as for
+    # ProcessPoolExecutor.map: fewer items keep a round short; items/s is what compares.
     items = small_items(EXECUTOR_ITEMS)
 
     def setup():

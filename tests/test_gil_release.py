@@ -58,19 +58,10 @@ def test_python_kernels_hold_the_gil_when_there_is_one(long_switch_interval, nam
 
 @pytest.mark.subinterpreters
 @pytest.mark.timeout(120)
+@pytest.mark.parametrize("impl", kernels.IMPLS)
 @pytest.mark.parametrize("name", kernels.NAMES)
-def test_cython_kernels_let_other_threads_run_inside_a_subinterpreter(name):
+def test_inside_a_subinterpreter_cython_releases_its_gil_and_python_holds_it(name, impl):
     with fresh_interpreter() as interpreter:
-        steps = interpreter.call(steps_while_named_kernel_runs, name, "cython",
-                                 WORK[name]["cython"])
-    assert steps == PROBE_STEPS
-
-
-@pytest.mark.subinterpreters
-@pytest.mark.timeout(120)
-@pytest.mark.parametrize("name", kernels.NAMES)
-def test_python_kernels_hold_their_subinterpreters_gil(name):
-    with fresh_interpreter() as interpreter:
-        steps = interpreter.call(steps_while_named_kernel_runs, name, "python",
-                                 WORK[name]["python"])
-    assert steps == (0 if gil_enabled() else PROBE_STEPS)
+        steps = interpreter.call(steps_while_named_kernel_runs, name, impl, WORK[name][impl])
+    holds_the_gil = impl == "python" and gil_enabled()
+    assert steps == (0 if holds_the_gil else PROBE_STEPS)

@@ -6,7 +6,6 @@
 
 import itertools
 import os
-import pickle
 import platform
 import socket
 import sys
@@ -15,7 +14,8 @@ from typing import Any, Callable
 
 from gilstudy import _checks, wire
 from gilstudy.dispatch import start_runners
-from gilstudy.remote import EXIT_TIMEOUT, RemoteConsumer, _Link
+from gilstudy.processes import check_factory, open_link, setup_payload
+from gilstudy.remote import EXIT_TIMEOUT, RemoteConsumer
 
 __all__ = ["MIN_VERSION", "unavailable_reason", "subinterpreter", "subinterpreters",
            "InterpreterPeer"]
@@ -153,16 +153,6 @@ class InterpreterPeer:
         return ended
 
 
-def _check_factory(owner: str, factory: Callable) -> None:
-    if not callable(factory):
-        raise TypeError(f"{owner}: factory must be callable, got {factory!r}")
-    if getattr(factory, "__module__", None) == "__main__":
-        raise ValueError(
-            f"{owner}: factory {getattr(factory, '__qualname__', factory)!r} is defined in "
-            "__main__, which a subinterpreter cannot import (it has a __main__ of its own); "
-            "define it in a module")
-
-
 def subinterpreter(factory: Callable, *args: Any, results: Any = None,
                    max_frame: int = wire.MAX_FRAME, allowed=None) -> RemoteConsumer:
     """Start an isolated subinterpreter of this process, with its own GIL, that runs the
@@ -192,15 +182,11 @@ def subinterpreter(factory: Callable, *args: Any, results: Any = None,
         # collect got (index, 1229) for every index
     """
     _require("subinterpreter")
-    _check_factory("subinterpreter", factory)
+    check_factory(factory, "subinterpreter",
+                  "a subinterpreter (it has a __main__ of its own)")
     options = wire.channel_options("subinterpreter", max_frame, allowed)
     _checks.results("subinterpreter", results)
-    # Pickled before anything starts, so an unpicklable factory or argument fails here.
-    call = pickle.dumps((factory, args), wire.PICKLE_PROTOCOL)
-    setup = pickle.dumps((sys.path, call), wire.PICKLE_PROTOCOL)
-    if len(setup) > max_frame:
-        raise ValueError(f"subinterpreter: the factory and its arguments pickle to "
-                         f"{len(setup)} bytes, more than max_frame ({max_frame})")
+    setup = setup_payload(factory, args, max_frame, "subinterpreter")
     # Socket pairs rather than pipes: the far side's ends live in this process, so only a
     # shutdown (which a pipe lacks) can release this side's reader while it runs.
     items_near, items_far = socket.socketpair()
@@ -214,20 +200,9 @@ def subinterpreter(factory: Callable, *args: Any, results: Any = None,
     channel = wire.Channel.from_fds(replies_near.detach(), items_near.detach(), **options)
     # The child's entry speaks the pipe transport: one descriptor to read, one to write.
     argv = ("pipe", str(max_frame), "-", str(items_far.detach()), str(replies_far.detach()))
-    peer = InterpreterPeer(argv, replies_handle)
     flags = wire.WANT_RESULTS if results is not None else 0
-    try:
-        wire.send_hello(channel, os.getpid(), flags)
-        channel.write_frame(wire.SETUP, setup)
-    except OSError:
-        # The far side ended at once; the reader will tell how (CoprocessDied).
-        broken = True
-    else:
-        broken = False
-    link = _Link(channel, peer, results=results, where="socket pair", expect_hello=True)
-    if broken:
-        link.break_writer()
-    return RemoteConsumer(link)
+    return open_link(channel, InterpreterPeer(argv, replies_handle), setup, flags,
+                     results=results, where="socket pair")
 
 
 def subinterpreters(factory: Callable, n: int, *args: Any, results: Any = None,
