@@ -170,10 +170,11 @@ def subinterpreter(factory: Callable, *args: Any, results: Any = None,
     Trouble is reported as for a coprocess (see RemoteConsumer): RemoteError when the
     consumer raises, with its traceback as the ``__cause__``; CoprocessDied when the far
     side ends without closing its consumer (for instance the consumer calls sys.exit(),
-    whose code is the ``exitcode``). An interpreter cannot be killed: abort() releases
-    this side at once, but a consumer busy in a call keeps its interpreter until the call
-    returns (see InterpreterPeer). Raises ModuleNotFoundError, naming the version needed,
-    on a Python without concurrent.interpreters.
+    whose code is the ``exitcode``). An interpreter cannot be killed: abort() shuts its
+    channel down at once and waits up to EXIT_TIMEOUT for the consumer's current call to
+    return; a consumer that never returns keeps its interpreter and daemon thread (see
+    InterpreterPeer). Raises ModuleNotFoundError, naming the version needed, on a Python
+    without concurrent.interpreters.
 
         from gilstudy.kernels.work import KernelConsumer
         with subinterpreter(KernelConsumer, "count_primes", "python", results=collect) as worker:
