@@ -9,8 +9,15 @@ PYTEST_ARGS ?=
 # The free-threaded CPython 3.13 (built once per machine, cached in ~/.cache/gilstudy) and this
 # checkout's venv for it; `make ftpython` makes both and prints the python's path.
 FTPYTHON := $(CURDIR)/.venv-3.13t/bin/python3.13t
+# CPython 3.15 with the GIL (and concurrent.interpreters) from Debian's unstable suite, in a
+# folder made once per machine (cached in ~/.cache/gilstudy), with this checkout's venv in it;
+# `make py315` makes both and prints the wrapper that runs it (root only: it chroots).
+PY315 := $(CURDIR)/.venv-3.15/bin/python
 
 .PHONY: run test bench ftpython clean
+.PHONY: py315 test-py315
+# A comma, to write one inside an argument of $(call).
+, := ,
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,15 +41,40 @@ run: $(VENV)/.installed-run
 ftpython:
 	bash tools/ftpython.sh --venv $(CURDIR)/.venv-3.13t
 
+py315:
+	bash tools/py315.sh --venv $(CURDIR)/.venv-3.15
+
 # The whole suite runs twice: under the default interpreter (with the GIL) and under the
 # free-threaded build, where tests marked `ftpython` also call into it from 3.11.
 test: $(VENV)/.installed-test ftpython
 	GILSTUDY_FTPYTHON=$(FTPYTHON) $(PY) -m pytest $(PYTEST_ARGS)
 	GILSTUDY_FTPYTHON=$(FTPYTHON) $(FTPYTHON) -m pytest $(PYTEST_ARGS)
+	@$(MAKE) --no-print-directory test-py315
 
+# $(call under-py315,NOT-RUN-MESSAGE,COMMAND): make 3.15 (tools/py315.sh) and run COMMAND
+# under it. Where 3.15 cannot be made here (not root, no debootstrap, no network: py315.sh
+# exits 3), print the message instead; any other failure fails.
+define under-py315
+	@status=0; bash tools/py315.sh --venv $(CURDIR)/.venv-3.15 || status=$$?; \
+	if [ $$status -eq 0 ]; then \
+	    echo '$(2)'; $(2); \
+	elif [ $$status -eq 3 ]; then \
+	    echo "$(1)"; \
+	else \
+	    exit $$status; \
+	fi
+endef
+
+# The third pass, under 3.15, where the tests marked `subinterpreters` run too; where 3.15
+# cannot be made, the last line says so and counts the tests that then ran nowhere.
+test-py315: $(VENV)/.installed-test
+	$(call under-py315,make test: the 3.15 pass was NOT run (tools/py315.sh said why above)$(,) so $$($(PY) -m pytest -q --collect-only -m subinterpreters $(PYTEST_ARGS) | grep -c '::') tests marked subinterpreters ran under no interpreter,$(PY315) -m pytest $(PYTEST_ARGS))
+
+# bench_interpreters.py needs Python 3.14+: it runs under 3.15, the others under $(PY).
 bench: $(VENV)/.installed-test
-	$(PY) -m pytest bench/ --benchmark-only --benchmark-group-by=group --benchmark-autosave $(PYTEST_ARGS)
+	$(PY) -m pytest bench/ --ignore=bench/bench_interpreters.py --benchmark-only --benchmark-group-by=group --benchmark-autosave $(PYTEST_ARGS)
+	$(call under-py315,make bench: bench/bench_interpreters.py was NOT run (tools/py315.sh said why above),$(PY315) -m pytest bench/bench_interpreters.py --benchmark-only --benchmark-group-by=group --benchmark-autosave $(PYTEST_ARGS))
 
 clean:
-	rm -rf build dist pysrc/*.egg-info $(VENV) .venv-3.13t .pytest_cache .benchmarks results
+	rm -rf build dist pysrc/*.egg-info $(VENV) .venv-3.13t .venv-3.15 .pytest_cache .benchmarks results
 	find pyx -name '*.c' -delete

@@ -76,6 +76,10 @@ DIRECTIVES = {
     "cdivision": True,
     "initializedcheck": False,
     "freethreading_compatible": True,
+    # Loads in isolated subinterpreters, each with its own GIL (PEP 684). Cython emits the
+    # Py_mod_multiple_interpreters slot only with module state (CYTHON_USE_MODULE_STATE
+    # below); the free-threaded build's Py_mod_gil slot is independent of it.
+    "subinterpreters_compatible": "own_gil",
 }
 
 kernels = Extension(
@@ -89,6 +93,8 @@ kernels = Extension(
         ("GILSTUDY_COMPILER", c_string(compiler_version())),
         ("GILSTUDY_CFLAGS", c_string(" ".join(CFLAGS))),
         ("GILSTUDY_FREETHREADING_COMPATIBLE", "1" if DIRECTIVES["freethreading_compatible"] else "0"),
+        ("GILSTUDY_SUBINTERPRETERS_COMPATIBLE", c_string(DIRECTIVES["subinterpreters_compatible"])),
+        ("CYTHON_USE_MODULE_STATE", "1"),
     ],
 )
 

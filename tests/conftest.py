@@ -73,6 +73,16 @@ def _history_python_missing(config: pytest.Config, marker: pytest.Mark) -> str |
     return None if label in history_pythons() else label
 
 
+def _subinterpreters_missing(config: pytest.Config, marker: pytest.Mark) -> str | None:
+    """Tests marked `subinterpreters` need concurrent.interpreters (Python 3.14+); `make test`
+    runs them in its 3.15 pass (make py315). A -m expression naming the marker decides."""
+    from gilstudy.interpreters import unavailable_reason
+
+    if "subinterpreters" in (config.getoption("markexpr") or ""):
+        return None
+    return unavailable_reason()
+
+
 # For each marker: why a test carrying it cannot run here (None when it can), and the
 # summary line's reason made of those whys.
 _NEEDS = {
@@ -81,6 +91,8 @@ _NEEDS = {
         "installed)")),
     HISTORY_MARKER: (_history_python_missing, lambda labels: (
         f"no Python {', '.join(labels)} on this machine")),
+    "subinterpreters": (_subinterpreters_missing, lambda whys: (
+        f"{whys[0]} (make test runs them under 3.15: make py315)")),
 }
 
 

@@ -125,7 +125,7 @@ _PROTOCOL_2_READER = textwrap.dedent("""
 @pytest.mark.timeout(TIMEOUT)
 @pytest.mark.parametrize("protocol, status, said", [
     (2, 0, repr([1, "two", (3, 3.0), None, {"five": [5]}]).encode()),
-    (None, 1, b"refused a pickle of protocol 4"),
+    (None, 1, b"refused a pickle of protocol %d" % pickle.DEFAULT_PROTOCOL),
 ], ids=["protocol-2", "default-protocol"])
 def test_coprocess_sender_speaks_the_protocol_an_older_reader_understands(protocol, status,
                                                                           said):
@@ -574,11 +574,19 @@ def test_ctrl_c_while_close_waits_ends_the_coprocess(tmp_path):
     consumer.send(1)
 
     def interrupt_once_closing():
+        # Until the main thread waits in close(). Without a GIL this thread runs alongside
+        # it, and a signal that lands before the wait begins is handled only at the next
+        # signal (the 3.13t build), so the wait must have begun.
+        main = threading.main_thread().ident
         deadline = time.monotonic() + TIMEOUT
-        while not consumer.is_closed and time.monotonic() < deadline:
+        while time.monotonic() < deadline:
+            frame = sys._current_frames().get(main)
+            if consumer.is_closed and frame is not None and frame.f_code.co_name == "wait":
+                break
             time.sleep(0.001)
+        time.sleep(0.05)  # from the frame's first line into the lock's wait
         # A real signal: it wakes the main thread from the wait, as Ctrl-C in a terminal does.
-        signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+        signal.pthread_kill(main, signal.SIGINT)
 
     interrupter = threading.Thread(target=interrupt_once_closing)
     interrupter.start()

@@ -1,5 +1,5 @@
 # One table of deliberately broken cases, run against every kind of runner: a thread, a
-# coprocess over each transport, and a connection to `gilstudy serve`. The cases: an item
+# coprocess over each transport, a connection to `gilstudy serve`, and a subinterpreter. The cases: an item
 # that fails to pickle, one that fails to unpickle on the far side, a consumer that raises,
 # a worker killed with SIGKILL, one that segfaults, one that exits early, one that stops
 # reading and one that stops finishing. Each states what the caller sees and how soon; the
@@ -24,6 +24,7 @@ import _coprocess_consumers as cc
 from gilstudy.consumers import ConsumerThread
 from gilstudy.coprocess import EXIT_TIMEOUT, TRANSPORTS, connect, parse_address, spawn
 from gilstudy.errors import ConsumerError, CoprocessDied, CoprocessStalled, RemoteError
+from gilstudy.interpreters import subinterpreter
 
 # Only reached when something deadlocks.
 TIMEOUT = 60
@@ -90,6 +91,7 @@ class RunnerKind(NamedTuple):
     start: Callable[..., Started]      # (factory, args, results=None)
     not_applicable: dict       # fault name -> why it cannot happen to this kind
     facts: dict                # fault name -> facts that replace the fault's own
+    marks: tuple = ()          # pytest marks of every case of this kind
 
 
 def _assert_reaped(pid: int) -> None:
@@ -142,6 +144,24 @@ def _start_server_connection(factory, args, results=None) -> Started:
     return Started(runner, end)
 
 
+def _start_subinterpreter(factory, args, results=None) -> Started:
+    runner = subinterpreter(factory, *args, results=results)
+
+    def end() -> None:
+        # Its interpreter has ended, and with it the thread that ran it.
+        assert runner.peer.wait(TIMEOUT) is not None, f"{runner.peer.name} still runs"
+
+    return Started(runner, end)
+
+
+_INTERPRETER_DIES_WITH_US = ("a subinterpreter is a thread of this process: a signal, a "
+                             "segfault or os._exit ends the whole process, the caller's "
+                             "included (sys.exit() is its early exit: test_interpreters.py)")
+_INTERPRETER_NOT_KILLABLE = ("the case's consumer sleeps for an hour, and an interpreter cannot "
+                             "be killed, so its thread would outlive the test; the stall with "
+                             "a consumer the test releases is in test_interpreters.py")
+
+
 RUNNERS = {
     "thread": RunnerKind(_start_thread, {
         "item-fails-to-pickle": _NOTHING_PICKLED, "item-fails-to-unpickle": _NOTHING_PICKLED,
@@ -152,6 +172,10 @@ RUNNERS = {
     "server-connection": RunnerKind(_start_server_connection, {}, {
         "SIGKILL-mid-stream": _UNKNOWN_END, "segfault": _UNKNOWN_END,
         "os._exit-early": _UNKNOWN_END}),
+    "subinterpreter": RunnerKind(_start_subinterpreter, {
+        "SIGKILL-mid-stream": _INTERPRETER_DIES_WITH_US, "segfault": _INTERPRETER_DIES_WITH_US,
+        "os._exit-early": _INTERPRETER_DIES_WITH_US, "stops-reading": _INTERPRETER_NOT_KILLABLE,
+        "stops-finishing": _INTERPRETER_NOT_KILLABLE}, {}, (pytest.mark.subinterpreters,)),
 }
 
 
@@ -161,7 +185,8 @@ def _cases():
     for kind_name, kind in RUNNERS.items():
         for fault_name in FAULTS:
             if fault_name not in kind.not_applicable:
-                yield pytest.param(kind_name, fault_name, id=f"{kind_name}-{fault_name}")
+                yield pytest.param(kind_name, fault_name, id=f"{kind_name}-{fault_name}",
+                                   marks=kind.marks)
 
 
 def wait_acknowledged(runner, count: int) -> None:

@@ -8,15 +8,13 @@
 # finished, so the main thread sees it done before its first step. No clock is read.
 
 import sys
-import threading
 
 import pytest
 
+from _in_subinterpreter import (PROBE_STEPS, fresh_interpreter, steps_while_kernel_runs,
+                                steps_while_named_kernel_runs)
 from gilstudy import kernels
 from gilstudy.machine import gil_enabled
-from conftest import TIMEOUT
-
-PROBE_STEPS = 20_000
 
 # Arguments that keep each kernel busy for a few tenths of a second, far longer than
 # PROBE_STEPS trips of the main thread's loop (well under 1 ms) and than the main thread
@@ -39,31 +37,6 @@ def long_switch_interval():
         sys.setswitchinterval(previous)
 
 
-def steps_while_kernel_runs(kernel, args) -> int:
-    """How many steps the main thread made while ``kernel(*args)`` ran in another thread
-    (at most PROBE_STEPS)."""
-    about_to_call = threading.Event()
-    finished = threading.Event()
-    outcome = []
-
-    def run():
-        about_to_call.set()
-        outcome.append(kernel(*args))
-        finished.set()
-
-    worker = threading.Thread(target=run)
-    worker.start()
-    assert about_to_call.wait(TIMEOUT)
-    steps = 0
-    # The loop takes no lock and calls nothing that could release the GIL, so with the GIL
-    # held by the kernel thread it cannot run at all until that thread is done.
-    while steps < PROBE_STEPS and not finished.is_set():
-        steps += 1
-    worker.join(TIMEOUT)
-    assert not worker.is_alive() and outcome
-    return steps
-
-
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("name", kernels.NAMES)
 def test_cython_kernels_let_other_threads_run(long_switch_interval, name):
@@ -77,3 +50,18 @@ def test_python_kernels_hold_the_gil_when_there_is_one(long_switch_interval, nam
     steps = steps_while_kernel_runs(kernels.get(name, "python"), WORK[name]["python"])
     # On a free-threaded build there is no GIL to hold: the main thread runs alongside.
     assert steps == (0 if gil_enabled() else PROBE_STEPS)
+
+
+# In a fresh isolated subinterpreter (its own GIL), where the compiled module is loaded again
+# with its own module state: the nogil loops still let that interpreter's other threads run,
+# and the pure-Python kernels still hold its GIL, which is that interpreter's alone.
+
+@pytest.mark.subinterpreters
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("impl", kernels.IMPLS)
+@pytest.mark.parametrize("name", kernels.NAMES)
+def test_inside_a_subinterpreter_cython_releases_its_gil_and_python_holds_it(name, impl):
+    with fresh_interpreter() as interpreter:
+        steps = interpreter.call(steps_while_named_kernel_runs, name, impl, WORK[name][impl])
+    holds_the_gil = impl == "python" and gil_enabled()
+    assert steps == (0 if holds_the_gil else PROBE_STEPS)

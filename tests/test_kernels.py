@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from gilstudy import kernels
 from gilstudy.errors import UnknownKernelError
-from gilstudy.kernels import _args
+from gilstudy.kernels import _args, _image
 from gilstudy.kernels import cython as ckernels
 from gilstudy.kernels import python as pykernels
 from gilstudy.kernels.work import KernelConsumer
@@ -162,11 +162,13 @@ def test_reference_names_itself_in_errors():
 def test_build_info_reports_the_facts_of_the_build():
     info = kernels.build_info()
     assert set(info) >= {"cython_version", "compiler", "cflags", "openmp",
-                         "openmp_max_threads", "freethreading_compatible", "module"}
+                         "openmp_max_threads", "freethreading_compatible",
+                         "subinterpreters_compatible", "module"}
     major, minor = (int(x) for x in info["cython_version"].split(".")[:2])
     assert (major, minor) >= (3, 1)
     assert "-O3" in info["cflags"]
     assert info["freethreading_compatible"] is True
+    assert info["subinterpreters_compatible"] == "own_gil"
     assert info["openmp"] == ("-fopenmp" in info["cflags"])
     assert info["openmp_max_threads"] >= 1
 
@@ -192,3 +194,53 @@ def test_docstring_examples_run(module):
         module = importlib.import_module(module)
     failures, tried = doctest.testmod(module)
     assert tried > 0 and failures == 0
+
+
+# Where numpy cannot be imported (an isolated subinterpreter) the mandelbrot kernels return a
+# PortableImage, which pickles into the numpy array every other model returns.
+
+@pytest.mark.parametrize("protocol", [2, 5])
+def test_a_portable_image_pickles_into_the_writable_numpy_array_of_its_pixels(protocol):
+    import array
+    import pickle
+
+    pixels = array.array(_image.UINT32_CODE, range(12))
+    image = pickle.loads(pickle.dumps(_image.PortableImage(pixels, 3, 4), protocol))
+    assert isinstance(image, np.ndarray) and image.dtype == np.uint32
+    assert image.flags.writeable
+    assert image.tolist() == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11]]
+    assert _image.PortableImage(pixels, 3, 4).tolist() == image.tolist()
+
+
+def test_a_portable_image_refuses_pixels_that_do_not_make_its_shape():
+    import array
+
+    with pytest.raises(ValueError, match=r"^PortableImage: 5 pixels do not make 2 rows of 3$"):
+        _image.PortableImage(array.array(_image.UINT32_CODE, range(5)), 2, 3)
+
+
+def test_an_image_too_large_to_allocate_raises_at_once(impl):
+    # The size is computed with Python ints: no C product wraps around to a small buffer.
+    with pytest.raises((MemoryError, OverflowError)):
+        kernels.get("mandelbrot", impl)(LONG_MAX, 4, 1)
+
+
+@pytest.mark.subinterpreters
+@pytest.mark.timeout(120)
+def test_every_kernel_runs_in_a_fresh_isolated_interpreter_with_the_same_results():
+    import pickle
+
+    from _in_subinterpreter import SMALL_ARGS, every_kernel_result, fresh_interpreter
+
+    with fresh_interpreter() as interpreter:
+        results, modules = pickle.loads(interpreter.call(every_kernel_result))
+    assert "numpy" not in modules and "gilstudy.kernels._ckernels" in modules
+    for name in kernels.NAMES:
+        expected = kernels.get(name, "python")(*SMALL_ARGS[name])
+        for variant in ("python", "cython", "prange"):
+            got = results[name, variant]
+            if name == "mandelbrot":
+                assert isinstance(got, np.ndarray) and got.dtype == np.uint32
+                np.testing.assert_array_equal(got, expected)
+            else:
+                assert got == expected

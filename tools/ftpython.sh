@@ -39,6 +39,8 @@ say() {
 }
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# debian_archive_uri: the Debian archive this machine uses, read from its apt configuration
+source "$REPO/tools/debian_archive.sh"
 CACHE=${GILSTUDY_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/gilstudy}
 PREFIX=$CACHE/cpython-3.13t
 INTERP=$PREFIX/bin/python3.13t
@@ -109,18 +111,6 @@ install_build_deps() {
 }
 
 # ---- source: Debian's python3.13 source package through a private apt configuration ------
-
-# The Debian archive this machine already uses: the repository that serves the machine's own
-# release codename (security and third-party repositories serve other suite names).
-debian_archive_uri() {
-    local codename
-    codename=$(. /etc/os-release 2>/dev/null && echo "${VERSION_CODENAME:-}")
-    apt-get indextargets --no-release-info --format '$(REPO_URI) $(RELEASE)' 2>/dev/null \
-        | awk -v c="$codename" '
-            $2 == c { print $1; found = 1; exit }
-            $2 ~ /^(stable|testing|unstable|sid|bullseye|bookworm|trixie|forky)$/ && !alt { alt = $1 }
-            END { if (!found && alt) print alt }'
-}
 
 fetch_source() {
     local dest=$1 apt_dir=$CACHE/apt uri keyring versions version

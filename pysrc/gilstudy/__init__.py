@@ -2,8 +2,8 @@
 
 The same CPU-bound kernels (``gilstudy.kernels``) run in every execution model Python
 offers; a consumer interface (``send``/``close``) lets one consumer class run inline, in a
-thread, as a coroutine or in another process, and ``gilstudy.compare`` reports the speedup
-of each.
+thread, as a coroutine, in another process or in a subinterpreter, and ``gilstudy.compare``
+reports the speedup of each.
 
 Every public name is loaded on first use (PEP 562): a coprocess child imports ``gilstudy``
 to rebuild its consumer, and must not pay for threads, sockets or numpy it does not need.
@@ -37,6 +37,9 @@ _EXPORTS = {
     "Peer": "gilstudy.remote",
     "Coprocess": "gilstudy.stream",
     "CoprocessSender": "gilstudy.stream",
+    # subinterpreters (Python 3.14+)
+    "subinterpreter": "gilstudy.interpreters",
+    "subinterpreters": "gilstudy.interpreters",
     # errors
     "GilstudyError": "gilstudy.errors",
     "UnknownKernelError": "gilstudy.errors",
@@ -60,8 +63,8 @@ _RENAMED = {"describe_machine": "describe"}
 # Submodules reachable as attributes. ``processes`` and ``server`` hold spawn and serve,
 # whose names are public functions here, so no submodule may be named after a function.
 _SUBMODULES = ("kernels", "consumers", "dispatch", "coprocess", "remote", "farside",
-               "processes", "server", "stream", "transports", "wire", "compare", "experiments",
-               "pythons", "errors", "machine")
+               "processes", "server", "stream", "transports", "wire", "interpreters", "compare",
+               "experiments", "pythons", "errors", "machine")
 
 __all__ = ["__version__", *_SUBMODULES, *_EXPORTS]
 

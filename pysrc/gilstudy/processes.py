@@ -17,7 +17,8 @@ from gilstudy.errors import AuthenticationError, PeerGone, ProtocolError
 from gilstudy.farside import run_far_side
 from gilstudy.transports import TRANSPORTS
 
-__all__ = ["spawn", "coprocesses", "SpawnedProcess", "main"]
+__all__ = ["spawn", "coprocesses", "SpawnedProcess", "check_factory", "setup_payload",
+           "open_link", "main"]
 
 # The module a spawned interpreter runs; its main() is the child's end.
 CHILD_MODULE = "gilstudy.processes"
@@ -80,13 +81,29 @@ class SpawnedProcess:
         return True
 
 
-def _check_factory(factory: Callable) -> None:
+def check_factory(factory: Callable, owner: str = "spawn",
+                  worker: str = "a coprocess") -> None:
+    """Refuse a ``factory`` that ``worker`` cannot rebuild from its pickle: one that is not
+    callable (TypeError) or is defined in ``__main__`` (ValueError)."""
     if not callable(factory):
-        raise TypeError(f"spawn: factory must be callable, got {factory!r}")
+        raise TypeError(f"{owner}: factory must be callable, got {factory!r}")
     if getattr(factory, "__module__", None) == "__main__":
         raise ValueError(
-            f"spawn: factory {getattr(factory, '__qualname__', factory)!r} is defined in "
-            "__main__, which a coprocess cannot import; define it in a module")
+            f"{owner}: factory {getattr(factory, '__qualname__', factory)!r} is defined in "
+            f"__main__, which {worker} cannot import; define it in a module")
+
+
+def setup_payload(factory: Callable, args: tuple, max_frame: int, owner: str = "spawn") -> bytes:
+    """The SETUP frame that makes the child's end build ``factory(*args)`` (see
+    _build_from_setup): this process's sys.path and the pickled call. Pickled before
+    anything starts, so an unpicklable factory or argument fails here; ValueError when it
+    is longer than ``max_frame``."""
+    call = pickle.dumps((factory, args), wire.PICKLE_PROTOCOL)
+    setup = pickle.dumps((sys.path, call), wire.PICKLE_PROTOCOL)
+    if len(setup) > max_frame:
+        raise ValueError(f"{owner}: the factory and its arguments pickle to {len(setup)} "
+                         f"bytes, more than max_frame ({max_frame})")
+    return setup
 
 
 def spawn(factory: Callable, *args: Any, transport: str = "pipe", path=None, address=None,
@@ -119,8 +136,6 @@ def spawn(factory: Callable, *args: Any, transport: str = "pipe", path=None, add
     """
     import subprocess
 
-    from gilstudy.remote import RemoteConsumer, _Link
-
     if transport not in TRANSPORTS:
         raise ValueError(f"spawn: transport must be one of {', '.join(TRANSPORTS)}, "
                          f"got {transport!r}")
@@ -128,15 +143,10 @@ def spawn(factory: Callable, *args: Any, transport: str = "pipe", path=None, add
         raise ValueError(f"spawn: path is for transport='fifo', not {transport!r}")
     if address is not None and transport != "socket":
         raise ValueError(f"spawn: address is for transport='socket', not {transport!r}")
-    _check_factory(factory)
+    check_factory(factory)
     options = wire.channel_options("spawn", max_frame, allowed)
     _checks.results("spawn", results)
-    # Pickled before anything starts, so an unpicklable factory or argument fails here.
-    call = pickle.dumps((factory, args), wire.PICKLE_PROTOCOL)
-    setup = pickle.dumps((sys.path, call), wire.PICKLE_PROTOCOL)
-    if len(setup) > max_frame:
-        raise ValueError(f"spawn: the factory and its arguments pickle to {len(setup)} bytes, "
-                         f"more than max_frame ({max_frame})")
+    setup = setup_payload(factory, args, max_frame)
     if transport == "pipe":
         opener = TRANSPORTS[transport]()
     elif transport == "fifo":
@@ -156,17 +166,28 @@ def spawn(factory: Callable, *args: Any, transport: str = "pipe", path=None, add
             process.wait()
         opener.cleanup()
         raise
+    return open_link(channel, SpawnedProcess(process), setup, flags, results=results,
+                     where=opener.name, hello=not opener.handshakes, cleanups=[opener.cleanup])
+
+
+def open_link(channel: wire.Channel, peer, setup: bytes, flags: int, *, results, where: str,
+              hello: bool = True, cleanups=()):
+    """Say HELLO (unless a handshake did already, ``hello=False``) and SETUP on ``channel``
+    to a child's end that has just started, and return the RemoteConsumer that feeds it,
+    with ``peer`` (gilstudy.remote.Peer) behind it. A child that ended at once leaves the
+    writer broken; its reader thread tells how (CoprocessDied)."""
+    from gilstudy.remote import RemoteConsumer, _Link
+
     try:
-        if not opener.handshakes:
+        if hello:
             wire.send_hello(channel, os.getpid(), flags)
         channel.write_frame(wire.SETUP, setup)
     except OSError:
-        # The child died at once; its reader thread will tell how (CoprocessDied).
         broken = True
     else:
         broken = False
-    link = _Link(channel, SpawnedProcess(process), results=results, where=opener.name,
-                 expect_hello=not opener.handshakes, cleanups=[opener.cleanup])
+    link = _Link(channel, peer, results=results, where=where, expect_hello=hello,
+                 cleanups=cleanups)
     if broken:
         link.break_writer()
     return RemoteConsumer(link)
@@ -227,8 +248,12 @@ def main(argv: list[str]) -> int:
     ``TRANSPORT MAX_FRAME KEY_FD WHERE...``; KEY_FD is a pipe holding the key a socket
     channel authenticates with, or "-" for none."""
     # Ctrl-C reaches the whole foreground process group; the parent decides what happens
-    # to its coprocesses, and this one ends when its input closes.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # to its coprocesses, and this one ends when its input closes. A subinterpreter
+    # (gilstudy.interpreters) runs this too, where signals are not its own to set.
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:
+        pass  # not the main thread of the main interpreter
     transport, max_frame, key_fd, *where = argv
     authkey = None if key_fd == "-" else _read_key(int(key_fd))
     channel = TRANSPORTS[transport].open_child_end(where, int(max_frame))

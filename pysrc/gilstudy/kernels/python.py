@@ -1,10 +1,11 @@
 # The pure-Python kernels: the GIL-bound baseline. Their compiled twins in
 # gilstudy.kernels.cython take the same arguments, compute the same results bit for bit,
-# raise the same errors, and share these docstrings.
+# raise the same errors, and share these docstrings. Nothing here imports numpy, so they
+# run where it cannot load, such as an isolated subinterpreter.
 
-import numpy as np
+import array
 
-from gilstudy.kernels import _args
+from gilstudy.kernels import _args, _image
 
 __all__ = ["countdown", "count_primes", "mandelbrot"]
 
@@ -78,14 +79,16 @@ def _mandelbrot_point(cr: float, ci: float, max_iter: int) -> int:
 
 
 def mandelbrot(width: int, height: int, max_iter: int, row_start: int = 0,
-               row_stop: int | None = None) -> np.ndarray:
+               row_stop: int | None = None) -> "numpy.ndarray":
     """Escape-iteration counts of the Mandelbrot set over [-2, 1] x [-1.5, 1.5].
 
     Returns rows [row_start, row_stop) (``row_stop=None`` means ``height``) of a
     ``width`` x ``height`` image as a numpy uint32 array of shape (rows, width); pixel
     (x, y) samples c = (-2 + 3x/width) + (-1.5 + 3y/height)i and holds the number of
     iterations, at most ``max_iter``, before |z| > 2. Rows computed separately equal the
-    same rows of the whole image, so the image splits across workers by rows.
+    same rows of the whole image, so the image splits across workers by rows. Where numpy
+    cannot be imported (an isolated subinterpreter) it returns a
+    gilstudy.kernels._image.PortableImage of the same pixels, which pickles into this array.
 
     Raises TypeError for non-int arguments, ValueError for width, height or max_iter below
     1 or rows outside [0, height], OverflowError for values past a C long (uint32 for
@@ -96,10 +99,11 @@ def mandelbrot(width: int, height: int, max_iter: int, row_start: int = 0,
     """
     width, height, max_iter, row_start, row_stop = _args.mandelbrot_args(
         width, height, max_iter, row_start, row_stop)
-    image = np.empty((row_stop - row_start, width), dtype=np.uint32)
+    pixels = _image.new_pixels(row_stop - row_start, width)
     for y in range(row_start, row_stop):
         ci = -1.5 + 3.0 * y / height
-        image[y - row_start] = [
+        start = (y - row_start) * width
+        pixels[start:start + width] = array.array(_image.UINT32_CODE, [
             _mandelbrot_point(-2.0 + 3.0 * x / width, ci, max_iter) for x in range(width)
-        ]
-    return image
+        ])
+    return _image.as_image(pixels, row_stop - row_start, width)

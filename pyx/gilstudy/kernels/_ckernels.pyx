@@ -5,12 +5,16 @@
 # The *_prange kernels split one call's loop over OpenMP threads with prange (dynamic
 # schedule); built without OpenMP they run on one thread and build_info()["openmp"] says so.
 # The nogil C-level functions are declared in _ckernels.pxd for other Cython modules.
+# The module keeps its state per interpreter and declares that each may have its own GIL
+# (setup.py: subinterpreters_compatible=own_gil), so it loads in isolated subinterpreters;
+# that is also why it uses no typed memoryviews (Cython does not yet support them there)
+# and imports no numpy (which cannot load there): images are filled through the buffer
+# protocol and made arrays by gilstudy.kernels._image.
 
+from cpython.buffer cimport PyBUF_C_CONTIGUOUS, PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
 from cython.parallel cimport prange
 
-import numpy as np
-
-from gilstudy.kernels import _args
+from gilstudy.kernels import _args, _image
 
 cdef extern from "primes_ref.h":
     long gilstudy_count_primes_ref(long lo, long hi) noexcept nogil
@@ -30,6 +34,7 @@ cdef extern from *:
     const char *GILSTUDY_COMPILER
     const char *GILSTUDY_CFLAGS
     int GILSTUDY_FREETHREADING_COMPATIBLE
+    const char *GILSTUDY_SUBINTERPRETERS_COMPATIBLE
     int GILSTUDY_HAS_OPENMP
     int gilstudy_openmp_max_threads() noexcept nogil
 
@@ -168,13 +173,16 @@ def count_primes_reference(lo, hi):
 def mandelbrot(width, height, max_iter, row_start=0, row_stop=None):
     cdef long w, h, r0, r1
     cdef unsigned int iters
+    cdef Py_buffer view
     w, h, iters, r0, r1 = _args.mandelbrot_args(width, height, max_iter, row_start, row_stop)
-    image = np.empty((r1 - r0, w), dtype=np.uint32)
-    cdef unsigned int[:, ::1] pixels = image
-    if r1 > r0:
+    pixels = _image.new_pixels(r1 - r0, w)
+    PyObject_GetBuffer(pixels, &view, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS)
+    try:
         with nogil:
-            mandelbrot_rows_c(&pixels[0, 0], w, h, iters, r0, r1)
-    return image
+            mandelbrot_rows_c(<unsigned int *> view.buf, w, h, iters, r0, r1)
+    finally:
+        PyBuffer_Release(&view)
+    return _image.as_image(pixels, r1 - r0, w)
 
 
 def countdown_prange(n, nthreads=None):
@@ -222,16 +230,20 @@ def mandelbrot_prange(width, height, max_iter, row_start=0, row_stop=None, nthre
     w, h, iters, r0, r1 = _args.mandelbrot_args(width, height, max_iter, row_start, row_stop,
                                                 func="mandelbrot_prange")
     cdef int threads = _args.nthreads_arg("mandelbrot_prange", nthreads)
-    image = np.empty((r1 - r0, w), dtype=np.uint32)
-    cdef unsigned int[:, ::1] pixels = image
-    if r1 > r0:
+    cdef Py_buffer view
+    pixels = _image.new_pixels(r1 - r0, w)
+    PyObject_GetBuffer(pixels, &view, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS)
+    try:
         with nogil:
-            mandelbrot_rows_prange_c(&pixels[0, 0], w, h, iters, r0, r1, threads)
-    return image
+            mandelbrot_rows_prange_c(<unsigned int *> view.buf, w, h, iters, r0, r1, threads)
+    finally:
+        PyBuffer_Release(&view)
+    return _image.as_image(pixels, r1 - r0, w)
 
 
 def build_info():
-    """Facts of this build: Cython version, compiler and flags, OpenMP, free-threading."""
+    """Facts of this build: Cython version, compiler and flags, OpenMP, free-threading,
+    subinterpreters."""
     return {
         "cython_version": GILSTUDY_CYTHON_VERSION.decode(),
         "compiler": GILSTUDY_COMPILER.decode(),
@@ -239,4 +251,5 @@ def build_info():
         "openmp": bool(GILSTUDY_HAS_OPENMP),
         "openmp_max_threads": gilstudy_openmp_max_threads(),
         "freethreading_compatible": bool(GILSTUDY_FREETHREADING_COMPATIBLE),
+        "subinterpreters_compatible": GILSTUDY_SUBINTERPRETERS_COMPATIBLE.decode(),
     }
