@@ -15,6 +15,7 @@ from typing import Any, Callable
 from gilstudy import _checks, wire
 from gilstudy.errors import AuthenticationError, PeerGone, ProtocolError
 from gilstudy.farside import run_far_side
+from gilstudy.flow import MAX_IN_FLIGHT
 from gilstudy.transports import TRANSPORTS
 
 __all__ = ["spawn", "coprocesses", "SpawnedProcess", "main"]
@@ -90,7 +91,8 @@ def _check_factory(factory: Callable) -> None:
 
 
 def spawn(factory: Callable, *args: Any, transport: str = "pipe", path=None, address=None,
-          results: Any = None, max_frame: int = wire.MAX_FRAME, allowed=None):
+          results: Any = None, max_frame: int = wire.MAX_FRAME, allowed=None,
+          max_in_flight: int = MAX_IN_FLIGHT):
     """Start a new Python interpreter that runs the consumer ``factory(*args)``; return the
     RemoteConsumer that feeds it.
 
@@ -110,6 +112,8 @@ def spawn(factory: Callable, *args: Any, transport: str = "pipe", path=None, add
     ``max_frame`` (bytes, 64 MiB by default) bounds each frame both ways: a batch of items,
     a batch of results, their out-of-band buffers included. With ``allowed`` (see
     gilstudy.wire.RestrictedUnpickler) results load only the globals it permits.
+    ``max_in_flight`` bounds the items sent and not yet acknowledged (see gilstudy.flow):
+    the send() that would exceed it waits for the consumer.
 
         from gilstudy.kernels.work import KernelConsumer
         with spawn(KernelConsumer, "count_primes", "cython", results=collect) as worker:
@@ -131,6 +135,7 @@ def spawn(factory: Callable, *args: Any, transport: str = "pipe", path=None, add
     _check_factory(factory)
     options = wire.channel_options("spawn", max_frame, allowed)
     _checks.results("spawn", results)
+    _checks.positive_int("spawn", "max_in_flight", max_in_flight)
     # Pickled before anything starts, so an unpicklable factory or argument fails here.
     call = pickle.dumps((factory, args), wire.PICKLE_PROTOCOL)
     setup = pickle.dumps((sys.path, call), wire.PICKLE_PROTOCOL)
@@ -166,20 +171,23 @@ def spawn(factory: Callable, *args: Any, transport: str = "pipe", path=None, add
     else:
         broken = False
     link = _Link(channel, SpawnedProcess(process), results=results, where=opener.name,
-                 expect_hello=not opener.handshakes, cleanups=[opener.cleanup])
+                 expect_hello=not opener.handshakes, cleanups=[opener.cleanup],
+                 max_in_flight=max_in_flight)
     if broken:
         link.break_writer()
     return RemoteConsumer(link)
 
 
 def coprocesses(factory: Callable, n: int, *args: Any, transport: str = "pipe",
-                results: Any = None, max_frame: int = wire.MAX_FRAME, allowed=None):
+                results: Any = None, max_frame: int = wire.MAX_FRAME, allowed=None,
+                max_in_flight: int = MAX_IN_FLIGHT):
     """``n`` coprocesses, each running its own ``factory(*args)``, behind one Dispatch: the
     process twin of :func:`gilstudy.consumers.threads`.
 
     Every item goes to the coprocess with the fewest unacknowledged items. Give a
     thread-safe ``results`` (such as :class:`gilstudy.consumers.Collect`): each coprocess's
-    reader thread sends to it. ``max_frame`` and ``allowed`` are spawn()'s. If starting one
+    reader thread sends to it. ``max_frame``, ``allowed`` and ``max_in_flight`` are
+    spawn()'s. If starting one
     fails, those already started are ended and the error is raised.
 
         from gilstudy.consumers import Collect
@@ -193,9 +201,11 @@ def coprocesses(factory: Callable, n: int, *args: Any, transport: str = "pipe",
     from gilstudy.dispatch import start_runners
 
     _checks.positive_int("coprocesses", "n", n)
+    _checks.positive_int("coprocesses", "max_in_flight", max_in_flight)
     return start_runners(lambda index: spawn(factory, *args, transport=transport,
                                              results=results, max_frame=max_frame,
-                                             allowed=allowed), n, owner="coprocesses")
+                                             allowed=allowed, max_in_flight=max_in_flight),
+                         n, owner="coprocesses")
 
 
 # -- The child's end --------------------------------------------------------------------------
