@@ -329,8 +329,9 @@ def test_a_stranger_on_spawns_socket_is_dropped_and_the_child_gets_through(monke
         for stranger in strangers:
             stranger.close()
     assert results == ["through", "closed"]
-    assert re.search(r"gilstudy spawn: refused a connection to socket 127\.0\.0\.1:\d+ from "
-                     r"127\.0\.0\.1:\d+: unknown frame kind 0x47", caplog.text)
+    assert re.search(r"gilstudy spawn on socket 127\.0\.0\.1:\d+: dropped a connection from "
+                     r"127\.0\.0\.1:\d+: the peer is not a gilstudy end: it sent an HTTP "
+                     r"request, beginning b'GET / HTT'", caplog.text)
 
 
 @pytest.mark.timeout(TIMEOUT)

@@ -5,8 +5,8 @@
 import ctypes
 import operator
 
-__all__ = ["LONG_MAX", "integer", "positive_int", "timeout", "max_frame", "consumer",
-           "results", "is_consumer", "MIN_FRAME"]
+__all__ = ["LONG_MAX", "integer", "positive_int", "timeout", "seconds", "max_frame",
+           "consumer", "results", "is_consumer", "MIN_FRAME"]
 
 LONG_MAX = 2 ** (8 * ctypes.sizeof(ctypes.c_long) - 1) - 1
 
@@ -58,6 +58,13 @@ def timeout(owner: str, value, name: str = "timeout") -> float | None:
         raise ValueError(f"{owner}: {name} must be a positive number of seconds or None, "
                          f"got {value!r}")
     return float(value)
+
+
+def seconds(owner: str, name: str, value) -> float:
+    """A duration in seconds that must be given: a finite number > 0 (not None)."""
+    if value is None:
+        raise TypeError(f"{owner}: {name} must be a number of seconds, got None")
+    return timeout(owner, value, name)
 
 
 def max_frame(owner: str, value) -> int:

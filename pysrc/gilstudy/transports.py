@@ -25,8 +25,15 @@ START_TIMEOUT = 60.0
 
 # How long connect() waits, by default, for the server to accept the connection and finish
 # the handshake, and how long a server (or spawn()'s parent) gives a new connection to
-# finish it before dropping it, in seconds.
+# finish all of it before dropping it, in seconds.
 CONNECT_TIMEOUT = 10.0
+
+# Connections spawn()'s parent handshakes with at once while it waits for its child: a
+# stranger more gives way, so strangers cannot crowd the child out for long.
+_SPAWN_HANDSHAKES = 8
+
+# How long spawn()'s parent waits for the handshake threads of strangers it dropped.
+_DROPPED_GRACE = 1.0
 
 
 def _wait_until(ready: Callable[[float], bool], process, what: str,
@@ -211,9 +218,11 @@ class SocketTransport:
     """TCP: this process listens on ``address`` (loopback, ephemeral port by default) and
     the child connects back; the listening socket closes once it has. The two prove to
     each other that they hold a fresh random key, which the child reads from a pipe it
-    inherits (not from its command line or environment, which others may read); a
-    stranger who connects first is logged and dropped, and the wait for the child goes
-    on."""
+    inherits (not from its command line or environment, which others may read). Each
+    connection is admitted through gilstudy.admission: its handshake runs in a thread of
+    its own under one total deadline (CONNECT_TIMEOUT), so a stranger who connects first,
+    however slowly it sends, neither delays nor blocks the child's; strangers are logged
+    and dropped, and the wait for the child goes on."""
 
     name = "socket"
     handshakes = True
@@ -238,35 +247,42 @@ class SocketTransport:
         return [str(key_r), host, str(port)], (key_r,)
 
     def connect(self, process, options: dict, flags: int) -> wire.Channel:
+        from gilstudy.admission import Admission, RefusalLog
+
         self._close_key()
-        listener = self._listener
+        listener, self._listener = self._listener, None
         deadline = time.monotonic() + START_TIMEOUT
-        accepted = []
 
-        def accept(timeout: float) -> bool:
-            listener.settimeout(timeout)
-            try:
-                accepted.append(listener.accept())
-            except TimeoutError:
-                return False
-            return True
+        def handshake(channel: wire.Channel):
+            return wire.handshake(channel, pid=os.getpid(), flags=flags,
+                                  authkey=self._authkey, accepting=True)
 
-        while True:
-            _wait_until(accept, process, "it connected back", deadline)
-            conn, peer = accepted.pop()
-            channel = open_socket(conn, options,
-                                  max(0.05, min(CONNECT_TIMEOUT, deadline - time.monotonic())))
-            try:
-                wire.handshake(channel, pid=os.getpid(), flags=flags, authkey=self._authkey,
-                               accepting=True)
-            except (AuthenticationError, ProtocolError, EOFError, OSError) as exc:
+        # Each connection's handshake runs in a thread of its own, under one total deadline,
+        # so a stranger who connects first (and dawdles) neither delays nor blocks ours.
+        admission = Admission(
+            listener, open=lambda sock: open_socket(sock, options, CONNECT_TIMEOUT),
+            handshake=handshake, admitted=lambda channel, hello: True,
+            max_connections=_SPAWN_HANDSHAKES, handshake_timeout=CONNECT_TIMEOUT,
+            log=RefusalLog(f"gilstudy spawn on {self.name}"),
+            thread_name="gilstudy-spawn-handshake")
+
+        def child_admitted(timeout: float) -> bool:
+            if not admission.kept:
+                admission.turn(timeout)
+            return bool(admission.kept)
+
+        try:
+            _wait_until(child_admitted, process, "it connected back", deadline)
+        except BaseException:
+            admission.close(_DROPPED_GRACE)
+            for channel in admission.kept:
                 channel.close()
-                log_refusal("gilstudy spawn: refused a connection to %s from %s: %s",
-                            self.name, format_address(*peer[:2]), describe_refusal(exc))
-                continue
-            conn.settimeout(None)
-            self.cleanup()
-            return channel
+            raise
+        admission.close(_DROPPED_GRACE)
+        channel, *others = admission.kept
+        for other in others:
+            other.close()  # a second peer with the key: only the child has it
+        return channel
 
     @staticmethod
     def open_child_end(where: list[str], max_frame: int) -> wire.Channel:
