@@ -808,10 +808,38 @@ def test_gilstudy_serve_prints_its_address_and_serves_until_interrupted():
      "'_coprocess_consumers' has no attribute 'Nothing'"),
     (["127.0.0.1:0", "Echo"], "cannot import factory 'Echo': ValueError: factory must be "
                               "MODULE:NAME, got 'Echo'"),
+    # Every option is checked before the factory is even imported.
+    (["127.0.0.1:0", "no_such_module:Echo", "--max-connections", "0"],
+     "serve: max_connections must be >= 1, got 0"),
+    (["127.0.0.1:0", "no_such_module:Echo", "--max-connections", "-5"],
+     "serve: max_connections must be >= 1, got -5"),
+    (["127.0.0.1:0", "no_such_module:Echo", "--max-connections", "many"],
+     "argument --max-connections: invalid int value: 'many'"),
+    (["127.0.0.1:0", "no_such_module:Echo", "--handshake-timeout", "0"],
+     "serve: handshake_timeout must be a positive, finite number of seconds, got 0.0"),
+    (["127.0.0.1:0", "no_such_module:Echo", "--handshake-timeout", "inf"],
+     "serve: handshake_timeout must be a positive, finite number of seconds, got inf"),
+    (["127.0.0.1:0", "no_such_module:Echo", "--handshake-timeout", "nan"],
+     "serve: handshake_timeout must be a positive, finite number of seconds, got nan"),
+    (["127.0.0.1:0", "no_such_module:Echo", "--handshake-timeout", "soon"],
+     "argument --handshake-timeout: invalid float value: 'soon'"),
+    (["127.0.0.1:0", "no_such_module:Echo", "--max-frame", str(2**64)],
+     "serve: max_frame must fit in a frame header's 8-byte length (<= 18446744073709551615), "
+     "got 18446744073709551616"),
+    (["127.0.0.1:0", "no_such_module:Echo", "--max-frame", "10"],
+     "serve: max_frame must be >= 1024, got 10"),
+    (["127.0.0.1:0", "no_such_module:Echo", "--allow", "nodot"],
+     "serve: allowed: each global must be a 'module.name' string, got 'nodot'"),
 ], ids=["no-port", "port-not-a-number", "port-too-large", "no-module", "no-attribute",
-        "no-colon"])
+        "no-colon", "no-connections", "negative-connections", "connections-not-a-number",
+        "zero-handshake", "endless-handshake", "nan-handshake", "handshake-not-a-number",
+        "frame-past-a-header", "frame-too-small", "allow-without-a-module"])
 def test_gilstudy_serve_refuses_bad_arguments_in_one_line(argv, message, capsys):
-    assert cli.main(["serve", *argv]) == 2
+    try:
+        status = cli.main(["serve", *argv])
+    except SystemExit as exit:  # what argparse itself refuses
+        status = exit.code
+    assert status == 2
     out, err = capsys.readouterr()
     assert (out, err) == ("", f"gilstudy serve: error: {message}\n")
 

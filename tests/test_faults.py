@@ -118,10 +118,13 @@ def _start_server_connection(factory, args, results=None) -> Started:
         env={**os.environ, "PYTHONPATH": HERE, "GILSTUDY_AUTHKEY": KEY},
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
+    # These consumers end the server's own process: it is gone by the time the fault shows.
+    killed_by_its_consumer = factory in (cc.Die, cc.exit_at_once)
+
     def end() -> None:
         # Ctrl-C ends the server promptly and cleanly, even while a consumer never returns
         # (the stall cases): it drops the connection and leaves that consumer behind.
-        alive = server.poll() is None  # not when the fault killed the server's process
+        alive = not killed_by_its_consumer and server.poll() is None
         if alive:
             server.send_signal(signal.SIGINT)
         start = time.monotonic()

@@ -61,10 +61,14 @@ def timeout(owner: str, value, name: str = "timeout") -> float | None:
 
 
 def seconds(owner: str, name: str, value) -> float:
-    """A duration in seconds that must be given: a finite number > 0 (not None)."""
-    if value is None:
-        raise TypeError(f"{owner}: {name} must be a number of seconds, got None")
-    return timeout(owner, value, name)
+    """A duration in seconds that must be given: a finite number > 0 (None is refused)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{owner}: {name} must be a number of seconds, got "
+                        f"{type(value).__name__} ({value!r})")
+    if not 0 < value < float("inf"):
+        raise ValueError(f"{owner}: {name} must be a positive, finite number of seconds, got "
+                         f"{value!r}")
+    return float(value)
 
 
 def max_frame(owner: str, value) -> int:

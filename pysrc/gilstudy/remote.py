@@ -303,18 +303,22 @@ class _Link:
             with self.state_lock:
                 if self._cannot_write() or (item is not _NO_ITEM and self.halted):
                     return False
-                # Everything appended so far; the producer may append more while the frame
-                # is written, and those wait for the next flush. A send() that read the old
-                # limit and appended no on_fill() would leave them waiting for the next
-                # send() or close(): the flusher is woken for them below.
-                chunk = batch[:]
-                del batch[:len(chunk)]
+                # Everything appended so far, but never past the window: an item appended
+                # beyond it (by a send() whose on_fill() is about to take it back) stays.
+                count = len(batch)
+                if item is _NO_ITEM:
+                    count = min(count, max(0, self.flow.room(self.taken)))
+                chunk = batch[:count]
+                del batch[:count]
                 if item is not _NO_ITEM:
                     chunk.append(item)
                 self.taken += len(chunk)
                 if not self.halted:
                     self.limit = 1
-                has_leftovers = bool(batch)
+                # A send() that read the old limit appended without calling on_fill(): its
+                # item would wait for the next send() or close(), so the flusher is woken
+                # for it (unless it lies beyond the window, where its send() waits).
+                has_leftovers = bool(batch) and self.flow.room(self.taken) > 0
             if has_leftovers:
                 self.wake.set()
             count = len(chunk)

@@ -106,6 +106,10 @@ def connect(address: tuple[str, int], results: Any = None, *, authkey: bytes | N
     except TimeoutError:
         raise TimeoutError(f"connect: {where} did not accept the connection within "
                            f"{timeout:g} s") from None
+    except (ConnectionResetError, ConnectionAbortedError):
+        # Accepted, then dropped at once (the reset can beat connect() itself).
+        raise CoprocessDied(None, None, "connect: it reset the connection before its HELLO",
+                            where=f"the server at {where}") from None
     channel = open_socket(sock, options, timeout)
     try:
         hello = wire.handshake(channel, pid=os.getpid(),
@@ -114,8 +118,8 @@ def connect(address: tuple[str, int], results: Any = None, *, authkey: bytes | N
     except (EOFError, ConnectionError) as exc:
         channel.close()
         how = "closed" if isinstance(exc, EOFError) else "reset"
-        raise CoprocessDied(None, None, f"the server at {where} {how} the connection before "
-                                        "its HELLO") from None
+        raise CoprocessDied(None, None, f"connect: it {how} the connection before its HELLO",
+                            where=f"the server at {where}") from None
     except AuthenticationError as exc:
         channel.close()
         raise AuthenticationError(f"connect: the server at {where} did not accept: {exc}") \

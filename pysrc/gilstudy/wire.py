@@ -649,7 +649,7 @@ def _check_proof(channel: Channel, expected: bytes) -> None:
 
     try:
         kind, answer = channel.read_frame(max_length=PROOF_SIZE)
-    except EOFError:
+    except (EOFError, ConnectionResetError):
         raise AuthenticationError("the peer closed the connection instead of proving that "
                                   "it holds the key (a different key?)") from None
     if kind != PROOF or not hmac.compare_digest(answer, expected):
