@@ -251,12 +251,10 @@ class Admission:
                                                        "handshake gave way")
                 self._await_departure()
                 return True
-            else:
-                self._rest(self._pause * 2 or _FIRST_PAUSE)
-                self.log.note("failed accept() calls", f"accept() failed: {exc.strerror}; "
-                                                       f"accepting again in {self._pause:g} s")
+            self._rest(self._pause * 2 or _FIRST_PAUSE)
+            self.log.note("failed accept() calls", f"accept() failed: {exc.strerror}; "
+                                                   f"accepting again in {self._pause:g} s")
             return False
-        self._pause = 0.0
         where = format_address(*peer[:2])
         with self._lock:
             full = sum(guest.evicted is None for guest in self._guests) >= self.max_connections
@@ -291,6 +289,7 @@ class Admission:
             else:
                 with self._lock:
                     self._threads.add(thread)
+                self._pause = 0.0  # resources are back: the next failure rests briefly
                 return
             finally:
                 # Ended threads let go of their Thread objects here: on 3.13 a thread's
@@ -344,10 +343,10 @@ class Admission:
         except OSError:
             pass
 
-    def _rest(self, pause: float, reset: bool = False) -> None:
+    def _rest(self, pause: float) -> None:
         """Stop watching the listener for ``pause`` seconds (capped at _MAX_PAUSE)."""
-        self._pause = 0.0 if reset else min(pause, _MAX_PAUSE)
-        self._resume_at = time.monotonic() + min(pause, _MAX_PAUSE)
+        self._pause = min(pause, _MAX_PAUSE)
+        self._resume_at = time.monotonic() + self._pause
         if self._listening:
             self._listening = False
             self._selector.unregister(self._listener)
@@ -407,11 +406,12 @@ class Admission:
 
     # Closing ------------------------------------------------------------------------------
 
-    def close(self, grace: float) -> list[threading.Thread]:
+    def close(self, grace: float | None) -> list[threading.Thread]:
         """Stop accepting, drop every connection (its socket is shut down, so its thread's
-        reads and writes fail at once) and wait up to ``grace`` seconds for their threads;
-        return those still running then (their consumers have not returned from a call).
-        Call it once the loop calling turn() has stopped; idempotent."""
+        reads and writes fail at once) and wait up to ``grace`` seconds (None: for ever)
+        for their threads; return those still running then (their consumers have not
+        returned from a call). Call it once the loop calling turn() has stopped;
+        idempotent."""
         with self._lock:
             for guest in self._guests:
                 if guest.evicted is None:
@@ -425,9 +425,9 @@ class Admission:
             self._listener.close()
             self._wake_r.close()
             self._wake_w.close()
-        give_up = time.monotonic() + grace
+        give_up = None if grace is None else time.monotonic() + grace
         for thread in threads:
-            thread.join(max(0.0, give_up - time.monotonic()))
+            thread.join(None if give_up is None else max(0.0, give_up - time.monotonic()))
         self.log.flush()
         return [thread for thread in threads if thread.is_alive()]
 

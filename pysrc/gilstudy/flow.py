@@ -4,6 +4,7 @@
 # never "the consumer is slow".
 
 import time
+from typing import Callable
 
 __all__ = ["MAX_IN_FLIGHT", "FlowControl", "Patience"]
 
@@ -87,12 +88,14 @@ class FlowControl:
         """How many more items may be sent when ``taken`` were written so far."""
         return self.max_in_flight - (taken - self.acknowledged)
 
-    def wait_for_room(self, taken: int, count: int, patience: Patience, halted) -> bool:
-        """Wait until ``count`` more items fit beside the ``taken - acknowledged`` in flight,
-        or nothing is in flight at all (so an oversized batch still goes, alone). Returns
-        False as soon as ``halted()`` is true; raises TimeoutError when ``patience`` runs
-        out first."""
-        while count > self.room(taken) and taken > self.acknowledged:
+    def wait_for_room(self, sent: Callable[[], int], count: int, patience: Patience,
+                      halted: Callable[[], bool]) -> bool:
+        """Wait until ``count`` more items fit beside the ``sent() - acknowledged`` in
+        flight, or nothing is in flight at all (so an oversized batch still goes, alone).
+        Returns False as soon as ``halted()`` is true; raises TimeoutError when
+        ``patience`` runs out first."""
+        while sent() + count - self.acknowledged > self.max_in_flight and (
+                sent() > self.acknowledged):
             if halted():
                 return False
             if patience.stalled():

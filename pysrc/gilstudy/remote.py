@@ -252,25 +252,41 @@ class _Link:
         (another thread's close() or the flusher: it is on its way, so send() returns). It
         goes back, or out in a frame, only once nothing can raise any more. Hence a send()
         that raises did not deliver its item, and one that returns did, closing or not."""
+        batch = self.batch
         with self.state_lock:
             # One producer at a time: if the item is still there, it is the last one.
-            if not self.batch or self.batch[-1] is not item:
+            if not batch or batch[-1] is not item:
                 return
-            batch = self.batch
             batch.pop()
-            refused = self.halted
-            room = self.flow.room(self.taken)
-            fits = not refused and len(batch) + 1 < self.batch_size and len(batch) < room
-            if fits:
-                batch.append(item)
-                self.limit = max(1, min(self.batch_size, room))
-        if refused:
-            self.refuse()
-        if not fits:
-            # The item fills the batch, or must wait for room: it goes out with the batch.
-            if not self.flush(self.flow.patience(timeout), "send()", item):
+        patience = None
+        waited = False
+        while True:
+            with self.state_lock:
+                refused = self.halted
+                full = len(batch) + 1 >= self.batch_size
+                room = self.flow.room(self.taken)
+                if not refused and not full and len(batch) < room:
+                    batch.append(item)
+                    self.limit = max(1, min(self.batch_size, room))
+                    break
+            if refused:
                 self.refuse()
-        elif len(batch) == 1:
+            if patience is None:
+                patience = self.flow.patience(timeout)
+            if full:
+                # The item fills the batch: it goes out with it, once the window has room.
+                if not self.flush(patience, "send()", item):
+                    self.refuse()
+                return
+            # The window is full: wait for acknowledgements, then the item joins the batch.
+            try:
+                self.flow.wait_for_room(lambda: self.taken + len(batch), 1, patience,
+                                        lambda: self.halted)
+            except TimeoutError:
+                self.stall("send()", patience)
+            waited = True
+        if waited or len(batch) == 1:
+            # A batch just started, or one the flusher could not write for want of room.
             self.wake.set()
 
     def _lock_writes(self, patience: Patience, caller: str) -> None:
@@ -295,8 +311,8 @@ class _Link:
             batch = self.batch
             if item is not _NO_ITEM:
                 try:
-                    if not self.flow.wait_for_room(self.taken, len(batch) + 1, patience,
-                                                   lambda: self.halted):
+                    if not self.flow.wait_for_room(lambda: self.taken + len(batch), 1,
+                                                   patience, lambda: self.halted):
                         return False
                 except TimeoutError:
                     self.stall(caller, patience)
