@@ -4,23 +4,23 @@
 # admit connections through it, so no stranger can hold either for long.
 
 import errno
+import logging
 import selectors
 import socket
 import threading
 import time
 from typing import Any, Callable
 
-# Imported now rather than at first use (in log_refusal, in the handshake's proof and when
-# a consumer's error is sent): a process out of file descriptors cannot open a module's
-# file, and must still log, authenticate and report.
+# Imported now rather than at first use (by the handshake's proof, and when a consumer's
+# error is sent): a process out of file descriptors cannot open a module's file, and must
+# still authenticate and report.
 import hmac  # noqa: F401
-import logging  # noqa: F401
 import traceback  # noqa: F401
 
-from gilstudy.errors import AuthenticationError, PeerGone, ProtocolError
-from gilstudy.transports import describe_refusal, format_address, log_refusal
+from gilstudy.errors import AuthenticationError, CoprocessStalled, PeerGone, ProtocolError
 
-__all__ = ["Admission", "RefusalLog", "MAX_CONNECTIONS", "LOG_INTERVAL"]
+__all__ = ["Admission", "RefusalLog", "MAX_CONNECTIONS", "LOG_INTERVAL", "format_address",
+           "describe_refusal", "log_refusal"]
 
 # Connections a server serves at once, by default: each holds a thread and a consumer.
 MAX_CONNECTIONS = 64
@@ -45,6 +45,28 @@ _ACCEPTS_PER_TURN = 64
 # How long (seconds) the loop waits for a connection that gave way to be gone, before it
 # retries the accept() or the thread's start that needed its room.
 _DEPARTURE_WAIT = 0.2
+
+
+def describe_refusal(exc: BaseException) -> str:
+    """Why a connection was dropped before or during its handshake, for the log."""
+    if isinstance(exc, TimeoutError) and not isinstance(exc, CoprocessStalled):
+        return "no handshake in time"
+    if isinstance(exc, EOFError):
+        return "it closed the connection before its HELLO"
+    if isinstance(exc, (AuthenticationError, ProtocolError)):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+def log_refusal(message: str, *args) -> None:
+    """A warning on the ``gilstudy.coprocess`` logger, where every refused or dropped
+    connection is reported."""
+    logging.getLogger("gilstudy.coprocess").warning(message, *args)
+
+
+def format_address(host: str, port: int) -> str:
+    """``host:port`` as logs and messages write it (``[host]:port`` for IPv6)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 class RefusalLog:

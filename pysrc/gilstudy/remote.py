@@ -88,10 +88,6 @@ def _interrupts_held(first_raises: bool):
     short by a second Ctrl-C would leave pipes and processes behind. Without
     ``first_raises`` all are noted and one KeyboardInterrupt is raised after the block.
     Anywhere else (another thread, a handler of the program's own) nothing changes."""
-    if (threading.current_thread() is not threading.main_thread()
-            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
-        yield
-        return
     noted = []
 
     def on_interrupt(signum, frame):
@@ -99,11 +95,19 @@ def _interrupts_held(first_raises: bool):
         if first_raises and len(noted) == 1:
             raise KeyboardInterrupt
 
-    signal.signal(signal.SIGINT, on_interrupt)
+    holding = False
+    if (threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
+        try:
+            signal.signal(signal.SIGINT, on_interrupt)
+            holding = True
+        except ValueError:
+            pass  # not the main interpreter: signals are not ours to handle
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        if holding:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
     if noted and not first_raises:
         raise KeyboardInterrupt
 

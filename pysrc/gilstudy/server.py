@@ -12,12 +12,13 @@ import time
 from typing import Any, Callable
 
 from gilstudy import _checks, wire
-from gilstudy.admission import MAX_CONNECTIONS, Admission, RefusalLog
+from gilstudy.admission import (MAX_CONNECTIONS, Admission, RefusalLog, format_address,
+                                log_refusal)
 from gilstudy.errors import AuthenticationError, CoprocessDied
 from gilstudy.farside import run_far_side
 from gilstudy.flow import MAX_IN_FLIGHT
 from gilstudy.remote import RemoteConsumer, _Gate, _Link
-from gilstudy.transports import CONNECT_TIMEOUT, family, format_address, log_refusal, open_socket
+from gilstudy.transports import CONNECT_TIMEOUT, family, open_socket
 
 __all__ = ["AUTHKEY_ENV", "CONNECT_TIMEOUT", "MAX_CONNECTIONS", "CLOSE_GRACE", "connect",
            "serve", "CoprocessServer", "ServerConnection", "parse_address", "import_factory",
@@ -174,12 +175,16 @@ class CoprocessServer:
         self._args = args
         listener = socket.create_server(address, family=family(address[0]))
         self.address: tuple[str, int] = listener.getsockname()[:2]
-        self._admission = Admission(
-            listener, open=lambda sock: open_socket(sock, options, handshake_timeout),
-            handshake=self._handshake, admitted=self._serve_connection,
-            max_connections=max_connections, handshake_timeout=handshake_timeout,
-            log=RefusalLog(f"gilstudy serve on {format_address(*self.address)}"),
-            thread_name=f"gilstudy-serve-{self.address[1]}-conn")
+        try:
+            self._admission = Admission(
+                listener, open=lambda sock: open_socket(sock, options, handshake_timeout),
+                handshake=self._handshake, admitted=self._serve_connection,
+                max_connections=max_connections, handshake_timeout=handshake_timeout,
+                log=RefusalLog(f"gilstudy serve on {format_address(*self.address)}"),
+                thread_name=f"gilstudy-serve-{self.address[1]}-conn")
+        except BaseException:
+            listener.close()
+            raise
         self._closing = False
         self._acceptor_done = _Gate()
         self._closed = _Gate()

@@ -3,7 +3,7 @@
 # with a key. The parent calls prepare() (what the child needs), then connect() once the
 # child runs; the child calls open_child_end(). Also the socket helpers that serve() and
 # connect() share. The child imports this module too, so what only the parent or only the
-# socket needs (fcntl, tempfile, socket, logging) is imported where it is used.
+# socket needs (fcntl, tempfile, socket, gilstudy.admission) is imported where it is used.
 
 import errno
 import itertools
@@ -13,11 +13,10 @@ import time
 from typing import Callable
 
 from gilstudy import wire
-from gilstudy.errors import AuthenticationError, CoprocessDied, CoprocessStalled, ProtocolError
+from gilstudy.errors import CoprocessDied
 
 __all__ = ["TRANSPORTS", "START_TIMEOUT", "CONNECT_TIMEOUT", "PipeTransport", "FifoTransport",
-           "SocketTransport", "open_socket", "format_address", "family", "describe_refusal",
-           "log_refusal"]
+           "SocketTransport", "open_socket", "family"]
 
 # How long spawn() waits for a coprocess to open its FIFOs or connect back, and connect()
 # for a server's HELLO, in seconds; only a machine in deep trouble takes longer.
@@ -236,6 +235,8 @@ class SocketTransport:
     def prepare(self) -> tuple[list[str], tuple[int, ...]]:
         import socket
 
+        from gilstudy.admission import format_address
+
         self._listener = socket.create_server(self._address, family=family(self._address[0]))
         host, port = self._listener.getsockname()[:2]
         host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
@@ -250,7 +251,6 @@ class SocketTransport:
         from gilstudy.admission import Admission, RefusalLog
 
         self._close_key()
-        listener, self._listener = self._listener, None
         deadline = time.monotonic() + START_TIMEOUT
 
         def handshake(channel: wire.Channel):
@@ -260,11 +260,12 @@ class SocketTransport:
         # Each connection's handshake runs in a thread of its own, under one total deadline,
         # so a stranger who connects first (and dawdles) neither delays nor blocks ours.
         admission = Admission(
-            listener, open=lambda sock: open_socket(sock, options, CONNECT_TIMEOUT),
+            self._listener, open=lambda sock: open_socket(sock, options, CONNECT_TIMEOUT),
             handshake=handshake, admitted=lambda channel, hello: True,
             max_connections=_SPAWN_HANDSHAKES, handshake_timeout=CONNECT_TIMEOUT,
             log=RefusalLog(f"gilstudy spawn on {self.name}"),
             thread_name="gilstudy-spawn-handshake")
+        self._listener = None  # the admission owns it now
 
         def child_admitted(timeout: float) -> bool:
             if not admission.kept:
@@ -320,30 +321,7 @@ def open_socket(sock, options: dict, timeout: float | None) -> wire.Channel:
     return wire.Channel.from_socket(sock, **options)
 
 
-def describe_refusal(exc: BaseException) -> str:
-    """Why a connection was dropped before or during its handshake, for the log."""
-    if isinstance(exc, TimeoutError) and not isinstance(exc, CoprocessStalled):
-        return "no handshake in time"
-    if isinstance(exc, EOFError):
-        return "it closed the connection before its HELLO"
-    if isinstance(exc, (AuthenticationError, ProtocolError)):
-        return str(exc)
-    return f"{type(exc).__name__}: {exc}"
-
-
-def log_refusal(message: str, *args) -> None:
-    """A warning on the ``gilstudy.coprocess`` logger, where every refused or dropped
-    connection is reported."""
-    import logging
-
-    logging.getLogger("gilstudy.coprocess").warning(message, *args)
-
-
 def family(host: str) -> int:
     import socket
 
     return socket.AF_INET6 if ":" in host else socket.AF_INET
-
-
-def format_address(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
