@@ -42,8 +42,9 @@ class Patience:
         return time.monotonic() - max(self._since, self._flow.progress_at) > self.timeout
 
     def lock_wait(self) -> float:
-        """How long to block on a lock before asking stalled() again (-1: for ever)."""
-        return -1 if self.timeout is None else POLL
+        """How long to block on a lock before asking stalled() again (and before a
+        pending Ctrl-C is handled: see gilstudy.remote._Gate)."""
+        return POLL
 
 
 class FlowControl:

@@ -62,7 +62,10 @@ class Peer(Protocol):
 class _Gate:
     """A one-way door: closed until open() is called, then open for good. wait() uses a
     plain lock, because Ctrl-C interrupts a lock's acquire cleanly, while an Event's
-    Condition can be left inconsistent by an interrupt on the free-threaded build."""
+    Condition can be left inconsistent by an interrupt on the free-threaded build. It
+    waits in slices of at most POLL seconds: on 3.13t a Ctrl-C that arrives just before
+    the acquire blocks is otherwise handled only once the lock comes free, which for a
+    close() waiting on a stuck consumer is never."""
 
     def __init__(self):
         self._lock = threading.Lock()
@@ -73,10 +76,14 @@ class _Gate:
 
     def wait(self, timeout: float | None = None) -> bool:
         """True once open; False if ``timeout`` seconds passed first."""
-        if not self._lock.acquire(timeout=-1 if timeout is None else timeout):
-            return False
-        self._lock.release()
-        return True
+        give_up = None if timeout is None else time.monotonic() + timeout
+        while True:
+            wait = POLL if give_up is None else min(POLL, give_up - time.monotonic())
+            if self._lock.acquire(timeout=max(0.0, wait)):
+                self._lock.release()
+                return True
+            if give_up is not None and time.monotonic() >= give_up:
+                return False
 
 
 @contextlib.contextmanager
@@ -488,7 +495,7 @@ class _Link:
             self._say_close(patience)
         if self.failure is None and not self.writer_broken:
             # The consumer handles what is left, closes, says DONE.
-            while not self.reader_done.wait(None if timeout is None else POLL):
+            while not self.reader_done.wait(POLL):
                 if patience.stalled():
                     self.stall("close()", patience, "its consumer acknowledged no item and "
                                                     "did not finish closing")
