@@ -240,3 +240,14 @@ def build(name, arguments):
     import json
 
     return globals()[name](*json.loads(arguments))
+
+
+class IgnoresTerm(Blocker):
+    """A Blocker whose process ignores SIGTERM: ending it takes EXIT_TIMEOUT and a SIGKILL,
+    which leaves a test time to send Ctrl-C after Ctrl-C meanwhile. It creates the file at
+    ``ready`` once SIGTERM is ignored."""
+
+    def __init__(self, path, ready):
+        super().__init__(path)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        open(ready, "w").close()

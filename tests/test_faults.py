@@ -23,6 +23,7 @@ import pytest
 import _coprocess_consumers as cc
 from gilstudy.consumers import ConsumerThread
 from gilstudy.coprocess import EXIT_TIMEOUT, TRANSPORTS, connect, parse_address, spawn
+from gilstudy.server import CLOSE_GRACE
 from gilstudy.errors import ConsumerError, CoprocessDied, CoprocessStalled, RemoteError
 from gilstudy.interpreters import subinterpreter
 
@@ -117,20 +118,28 @@ def _start_server_connection(factory, args, results=None) -> Started:
         [sys.executable, "-m", "gilstudy", "serve", "127.0.0.1:0", "_coprocess_consumers:build",
          "--", factory.__name__, json.dumps(args)],
         env={**os.environ, "PYTHONPATH": HERE, "GILSTUDY_AUTHKEY": KEY},
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    # These consumers end the server's own process: it is gone by the time the fault shows.
+    killed_by_its_consumer = factory in (cc.Die, cc.exit_at_once)
 
     def end() -> None:
-        # A server whose consumer never returns (the stall cases) cannot finish the
-        # connection it is serving: after EXIT_TIMEOUT it is killed.
-        if server.poll() is None:
+        # Ctrl-C ends the server promptly and cleanly, even while a consumer never returns
+        # (the stall cases): it drops the connection and leaves that consumer behind.
+        alive = not killed_by_its_consumer and server.poll() is None
+        if alive:
             server.send_signal(signal.SIGINT)
+        start = time.monotonic()
         try:
-            server.wait(EXIT_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(TIMEOUT)
+            _, err = server.communicate(timeout=TIMEOUT)
         finally:
-            server.stdout.close()
+            if server.poll() is None:
+                server.kill()
+                server.communicate()
+        if alive:
+            assert server.returncode == 130, err
+            assert time.monotonic() - start < CLOSE_GRACE + SLACK
+            assert "Traceback" not in err and err.endswith("gilstudy: interrupted\n"), err
 
     try:
         line = server.stdout.readline()

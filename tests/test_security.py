@@ -1,8 +1,10 @@
 # Who may talk to a coprocess: serve(), connect(), `gilstudy serve` and spawn()'s socket need a
 # key; a stranger (no key, a wrong key, a replayed handshake, garbage) never gets anything
 # unpickled, and the server goes on serving clients with the key; allowed= restricts what a
-# trusted peer may load. The consumer under attack records every call it gets, and every
-# attack carries a pickle that would create a marker directory if it were ever loaded.
+# trusted peer may load; the server's limits (its cap, its handshake deadline) hold, and a
+# stranger on spawn()'s socket cannot hold up the child. The consumer under attack records
+# every call it gets, and every attack carries a pickle that would create a marker
+# directory if it were ever loaded.
 
 import fractions
 import os
@@ -12,16 +14,20 @@ import re
 import socket
 import subprocess
 import sys
+import time
 
 import pytest
 
 import _coprocess_consumers as cc
 from gilstudy import cli, wire
 from gilstudy.coprocess import AUTHKEY_ENV, Coprocess, connect, parse_address, serve, spawn
-from gilstudy.errors import AuthenticationError, ProtocolError, RemoteError
+from gilstudy.errors import AuthenticationError, CoprocessDied, ProtocolError, RemoteError
+from gilstudy.server import CLOSE_GRACE
 
 # Only reached when something deadlocks.
 TIMEOUT = 60
+# What a loaded 2-core machine may add to a bound.
+SLACK = 2.0
 LOOPBACK = ("127.0.0.1", 0)
 KEY = b"the right key"
 
@@ -329,8 +335,9 @@ def test_a_stranger_on_spawns_socket_is_dropped_and_the_child_gets_through(monke
         for stranger in strangers:
             stranger.close()
     assert results == ["through", "closed"]
-    assert re.search(r"gilstudy spawn: refused a connection to socket 127\.0\.0\.1:\d+ from "
-                     r"127\.0\.0\.1:\d+: unknown frame kind 0x47", caplog.text)
+    assert re.search(r"gilstudy spawn on socket 127\.0\.0\.1:\d+: dropped a connection from "
+                     r"127\.0\.0\.1:\d+: the peer is not a gilstudy end: it sent an HTTP "
+                     r"request, beginning b'GET / HTT'", caplog.text)
 
 
 @pytest.mark.timeout(TIMEOUT)
@@ -376,3 +383,133 @@ def test_gilstudy_serve_refuses_a_bad_frame_limit_in_one_line(capsys, monkeypatc
                      "10"]) == 2
     assert capsys.readouterr().err == ("gilstudy serve: error: serve: max_frame must be >= "
                                        "1024, got 10\n")
+
+
+# --- Limits: the cap, the handshake deadline, a consumer that never returns ---------------------
+
+@pytest.mark.timeout(TIMEOUT)
+def test_at_the_cap_with_every_connection_serving_a_new_one_is_refused_at_once(caplog):
+    with serve(LOOPBACK, cc.Echo, authkey=KEY, max_connections=2) as server:
+        first, second = (connect(server.address, authkey=KEY) for _ in range(2))
+        start = time.monotonic()
+        with pytest.raises(CoprocessDied, match=r"^the server at 127\.0\.0\.1:\d+ stopped "
+                                                r"answering: connect: it (closed|reset) the "
+                                                r"connection before its HELLO$"):
+            connect(server.address, authkey=KEY, timeout=TIMEOUT)
+        assert time.monotonic() - start < SLACK
+        first.close()
+        wait_until(lambda: server.connections == 1)
+        results = []
+        with connect(server.address, results=cc.Appender(results), authkey=KEY) as third:
+            third.send("served once there was room")
+        second.close()
+    assert results == ["served once there was room", "closed"]
+    assert re.search(r"refused a connection from 127\.0\.0\.1:\d+: all 2 connections are in "
+                     r"use \(max_connections\)", caplog.text)
+
+
+@pytest.mark.timeout(TIMEOUT)
+def test_at_the_cap_the_oldest_connection_still_in_its_handshake_gives_way(caplog):
+    with serve(LOOPBACK, cc.Echo, authkey=KEY, max_connections=2) as server:
+        with connect(server.address, authkey=KEY) as serving:
+            idle = socket.create_connection(server.address, timeout=TIMEOUT)
+            wait_until(lambda: server.connections == 2)
+            results = []
+            with connect(server.address, results=cc.Appender(results), authkey=KEY) as newer:
+                newer.send("in")
+            wait_until_dropped(idle)  # the idle stranger made room
+            idle.close()
+            serving.send("still served")
+    assert results == ["in", "closed"]
+    assert re.search(r"dropped a connection from 127\.0\.0\.1:\d+: it gave way to a newer "
+                     r"connection at the cap of 2 connections", caplog.text)
+
+
+@pytest.mark.timeout(TIMEOUT)
+def test_the_handshake_deadline_is_one_for_the_whole_handshake(caplog):
+    # A byte every 0.1 s never leaves a read waiting long, yet the stranger is dropped
+    # once the deadline of 0.5 s passes.
+    with serve(LOOPBACK, cc.Echo, authkey=KEY, handshake_timeout=0.5) as server:
+        with socket.create_connection(server.address, timeout=TIMEOUT) as stranger:
+            start = time.monotonic()
+            try:
+                for byte in hello(wire.AUTHENTICATE):
+                    stranger.sendall(bytes([byte]))
+                    time.sleep(0.1)
+            except OSError:
+                pass  # hung up on
+            wait_until_dropped(stranger)
+            assert 0.5 <= time.monotonic() - start < 0.5 + SLACK
+    assert re.search(r"dropped a connection from 127\.0\.0\.1:\d+: no handshake within 0\.5 s",
+                     caplog.text)
+
+
+@pytest.mark.timeout(TIMEOUT)
+def test_server_close_returns_within_its_grace_while_a_consumer_never_returns(tmp_path, caplog):
+    release = tmp_path / "release"
+    server = serve(LOOPBACK, cc.Blocker, str(release), authkey=KEY)
+    consumer = connect(server.address, authkey=KEY)
+    try:
+        consumer.send("stuck")
+        consumer.flush()
+        wait_until(lambda: server.connections == 1)
+        start = time.monotonic()
+        server.close()
+        assert time.monotonic() - start < CLOSE_GRACE + SLACK
+        assert server.is_closed
+        assert re.search(r"closed with 1 connection whose consumer had not returned after 1 s; "
+                         r"left to finish in daemon threads", caplog.text)
+    finally:
+        release.touch()  # the consumer returns; its thread finds the connection gone and ends
+        consumer.abort()
+        server.close()
+
+
+@pytest.mark.timeout(TIMEOUT)
+def test_a_stranger_dawdling_on_spawns_socket_neither_delays_nor_blocks_the_child(monkeypatch,
+                                                                                   caplog):
+    # The stranger connects before the child starts and sends a HELLO a byte every 0.2 s:
+    # 5 s in all, while the child's own handshake takes milliseconds.
+    import threading
+
+    real_popen = subprocess.Popen
+    strangers = []
+
+    def popen_after_a_dawdler(argv, **kwargs):
+        host, port = argv[-2], int(argv[-1])
+        stranger = socket.create_connection((host, port), timeout=TIMEOUT)
+
+        def dawdle():
+            try:
+                for byte in hello(wire.AUTHENTICATE):
+                    stranger.sendall(bytes([byte]))
+                    time.sleep(0.2)
+            except OSError:
+                pass  # hung up on
+
+        dawdler = threading.Thread(target=dawdle)
+        dawdler.start()
+        strangers.append((stranger, dawdler))
+        return real_popen(argv, **kwargs)
+
+    monkeypatch.setattr(subprocess, "Popen", popen_after_a_dawdler)
+    results = []
+    start = time.monotonic()
+    try:
+        with spawn(cc.Echo, transport="socket", results=cc.Appender(results)) as consumer:
+            started = time.monotonic() - start
+            monkeypatch.undo()
+            consumer.send("through")
+    finally:
+        for stranger, dawdler in strangers:
+            stranger.close()
+            dawdler.join(TIMEOUT)
+    assert started < SLACK
+    assert results == ["through", "closed"]
+
+
+def wait_until(condition) -> None:
+    deadline = time.monotonic() + TIMEOUT
+    while not condition():
+        assert time.monotonic() < deadline, "never happened"
+        time.sleep(0.005)

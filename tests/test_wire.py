@@ -1,6 +1,6 @@
 # The framed wire protocol on its own: frame layout, clean and broken ends of a stream, frame
 # limits and out-of-band buffers, restricted unpickling, the handshake with and without a
-# key, write deadlines, and how errors are encoded. Both ends run in this process, over real
+# key, how long a write waits for a peer that reads nothing, and how errors are encoded. Both ends run in this process, over real
 # pipes and socket pairs.
 
 import os
@@ -8,6 +8,7 @@ import pickle
 import socket
 import struct
 import threading
+import time
 
 import pytest
 
@@ -147,13 +148,24 @@ def test_a_first_frame_other_than_hello_is_a_protocol_error(pipe_pair):
         wire.read_hello(b)
 
 
-def test_a_hello_that_is_not_gilstudy_is_refused_before_reading_its_claimed_length():
-    # "H" reads as a HELLO kind, "TTP/1.1 " as a length of 6 * 10**16 bytes.
+@pytest.mark.parametrize("first_bytes, message", [
+    (b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n",
+     r"the peer is not a gilstudy end: it sent an HTTP request, beginning b'HEAD / HT'"),
+    (b"HTTP/1.1 400 Bad Request\r\n\r\n",
+     r"the peer is not a gilstudy end: it sent text, beginning b'HTTP/1.1 '"),
+    (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(40),
+     r"the peer is not a gilstudy end: it sent a TLS handshake \(an https:// or TLS client\?\), "
+     r"beginning b'\\x16\\x03\\x01\\x02\\x00\\x01\\x00\\x01\\xfc'"),
+    (b"H\xff\xfe\x00\x01\x02\x03\x04\x05" + bytes(40),
+     r"a HELLO frame of 1844[0-9]{16} bytes, more than the 18 allowed here"),
+], ids=["http-request", "http-response", "tls", "binary"])
+def test_a_peer_that_is_not_gilstudy_is_named_for_what_it_sent_before_reading_more(first_bytes,
+                                                                                  message):
+    # "HEAD / HT" would read as a HELLO frame of 6 * 10**16 bytes: nothing that long is read.
     channel, write_fd = raw_pipe()
-    os.write(write_fd, b"HTTP/1.1 400 Bad Request\r\n\r\n")
+    os.write(write_fd, first_bytes)
     os.close(write_fd)
-    with pytest.raises(ProtocolError, match=r"^a HELLO frame of 6076[0-9]+ bytes, more than "
-                                            r"the 18 allowed here$"):
+    with pytest.raises(ProtocolError, match=rf"^{message}$"):
         wire.read_hello(channel)
     channel.close()
 
@@ -475,14 +487,44 @@ def test_a_replayed_handshake_is_refused():
 
 # --- Writes never block without limit -------------------------------------------------------
 
-def test_a_write_the_peer_does_not_read_times_out_at_its_deadline(pipe_pair):
-    import time
+class Patience:
+    """Gives up once ``timeout`` seconds pass without the peer reading: the protocol
+    Channel.write_frame takes (gilstudy.flow.Patience is the real one)."""
 
+    def __init__(self, timeout):
+        self.timeout = timeout
+        self.moved()
+
+    def moved(self):
+        self.since = time.monotonic()
+
+    def stalled(self):
+        return time.monotonic() - self.since > self.timeout
+
+
+def test_a_write_the_peer_does_not_read_times_out_when_its_patience_runs_out(pipe_pair):
     a, _ = pipe_pair
     start = time.monotonic()
     with pytest.raises(TimeoutError, match=r"^the peer stopped reading$"):
-        a.write_frame(wire.ITEMS, b"x" * (4 << 20), deadline=start + 0.2)
+        a.write_frame(wire.ITEMS, b"x" * (4 << 20), patience=Patience(0.2))
     assert 0.2 <= time.monotonic() - start < 2
+
+
+def test_a_write_the_peer_reads_slowly_never_runs_out_of_patience(pipe_pair):
+    # The peer reads 64 KiB every 50 ms: 4 MiB take about 3 s, 15 times the patience.
+    a, b = pipe_pair
+    received = []
+
+    def read_slowly():
+        while sum(received) < (4 << 20):
+            time.sleep(0.05)
+            received.append(len(os.read(b._reader.fileno(), 1 << 16)))
+
+    reader = threading.Thread(target=read_slowly)
+    reader.start()
+    a.write_frame(wire.ITEMS, b"x" * ((4 << 20) - wire.HEADER.size), patience=Patience(0.2))
+    reader.join(TIMEOUT)
+    assert sum(received) == 4 << 20
 
 
 def test_cancel_writes_releases_a_writer_blocked_in_another_thread(pipe_pair):

@@ -5,8 +5,8 @@
 import ctypes
 import operator
 
-__all__ = ["LONG_MAX", "integer", "positive_int", "timeout", "max_frame", "consumer",
-           "results", "is_consumer", "MIN_FRAME"]
+__all__ = ["LONG_MAX", "integer", "positive_int", "timeout", "seconds", "max_frame",
+           "consumer", "results", "is_consumer", "MIN_FRAME"]
 
 LONG_MAX = 2 ** (8 * ctypes.sizeof(ctypes.c_long) - 1) - 1
 
@@ -51,12 +51,21 @@ def timeout(owner: str, value, name: str = "timeout") -> float | None:
     """A timeout in seconds: None (wait as long as it takes) or a finite number > 0."""
     if value is None:
         return None
+    return _seconds(owner, name, value, "a positive number of seconds or None")
+
+
+def seconds(owner: str, name: str, value) -> float:
+    """A duration in seconds that must be given: a finite number > 0 (None is refused)."""
+    return _seconds(owner, name, value, "a positive, finite number of seconds")
+
+
+def _seconds(owner: str, name: str, value, rule: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{owner}: {name} must be a number of seconds or None, got "
-                        f"{type(value).__name__} ({value!r})")
+        kind = "a number of seconds" + (" or None" if rule.endswith("None") else "")
+        raise TypeError(f"{owner}: {name} must be {kind}, got {type(value).__name__} "
+                        f"({value!r})")
     if not 0 < value < float("inf"):
-        raise ValueError(f"{owner}: {name} must be a positive number of seconds or None, "
-                         f"got {value!r}")
+        raise ValueError(f"{owner}: {name} must be {rule}, got {value!r}")
     return float(value)
 
 

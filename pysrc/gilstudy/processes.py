@@ -15,6 +15,7 @@ from typing import Any, Callable
 from gilstudy import _checks, wire
 from gilstudy.errors import AuthenticationError, PeerGone, ProtocolError
 from gilstudy.farside import run_far_side
+from gilstudy.flow import MAX_IN_FLIGHT
 from gilstudy.transports import TRANSPORTS
 
 __all__ = ["spawn", "coprocesses", "SpawnedProcess", "check_factory", "setup_payload",
@@ -107,7 +108,8 @@ def setup_payload(factory: Callable, args: tuple, max_frame: int, owner: str = "
 
 
 def spawn(factory: Callable, *args: Any, transport: str = "pipe", path=None, address=None,
-          results: Any = None, max_frame: int = wire.MAX_FRAME, allowed=None):
+          results: Any = None, max_frame: int = wire.MAX_FRAME, allowed=None,
+          max_in_flight: int = MAX_IN_FLIGHT):
     """Start a new Python interpreter that runs the consumer ``factory(*args)``; return the
     RemoteConsumer that feeds it.
 
@@ -127,6 +129,8 @@ def spawn(factory: Callable, *args: Any, transport: str = "pipe", path=None, add
     ``max_frame`` (bytes, 64 MiB by default) bounds each frame both ways: a batch of items,
     a batch of results, their out-of-band buffers included. With ``allowed`` (see
     gilstudy.wire.RestrictedUnpickler) results load only the globals it permits.
+    ``max_in_flight`` bounds the items sent and not yet acknowledged (see gilstudy.flow):
+    the send() that would exceed it waits for the consumer.
 
         from gilstudy.kernels.work import KernelConsumer
         with spawn(KernelConsumer, "count_primes", "cython", results=collect) as worker:
@@ -146,6 +150,7 @@ def spawn(factory: Callable, *args: Any, transport: str = "pipe", path=None, add
     check_factory(factory)
     options = wire.channel_options("spawn", max_frame, allowed)
     _checks.results("spawn", results)
+    _checks.positive_int("spawn", "max_in_flight", max_in_flight)
     setup = setup_payload(factory, args, max_frame)
     if transport == "pipe":
         opener = TRANSPORTS[transport]()
@@ -167,11 +172,12 @@ def spawn(factory: Callable, *args: Any, transport: str = "pipe", path=None, add
         opener.cleanup()
         raise
     return open_link(channel, SpawnedProcess(process), setup, flags, results=results,
-                     where=opener.name, hello=not opener.handshakes, cleanups=[opener.cleanup])
+                     where=opener.name, hello=not opener.handshakes, cleanups=[opener.cleanup],
+                     max_in_flight=max_in_flight)
 
 
 def open_link(channel: wire.Channel, peer, setup: bytes, flags: int, *, results, where: str,
-              hello: bool = True, cleanups=()):
+              hello: bool = True, cleanups=(), max_in_flight: int = MAX_IN_FLIGHT):
     """Say HELLO (unless a handshake did already, ``hello=False``) and SETUP on ``channel``
     to a child's end that has just started, and return the RemoteConsumer that feeds it,
     with ``peer`` (gilstudy.remote.Peer) behind it. A child that ended at once leaves the
@@ -187,20 +193,22 @@ def open_link(channel: wire.Channel, peer, setup: bytes, flags: int, *, results,
     else:
         broken = False
     link = _Link(channel, peer, results=results, where=where, expect_hello=hello,
-                 cleanups=cleanups)
+                 cleanups=cleanups, max_in_flight=max_in_flight)
     if broken:
         link.break_writer()
     return RemoteConsumer(link)
 
 
 def coprocesses(factory: Callable, n: int, *args: Any, transport: str = "pipe",
-                results: Any = None, max_frame: int = wire.MAX_FRAME, allowed=None):
+                results: Any = None, max_frame: int = wire.MAX_FRAME, allowed=None,
+                max_in_flight: int = MAX_IN_FLIGHT):
     """``n`` coprocesses, each running its own ``factory(*args)``, behind one Dispatch: the
     process twin of :func:`gilstudy.consumers.threads`.
 
     Every item goes to the coprocess with the fewest unacknowledged items. Give a
     thread-safe ``results`` (such as :class:`gilstudy.consumers.Collect`): each coprocess's
-    reader thread sends to it. ``max_frame`` and ``allowed`` are spawn()'s. If starting one
+    reader thread sends to it. ``max_frame``, ``allowed`` and ``max_in_flight`` are
+    spawn()'s. If starting one
     fails, those already started are ended and the error is raised.
 
         from gilstudy.consumers import Collect
@@ -214,9 +222,11 @@ def coprocesses(factory: Callable, n: int, *args: Any, transport: str = "pipe",
     from gilstudy.dispatch import start_runners
 
     _checks.positive_int("coprocesses", "n", n)
+    _checks.positive_int("coprocesses", "max_in_flight", max_in_flight)
     return start_runners(lambda index: spawn(factory, *args, transport=transport,
                                              results=results, max_frame=max_frame,
-                                             allowed=allowed), n, owner="coprocesses")
+                                             allowed=allowed, max_in_flight=max_in_flight),
+                         n, owner="coprocesses")
 
 
 # -- The child's end --------------------------------------------------------------------------

@@ -1,11 +1,14 @@
 # The near side of a framed channel: RemoteConsumer, the consumer that stands for one
 # running on the far side (gilstudy.farside), and the machinery behind it: a batch that
 # send() fills and a flusher thread writes, and a reader thread that takes acknowledgements,
-# results and errors. Whatever runs the far side (a spawned process, a server's connection,
-# a later kind of worker) stands behind it as a Peer: is it alive, how did it end, stop it.
+# results and errors, under the flow control of gilstudy.flow. Whatever runs the far side (a
+# spawned process, a server's connection, a later kind of worker) stands behind it as a
+# Peer: is it alive, how did it end, stop it.
 
+import contextlib
 import enum
 import pickle
+import signal
 import threading
 import time
 import weakref
@@ -14,8 +17,9 @@ from typing import Any, Protocol
 from gilstudy import _checks, wire
 from gilstudy._exit_rule import ExitRule
 from gilstudy.errors import CoprocessDied, CoprocessStalled, ProtocolError, RemoteError
+from gilstudy.flow import MAX_IN_FLIGHT, POLL, FlowControl, Patience
 
-__all__ = ["Peer", "RemoteConsumer", "FLUSH_INTERVAL", "EXIT_TIMEOUT"]
+__all__ = ["Peer", "RemoteConsumer", "FLUSH_INTERVAL", "EXIT_TIMEOUT", "MAX_IN_FLIGHT"]
 
 FLUSH_INTERVAL = wire.FLUSH_INTERVAL
 
@@ -58,7 +62,10 @@ class Peer(Protocol):
 class _Gate:
     """A one-way door: closed until open() is called, then open for good. wait() uses a
     plain lock, because Ctrl-C interrupts a lock's acquire cleanly, while an Event's
-    Condition can be left inconsistent by an interrupt on the free-threaded build."""
+    Condition can be left inconsistent by an interrupt on the free-threaded build. It
+    waits in slices of at most POLL seconds: on 3.13t a Ctrl-C that arrives just before
+    the acquire blocks is otherwise handled only once the lock comes free, which for a
+    close() waiting on a stuck consumer is never."""
 
     def __init__(self):
         self._lock = threading.Lock()
@@ -69,21 +76,57 @@ class _Gate:
 
     def wait(self, timeout: float | None = None) -> bool:
         """True once open; False if ``timeout`` seconds passed first."""
-        if not self._lock.acquire(timeout=-1 if timeout is None else timeout):
-            return False
-        self._lock.release()
-        return True
+        give_up = None if timeout is None else time.monotonic() + timeout
+        while True:
+            wait = POLL if give_up is None else min(POLL, give_up - time.monotonic())
+            if self._lock.acquire(timeout=max(0.0, wait)):
+                self._lock.release()
+                return True
+            if give_up is not None and time.monotonic() >= give_up:
+                return False
 
 
-def _deadline(timeout: float | None) -> float | None:
-    """time.monotonic() at which ``timeout`` seconds from now end; None for no timeout."""
-    return None if timeout is None else time.monotonic() + timeout
+@contextlib.contextmanager
+def _interrupts_held(first_raises: bool):
+    """Ctrl-C while a runner is being ended. In the main thread under Python's own SIGINT
+    handler, the first interrupt raises KeyboardInterrupt as usual when ``first_raises``
+    (so a close() that waits for ever can be interrupted), and every later one until the
+    block ends is only noted, since ending the runner is what it asks for; a cleanup cut
+    short by a second Ctrl-C would leave pipes and processes behind. Without
+    ``first_raises`` all are noted and one KeyboardInterrupt is raised after the block.
+    Anywhere else (another thread, a handler of the program's own) nothing changes."""
+    noted = []
+
+    def on_interrupt(signum, frame):
+        noted.append(signum)
+        if first_raises and len(noted) == 1:
+            raise KeyboardInterrupt
+
+    holding = False
+    if (threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
+        try:
+            signal.signal(signal.SIGINT, on_interrupt)
+            holding = True
+        except ValueError:
+            pass  # not the main interpreter: signals are not ours to handle
+    try:
+        yield
+    finally:
+        if holding:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+    if noted and not first_raises:
+        raise KeyboardInterrupt
 
 
 class _Phase(enum.Enum):
     OPEN = "open"            # send() accepts items
     CLOSED = "closed"        # close() or abort() began: send() refuses, the flusher stops
     FINISHED = "finished"    # the peer ended, both threads joined, the channel closed
+
+
+# What flush() is given in place of send()'s own item when it has none.
+_NO_ITEM = object()
 
 
 class _Link:
@@ -96,11 +139,13 @@ class _Link:
     State: ``phase`` (see _Phase); ``failure``, the first error to raise to the caller (the
     peer's error, its death, a stall, an unpicklable item), and whether it was raised;
     ``writer_broken``, a write failed (the reader will see why); ``peer_done``, the peer
-    said DONE. ``halted`` (send() must refuse) follows from them.
+    said DONE. ``halted`` (send() must refuse) follows from them. ``flow`` (see
+    gilstudy.flow) holds the acknowledged count, the bound on items in flight and when the
+    peer last made progress; every wait below asks it.
     """
 
     def __init__(self, channel: wire.Channel, peer: Peer, *, results=None, where: str,
-                 expect_hello: bool, cleanups=()):
+                 expect_hello: bool, cleanups=(), max_in_flight: int = MAX_IN_FLIGHT):
         self.channel = channel
         self.peer = peer
         self.results = results
@@ -111,23 +156,26 @@ class _Link:
         self.failure_raised = False
         self.writer_broken = False
         self.peer_done = False
+        self.flow = FlowControl(max_in_flight)
         self.batch: list = []
-        self.batch_size = _FIRST_BATCH
+        # Frames of at least four batches fit in the window, so the worker never waits.
+        self.max_batch = max(1, min(_MAX_BATCH, max_in_flight // 4))
+        self.batch_size = min(_FIRST_BATCH, self.max_batch)
         # send() appends, then takes the slow path (on_fill) when len(batch) >= limit:
-        # batch_size normally; 1 while the batch is empty, so that the item that starts a
-        # batch wakes the flusher; 0 once halted, so send() raises.
+        # the batch size, or less when the window has less room; 1 while the batch is
+        # empty, so that the item that starts a batch wakes the flusher; 0 once halted.
         self.limit = 1
         self.taken = 0            # items taken out of the batch to be written
         self.flushes = 0
         self.last_flush = 0.0
-        self.acknowledged = 0
         # Set when the finalizer ran in the reader thread itself: it closes the channel
         # on its way out.
         self.reader_closes_channel = False
-        # Opened by the reader as it leaves. close() waits on this rather than on
+        # Opened by each thread as it leaves. Ending waits on these rather than on
         # Thread.join(): on 3.11 and 3.12 a join interrupted by Ctrl-C marks the thread
         # stopped while it still runs (bpo-45274), so a later join would not wait for it.
         self.reader_done = _Gate()
+        self.flusher_done = _Gate()
         self.write_lock = threading.Lock()
         self.state_lock = threading.Lock()
         self.wake = threading.Event()
@@ -144,9 +192,16 @@ class _Link:
         return self.taken + len(self.batch)
 
     @property
+    def acknowledged(self) -> int:
+        return self.flow.acknowledged
+
+    @property
     def halted(self) -> bool:
         return (self.phase is not _Phase.OPEN or self.failure is not None
                 or self.writer_broken)
+
+    def _cannot_write(self) -> bool:
+        return self.failure is not None or self.writer_broken
 
     # Failures -------------------------------------------------------------------------
 
@@ -156,12 +211,14 @@ class _Link:
             if self.failure is None:
                 self.failure = exc
             self.limit = 0
+        self.flow.wake()
 
     def break_writer(self) -> None:
         """A write failed: the peer is gone; the reader will say how."""
         with self.state_lock:
             self.writer_broken = True
             self.limit = 0
+        self.flow.wake()
 
     def raise_failure(self):
         exc = self.failure
@@ -172,102 +229,148 @@ class _Link:
             raise exc.with_traceback(None)
         raise exc
 
-    def stall(self, detail: str):
-        """A call's deadline passed while the peer did not keep up: record and raise
-        CoprocessStalled (or the failure recorded first)."""
-        self.fail(CoprocessStalled(self.peer.pid, detail, where=self.peer.name))
+    def stall(self, caller: str, patience: Patience,
+              what: str = "no item acknowledged and no byte read"):
+        """``caller``'s patience ran out: the peer made no progress for its timeout
+        (``what`` says which). Record and raise CoprocessStalled (or the failure recorded
+        first)."""
+        self.fail(CoprocessStalled(self.peer.pid, f"{caller} saw no progress for "
+                                                  f"{patience.timeout:g} s: {what}",
+                                   where=self.peer.name))
         self.raise_failure()
 
     def died(self, exitcode: int | None, detail: str) -> CoprocessDied:
         return CoprocessDied(self.peer.pid, exitcode, detail, where=self.peer.name)
-
-    def on_fill(self, timeout: float | None) -> None:
-        """send()'s slow path: the batch is full, or just started, or the link halted."""
-        if self.halted:
-            # Take back the refused item. Nothing takes items from a halted batch, but a
-            # flush under way as the link halted may have taken it (and the batch with it).
-            if self.batch:
-                self.batch.pop()
-            self.refuse()
-        if len(self.batch) >= self.batch_size:
-            self.flush(_deadline(timeout), "send()", timeout)
-            if self.halted:
-                self.refuse()
-            return
-        self.wake.set()
-        with self.state_lock:
-            # Unless the flusher took the batch meanwhile (and set limit to 1 again).
-            if not self.halted and self.batch:
-                self.limit = self.batch_size
 
     def refuse(self, call: str = "send()"):
         """The link halted: raise why."""
         if self.failure is None and self.writer_broken:
             # A write failed and the reader has not yet said why: it sees the EOF next.
             if threading.current_thread() is not self.reader:
-                self.reader.join(EXIT_TIMEOUT + 1)
+                self.reader_done.wait(EXIT_TIMEOUT + 1)
             self.fail(self.died(self.peer.wait(0), f"its {self.where} broke"))
         if self.failure is not None:
             self.raise_failure()
         raise ValueError(f"{call} on a closed {self.peer.name}")
 
-    # Writing --------------------------------------------------------------------------
+    # Sending --------------------------------------------------------------------------
 
-    def _lock_writes(self, deadline: float | None, caller: str, timeout: float | None):
-        """Take write_lock by ``deadline``, or stall: another thread's write (the
-        flusher's) is waiting for the peer to read."""
-        wait = -1 if deadline is None else max(0.0, deadline - time.monotonic())
-        if not self.write_lock.acquire(timeout=wait):
-            self.stall(f"{caller} waited {timeout:g} s for it to read a frame")
+    def on_fill(self, item: Any, timeout: float | None) -> None:
+        """send()'s slow path, entered just after ``item`` was appended: the batch is full,
+        or just started, or the window has no room, or the link halted.
 
-    def flush(self, deadline: float | None = None, caller: str = "flush()",
-              timeout: float | None = None) -> None:
-        """Write the batch as ITEMS frames now (nothing when empty or after a failure): one
-        frame unless it would exceed what the peer accepts. Past ``deadline`` (for
-        ``caller``, given ``timeout``) raises CoprocessStalled, recorded as the failure."""
-        self._lock_writes(deadline, caller, timeout)
+        The item is taken back out of the batch first, unless a flush took it meanwhile
+        (another thread's close() or the flusher: it is on its way, so send() returns). It
+        goes back, or out in a frame, only once nothing can raise any more. Hence a send()
+        that raises did not deliver its item, and one that returns did, closing or not."""
+        batch = self.batch
+        with self.state_lock:
+            # One producer at a time: if the item is still there, it is the last one.
+            if not batch or batch[-1] is not item:
+                return
+            batch.pop()
+        patience = None
+        waited = False
+        while True:
+            with self.state_lock:
+                refused = self.halted
+                full = len(batch) + 1 >= self.batch_size
+                room = self.flow.room(self.taken)
+                if not refused and not full and len(batch) < room:
+                    batch.append(item)
+                    self.limit = max(1, min(self.batch_size, room))
+                    break
+            if refused:
+                self.refuse()
+            if patience is None:
+                patience = self.flow.patience(timeout)
+            if full:
+                # The item fills the batch: it goes out with it, once the window has room.
+                if not self.flush(patience, "send()", item):
+                    self.refuse()
+                return
+            # The window is full: wait for acknowledgements, then the item joins the batch.
+            try:
+                self.flow.wait_for_room(lambda: self.taken + len(batch), 1, patience,
+                                        lambda: self.halted)
+            except TimeoutError:
+                self.stall("send()", patience)
+            waited = True
+        if waited or len(batch) == 1:
+            # A batch just started, or one the flusher could not write for want of room.
+            self.wake.set()
+
+    def _lock_writes(self, patience: Patience, caller: str) -> None:
+        """Take write_lock, or stall when the peer makes no progress meanwhile: another
+        thread's write (the flusher's) is waiting for the peer to read."""
+        while not self.write_lock.acquire(timeout=patience.lock_wait()):
+            if patience.stalled():
+                self.stall(caller, patience)
+
+    def flush(self, patience: Patience | None = None, caller: str = "flush()",
+              item: Any = _NO_ITEM) -> bool:
+        """Write the batch as ITEMS frames now (nothing when empty or after a failure), and
+        after it ``item``, send()'s own, when given: one frame unless it would exceed what
+        the peer accepts. With ``item``, first wait until the window has room for them
+        all. Returns whether ``item`` was taken (False: the link halted first). Raises
+        CoprocessStalled, recorded as the failure, when ``patience`` runs out; ``item`` is
+        then not delivered (at worst it is in a frame left half written)."""
+        if patience is None:
+            patience = self.flow.patience(None)
+        self._lock_writes(patience, caller)
         try:
             batch = self.batch
-            count = len(batch)
-            if not count or self.failure is not None or self.writer_broken:
-                return
+            if item is not _NO_ITEM:
+                try:
+                    if not self.flow.wait_for_room(lambda: self.taken + len(batch), 1,
+                                                   patience, lambda: self.halted):
+                        return False
+                except TimeoutError:
+                    self.stall(caller, patience)
             with self.state_lock:
-                # Before the take: an item appended after it starts a new batch.
+                if self._cannot_write() or (item is not _NO_ITEM and self.halted):
+                    return False
+                # Everything appended so far, but never past the window: an item appended
+                # beyond it (by a send() whose on_fill() is about to take it back) stays.
+                count = len(batch)
+                if item is _NO_ITEM:
+                    count = min(count, max(0, self.flow.room(self.taken)))
+                chunk = batch[:count]
+                del batch[:count]
+                if item is not _NO_ITEM:
+                    chunk.append(item)
+                self.taken += len(chunk)
                 if not self.halted:
                     self.limit = 1
-            # The producer may append while this runs: take exactly the first ``count``.
-            chunk = batch[:count]
-            del batch[:count]
-            # Again after the take: an on_fill() running meanwhile may have raised the limit
-            # while the taken items were still there, and an item appended by a send() that
-            # read the old limit called no on_fill. Either would leave items waiting for the
-            # next send() or close() (a real window without the GIL).
-            with self.state_lock:
-                if not self.halted:
-                    self.limit = 1
-                has_leftovers = bool(batch)
+                # A send() that read the old limit appended without calling on_fill(): its
+                # item would wait for the next send() or close(), so the flusher is woken
+                # for it (unless it lies beyond the window, where its send() waits).
+                has_leftovers = bool(batch) and self.flow.room(self.taken) > 0
             if has_leftovers:
                 self.wake.set()
-            self.taken += count
+            count = len(chunk)
+            if not count:
+                return True
             self.flushes += 1
             self.last_flush = time.monotonic()
             try:
                 frames = wire.dumps_in_frames(chunk, self.channel.peer_max_frame)
             except Exception as exc:
                 self._unpicklable(chunk, exc)
-                return
+                return True
             try:
                 self.channel.write_frames([(wire.ITEMS, payload, buffers)
-                                           for payload, buffers in frames], deadline)
+                                           for payload, buffers in frames], patience)
             except TimeoutError:
                 # The frame may be half written: nothing more can go on this channel.
-                self.stall(f"{caller} waited {timeout:g} s for it to read a frame")
+                self.stall(caller, patience)
             except OSError:
                 self.break_writer()
-                return
+                return True
             per_item = sum(wire.frame_size(*frame) for frame in frames) / count
-            self.batch_size = max(1, min(_MAX_BATCH, self.batch_size * 4,
+            self.batch_size = max(1, min(self.max_batch, self.batch_size * 4,
                                          int(_FRAME_BYTES / per_item)))
+            return True
         finally:
             self.write_lock.release()
 
@@ -296,34 +399,38 @@ class _Link:
         # Woken when the batch goes from empty to one item. A lone item after a quiet
         # spell leaves at once; otherwise the batch waits until FLUSH_INTERVAL after the
         # previous frame, unless the producer filled and flushed it meanwhile. Its writes
-        # have no deadline: a stalled peer holds it until the link fails or ends, which
-        # cancels them.
+        # have no timeout: a stalled peer holds it until the link fails or ends, which
+        # cancels them. It never waits for room: send() keeps the batch within the window.
         wake = self.wake
-        while True:
-            wake.wait()
-            wake.clear()
-            if self.phase is not _Phase.OPEN:
-                return
-            seen = self.flushes
-            delay = self.last_flush + FLUSH_INTERVAL - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
+        try:
+            while True:
+                wake.wait()
+                wake.clear()
                 if self.phase is not _Phase.OPEN:
                     return
-            if self.flushes == seen:
-                self.flush()
+                seen = self.flushes
+                delay = self.last_flush + FLUSH_INTERVAL - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                    if self.phase is not _Phase.OPEN:
+                        return
+                if self.flushes == seen:
+                    self.flush()
+        finally:
+            self.flusher_done.open()
 
     # Reading --------------------------------------------------------------------------
 
     def _read_loop(self, expect_hello: bool) -> None:
         channel = self.channel
+        acknowledge = self.flow.acknowledge
         try:
             if expect_hello:
                 wire.read_hello(channel)
             while True:
                 kind, payload = channel.read_frame()
                 if kind == wire.ACK:
-                    (self.acknowledged,) = wire.ACK_BODY.unpack(payload)
+                    acknowledge(wire.ACK_BODY.unpack(payload)[0])
                 elif kind == wire.RESULTS:
                     self._forward(payload)
                 elif kind == wire.ERROR:
@@ -346,6 +453,7 @@ class _Link:
             if self.reader_closes_channel:
                 self.channel.close()
             self.reader_done.open()
+            self.flow.wake()
 
     def _forward(self, payload) -> None:
         if self.results is None:
@@ -376,20 +484,21 @@ class _Link:
             self.phase = _Phase.CLOSED
             self.limit = 0
         self.wake.set()
+        self.flow.wake()
         return True
 
     def close(self, timeout: float | None = None) -> None:
         if self.phase is _Phase.FINISHED:
             return
-        deadline = _deadline(timeout)
+        patience = self.flow.patience(timeout)
         if self._begin_closing() and self.failure is None:
-            self._say_close(deadline, timeout)
+            self._say_close(patience)
         if self.failure is None and not self.writer_broken:
             # The consumer handles what is left, closes, says DONE.
-            wait = None if deadline is None else max(0.0, deadline - time.monotonic())
-            if not self.reader_done.wait(wait):
-                self.stall(f"close() waited {timeout:g} s for its consumer to handle the "
-                           "items sent and close")
+            while not self.reader_done.wait(POLL):
+                if patience.stalled():
+                    self.stall("close()", patience, "its consumer acknowledged no item and "
+                                                    "did not finish closing")
         self._finish(force=False)
         if self.failure is None and not self.peer_done:
             self.fail(self.died(self.peer.wait(0),
@@ -397,16 +506,16 @@ class _Link:
         if self.failure is not None and not self.failure_raised:
             self.raise_failure()
 
-    def _say_close(self, deadline: float | None, timeout: float | None) -> None:
+    def _say_close(self, patience: Patience) -> None:
         """Write what is left of the batch and CLOSE, then close the writing side."""
-        self.flush(deadline, "close()", timeout)
-        self._lock_writes(deadline, "close()", timeout)
+        self.flush(patience, "close()")
+        self._lock_writes(patience, "close()")
         try:
-            if self.failure is None and not self.writer_broken:
+            if not self._cannot_write():
                 try:
-                    self.channel.write_frame(wire.CLOSE, deadline=deadline)
+                    self.channel.write_frame(wire.CLOSE, patience=patience)
                 except TimeoutError:
-                    self.stall(f"close() waited {timeout:g} s for it to read a frame")
+                    self.stall("close()", patience)
                 except OSError:
                     self.writer_broken = True
             self.channel.close_writer()
@@ -420,14 +529,15 @@ class _Link:
         self._finish(force=True)
 
     def _finish(self, force: bool) -> None:
-        """End the peer (politely unless ``force``), join both threads, close the channel
-        and remove what the transport left behind. Every step may run twice, so abort()
-        can finish what an interrupted close() began."""
+        """End the peer (politely unless ``force``), wait for both threads, close the
+        channel and remove what the transport left behind. Every step may run twice, so
+        abort() can finish what an interrupted close() began."""
         self.wake.set()  # the flusher leaves: the phase is no longer OPEN
         if force or self.failure is not None:
             # A write waiting for a peer that no longer reads gives up (within 50 ms).
             self.channel.cancel_writes()
-        if threading.current_thread() is not self.flusher:
+        in_flusher = threading.current_thread() is self.flusher
+        if not in_flusher:
             # A writer cancelled above lets go within 50 ms. A lock still held after
             # EXIT_TIMEOUT was left taken by a Ctrl-C that landed between an acquire and
             # its try: close the writer anyway rather than wait for ever.
@@ -441,9 +551,11 @@ class _Link:
         if not self.peer.stop(force) or force:
             # Wakes a reader or writer blocked on a socket; pipes broke with the process.
             self.channel.shutdown()
-        if threading.current_thread() is not self.flusher:
+        if not in_flusher:
+            self.flusher_done.wait()
             self.flusher.join()
         if threading.current_thread() is not self.reader:
+            self.reader_done.wait()
             self.reader.join()
             self.channel.close()
         else:
@@ -473,14 +585,21 @@ class RemoteConsumer(ExitRule):
     Trouble: when the remote consumer raises, the next send() or close() raises
     RemoteError (a ConsumerError; the remote traceback is its ``__cause__``); when the
     worker dies or the connection drops, CoprocessDied (exit code or signal); when a
-    timeout given to send(), flush() or close() passes while the peer does not keep up,
-    CoprocessStalled (a TimeoutError). All three carry how many items were sent and how
-    many the consumer acknowledged: the items after ``acknowledged`` are the ones to send
-    again. close() raises such a failure only if no send() raised it before. An item that
-    cannot be pickled, or that alone is larger than the frame limit, abandons the worker:
-    send() or close() raises the pickling error (or ProtocolError), with a note naming the
-    item. Leaving a ``with`` block on an exception aborts instead of closing (the rule of
-    every runner). One producer thread at a time may call send().
+    timeout given to send(), flush() or close() passes with no progress from the peer (no
+    item acknowledged, no byte read), CoprocessStalled (a TimeoutError); a consumer that is
+    slow but keeps acknowledging never stalls. All three carry how many items were sent and
+    how many the consumer acknowledged: the items after ``acknowledged`` are the ones to
+    send again. close() raises such a failure only if no send() raised it before. An item
+    that cannot be pickled, or that alone is larger than the frame limit, abandons the
+    worker: send() or close() raises the pickling error (or ProtocolError), with a note
+    naming the item. Leaving a ``with`` block on an exception aborts instead of closing
+    (the rule of every runner).
+
+    Flow control: at most ``max_in_flight`` items (16384 by default) are sent and not yet
+    acknowledged; the send() that would exceed it waits for the consumer. Until a failure,
+    a send() that returns has delivered its item (close() returns only once it is handled)
+    and one that raises has not, even when another thread calls close() meanwhile. One
+    producer thread at a time may call send().
     """
 
     def __init__(self, link: _Link):
@@ -522,8 +641,10 @@ class RemoteConsumer(ExitRule):
         """Queue ``item`` for the remote consumer; see the class docstring for failures.
 
         Most calls only append to the batch; the one that fills it writes it, and waits
-        while the peer does not read. With ``timeout`` (seconds) that wait ends with
-        CoprocessStalled; without, it lasts as long as the peer stalls."""
+        while the peer does not read or while ``max_in_flight`` items are unacknowledged.
+        With ``timeout`` (seconds) such a wait ends with CoprocessStalled once the peer has
+        made no progress for that long; without, it lasts as long as the peer stalls. A
+        send() that raises did not deliver its item."""
         # The hot path is an append and two comparisons; see _Link.limit. A bad timeout is
         # refused at once, not when a later call happens to write the batch.
         if timeout is not None:
@@ -531,7 +652,7 @@ class RemoteConsumer(ExitRule):
         batch = self._batch
         batch.append(item)
         if len(batch) >= self._link.limit:
-            self._link.on_fill(timeout)
+            self._link.on_fill(item, timeout)
 
     def flush(self, timeout: float | None = None) -> None:
         """Write the items queued so far now, instead of within FLUSH_INTERVAL; ``timeout``
@@ -540,7 +661,7 @@ class RemoteConsumer(ExitRule):
         link = self._link
         if link.halted:
             link.refuse("flush()")
-        link.flush(_deadline(timeout), "flush()", timeout)
+        link.flush(link.flow.patience(timeout), "flush()")
 
     def close(self, timeout: float | None = None) -> None:
         """Wait until the remote consumer has handled every item sent, close it (its
@@ -548,28 +669,35 @@ class RemoteConsumer(ExitRule):
         than EXIT_TIMEOUT to exit) and raise the failure if there was one that no send()
         raised. Idempotent: once it has returned, a second close() does nothing.
 
-        With ``timeout`` (seconds), when the peer has not read everything, or its consumer
-        not finished, by then, close() raises CoprocessStalled and leaves the worker as
-        it is; a later close() ends it (within EXIT_TIMEOUT, killing it if need be) and
-        abort() ends it at once. Without, close() waits as long as the consumer works."""
+        With ``timeout`` (seconds), when the peer makes no progress for that long (reads
+        nothing, acknowledges no item) before its consumer has closed, close() raises
+        CoprocessStalled and leaves the worker as it is; a later close() ends it (within
+        EXIT_TIMEOUT, killing it if need be) and abort() ends it at once. Without, close()
+        waits as long as the consumer works.
+
+        Ctrl-C while it waits raises KeyboardInterrupt once the worker is ended; further
+        Ctrl-Cs until then are absorbed, so nothing is left open however many arrive."""
         timeout = _checks.timeout("close", timeout)
         link = self._link
-        try:
-            link.close(timeout)
-        except BaseException as exc:
-            if exc is not link.failure:
-                # Interrupted (Ctrl-C) while waiting: end the worker now.
-                link.abort()
-            raise
-        finally:
-            if link.phase is _Phase.FINISHED:
-                self._finalizer.detach()
+        with _interrupts_held(first_raises=True):
+            try:
+                link.close(timeout)
+            except BaseException as exc:
+                if exc is not link.failure:
+                    # Interrupted (Ctrl-C) while waiting: end the worker now.
+                    link.abort()
+                raise
+            finally:
+                if link.phase is _Phase.FINISHED:
+                    self._finalizer.detach()
 
     def abort(self) -> None:
         """Drop the remote consumer now, unclosed: items not yet handled are lost, a spawned
-        process is terminated (killed after EXIT_TIMEOUT), no failure is raised."""
+        process is terminated (killed after EXIT_TIMEOUT), no failure is raised. Ctrl-C
+        meanwhile raises KeyboardInterrupt only once all that is done."""
         self._finalizer.detach()
-        self._link.abort()
+        with _interrupts_held(first_raises=False):
+            self._link.abort()
 
     def __reduce__(self):
         raise TypeError("a RemoteConsumer cannot be pickled: it owns a live channel")

@@ -5,25 +5,33 @@
 
 import ipaddress
 import os
-import selectors
 import socket
 import sys
 import threading
+import time
 from typing import Any, Callable
 
 from gilstudy import _checks, wire
-from gilstudy.errors import AuthenticationError, CoprocessDied, PeerGone, ProtocolError
+from gilstudy.admission import (MAX_CONNECTIONS, Admission, RefusalLog, format_address,
+                                log_refusal)
+from gilstudy.errors import AuthenticationError, CoprocessDied
 from gilstudy.farside import run_far_side
-from gilstudy.remote import RemoteConsumer, _Link
-from gilstudy.transports import (CONNECT_TIMEOUT, describe_refusal, family, format_address,
-                                 log_refusal, open_socket)
+from gilstudy.flow import MAX_IN_FLIGHT
+from gilstudy.remote import RemoteConsumer, _Gate, _Link
+from gilstudy.transports import CONNECT_TIMEOUT, family, open_socket
 
-__all__ = ["AUTHKEY_ENV", "CONNECT_TIMEOUT", "connect", "serve", "CoprocessServer",
-           "ServerConnection", "parse_address", "import_factory", "add_subcommand"]
+__all__ = ["AUTHKEY_ENV", "CONNECT_TIMEOUT", "MAX_CONNECTIONS", "CLOSE_GRACE", "connect",
+           "serve", "CoprocessServer", "ServerConnection", "parse_address", "import_factory",
+           "add_subcommand"]
 
 # Where serve(), connect() and `gilstudy serve` find the key when authkey= is not given:
 # the variable's value, as bytes (UTF-8 for text). Both ends must have the same.
 AUTHKEY_ENV = "GILSTUDY_AUTHKEY"
+
+# How long CoprocessServer.close() waits, by default, for the threads of the connections it
+# dropped, in seconds: a consumer busy with an item (or one that never returns) cannot be
+# stopped from outside, and its connection is gone already.
+CLOSE_GRACE = 1.0
 
 
 def _resolve_key(who: str, authkey: bytes | None, insecure: bool) -> bytes | None:
@@ -66,7 +74,8 @@ class ServerConnection:
 
 def connect(address: tuple[str, int], results: Any = None, *, authkey: bytes | None = None,
             insecure: bool = False, allowed=None, max_frame: int = wire.MAX_FRAME,
-            timeout: float | None = CONNECT_TIMEOUT) -> RemoteConsumer:
+            timeout: float | None = CONNECT_TIMEOUT,
+            max_in_flight: int = MAX_IN_FLIGHT) -> RemoteConsumer:
     """Connect to a server started by serve() (or ``gilstudy serve``) at ``(host, port)``;
     return the RemoteConsumer that feeds the consumer the server builds for this
     connection. ``pid`` is the server's process.
@@ -76,18 +85,21 @@ def connect(address: tuple[str, int], results: Any = None, *, authkey: bytes | N
     connect raises ValueError, unless ``insecure=True`` (for a server started with
     insecure=True: no key, and anyone who can reach either end can run code in it).
     ``allowed`` restricts what results may load (see gilstudy.wire.RestrictedUnpickler);
-    ``max_frame`` bounds each frame this end reads (the server says what it reads).
+    ``max_frame`` bounds each frame this end reads (the server says what it reads);
+    ``max_in_flight`` the items sent and not yet acknowledged (see gilstudy.flow).
 
     Raises OSError (ConnectionRefusedError...) if nothing listens there, TimeoutError if the
     server has not accepted the connection and finished the handshake within ``timeout``
     seconds (None: wait for ever), AuthenticationError if the server refuses our key or
     fails to prove its own, ProtocolError if the peer is not a gilstudy server, and
-    CoprocessDied if it closes the connection before its HELLO.
+    CoprocessDied if it closes or resets the connection before its HELLO (as a server at
+    its cap of connections does).
     """
     authkey = _resolve_key("connect", authkey, insecure)
     options = wire.channel_options("connect", max_frame, allowed)
     _checks.results("connect", results)
     timeout = _checks.timeout("connect", timeout)
+    _checks.positive_int("connect", "max_in_flight", max_in_flight)
     host, port = address
     where = format_address(host, port)
     try:
@@ -95,15 +107,20 @@ def connect(address: tuple[str, int], results: Any = None, *, authkey: bytes | N
     except TimeoutError:
         raise TimeoutError(f"connect: {where} did not accept the connection within "
                            f"{timeout:g} s") from None
+    except (ConnectionResetError, ConnectionAbortedError):
+        # Accepted, then dropped at once (the reset can beat connect() itself).
+        raise CoprocessDied(None, None, "connect: it reset the connection before its HELLO",
+                            where=f"the server at {where}") from None
     channel = open_socket(sock, options, timeout)
     try:
         hello = wire.handshake(channel, pid=os.getpid(),
                                flags=wire.WANT_RESULTS if results is not None else 0,
                                authkey=authkey, accepting=False)
-    except EOFError:
+    except (EOFError, ConnectionError) as exc:
         channel.close()
-        raise CoprocessDied(None, None, f"the server at {where} closed the connection before "
-                                        "its HELLO") from None
+        how = "closed" if isinstance(exc, EOFError) else "reset"
+        raise CoprocessDied(None, None, f"connect: it {how} the connection before its HELLO",
+                            where=f"the server at {where}") from None
     except AuthenticationError as exc:
         channel.close()
         raise AuthenticationError(f"connect: the server at {where} did not accept: {exc}") \
@@ -117,7 +134,8 @@ def connect(address: tuple[str, int], results: Any = None, *, authkey: bytes | N
         raise
     sock.settimeout(None)
     link = _Link(channel, ServerConnection(hello.pid, where), results=results,
-                 where=f"connection to {where}", expect_hello=False)
+                 where=f"connection to {where}", expect_hello=False,
+                 max_in_flight=max_in_flight)
     return RemoteConsumer(link)
 
 
@@ -130,130 +148,116 @@ class CoprocessServer:
     ``address`` is the ``(host, port)`` it listens on (the real port when asked for 0).
     serve_forever() blocks until close(), which another thread or a signal handler may
     call; close() stops accepting, drops open connections (their consumers are abandoned,
-    unclosed, once their current item is handled) and waits for their threads. A
-    connection whose peer fails the handshake (no key, a wrong key, not gilstudy, silent
-    for CONNECT_TIMEOUT) or breaks the protocol later (a frame too long, truncated or
-    refused by ``allowed``) is logged on the ``gilstudy.coprocess`` logger and dropped; the
-    server goes on serving the others.
+    unclosed, once their current item is handled) and waits a while for their threads.
+
+    Limits (gilstudy.admission): at most ``max_connections`` at once; at the cap the
+    oldest connection still in its handshake gives way to a new one. A handshake must be
+    done within ``handshake_timeout`` seconds of the accept, in all. When accept() runs out
+    of file descriptors or a thread cannot be started, the oldest connection still in its
+    handshake gives way, or the server rests briefly: it never spins. A connection whose
+    peer fails the handshake (no key, a wrong key, not gilstudy, too slow) or breaks the
+    protocol later (a frame too long, truncated or refused by ``allowed``) is logged on the
+    ``gilstudy.coprocess`` logger, repeated lines summarised, and dropped; the server goes
+    on serving the others.
     """
 
     def __init__(self, address: tuple[str, int], factory: Callable, args: tuple = (), *,
                  authkey: bytes | None = None, insecure: bool = False, allowed=None,
-                 max_frame: int = wire.MAX_FRAME):
+                 max_frame: int = wire.MAX_FRAME, max_connections: int = MAX_CONNECTIONS,
+                 handshake_timeout: float = CONNECT_TIMEOUT):
         if not callable(factory):
             raise TypeError(f"serve: factory must be callable, got {factory!r}")
         self._authkey = _resolve_key("serve", authkey, insecure)
-        self._options = wire.channel_options("serve", max_frame, allowed)
+        options = wire.channel_options("serve", max_frame, allowed)
+        _checks.positive_int("serve", "max_connections", max_connections)
+        handshake_timeout = _checks.seconds("serve", "handshake_timeout", handshake_timeout)
         self._factory = factory
         self._args = args
-        self._listener = socket.create_server(address, family=family(address[0]))
-        self.address: tuple[str, int] = self._listener.getsockname()[:2]
-        self._wake_r, self._wake_w = socket.socketpair()
-        self._lock = threading.Lock()
-        self._connections: dict[threading.Thread, socket.socket] = {}
-        # Every connection thread not yet known to have ended: close() joins them all,
-        # including those that have left _connections but not yet returned.
-        self._threads: set[threading.Thread] = set()
+        listener = socket.create_server(address, family=family(address[0]))
+        self.address: tuple[str, int] = listener.getsockname()[:2]
+        try:
+            self._admission = Admission(
+                listener, open=lambda sock: open_socket(sock, options, handshake_timeout),
+                handshake=self._handshake, admitted=self._serve_connection,
+                max_connections=max_connections, handshake_timeout=handshake_timeout,
+                log=RefusalLog(f"gilstudy serve on {format_address(*self.address)}"),
+                thread_name=f"gilstudy-serve-{self.address[1]}-conn")
+        except BaseException:
+            listener.close()
+            raise
         self._closing = False
-        self._closed = threading.Event()
+        self._acceptor_done = _Gate()
+        self._closed = _Gate()
+        self._is_closed = False
         self._acceptor = threading.Thread(target=self._accept_loop, daemon=True,
                                           name=f"gilstudy-serve-{self.address[1]}")
-        self._acceptor.start()
+        try:
+            self._acceptor.start()
+        except BaseException:
+            self._admission.close(0)
+            raise
 
     @property
     def is_closed(self) -> bool:
-        return self._closed.is_set()
+        return self._is_closed
 
     @property
     def connections(self) -> int:
-        """Connections being served now."""
-        with self._lock:
-            return len(self._connections)
+        """Connections being served now (their handshake included)."""
+        return self._admission.connections
 
     def _accept_loop(self) -> None:
-        with selectors.DefaultSelector() as selector:
-            selector.register(self._listener, selectors.EVENT_READ)
-            selector.register(self._wake_r, selectors.EVENT_READ)
-            while True:
-                ready = {key.fileobj for key, _ in selector.select()}
-                if self._wake_r in ready:
-                    return
-                try:
-                    conn, peer = self._listener.accept()
-                except OSError:
-                    continue  # the peer gave up before we accepted (ECONNABORTED)
-                thread = threading.Thread(target=self._handle, args=(conn, peer), daemon=True,
-                                          name=f"gilstudy-serve-{self.address[1]}-conn")
-                with self._lock:
-                    if self._closing:
-                        conn.close()
-                        return
-                    self._connections[thread] = conn
-                    self._threads = {t for t in self._threads if t.is_alive()}
-                    self._threads.add(thread)
-                thread.start()
-
-    def _handle(self, conn: socket.socket, peer) -> None:
-        channel = None
+        pause = 0.0
         try:
-            channel = open_socket(conn, self._options, CONNECT_TIMEOUT)
-            hello = wire.handshake(channel, pid=os.getpid(), authkey=self._authkey,
-                                   accepting=True)
-            conn.settimeout(None)
-            run_far_side(channel, lambda: self._factory(*self._args),
-                         want_results=bool(hello.flags & wire.WANT_RESULTS))
-        except AuthenticationError as exc:
-            self._log("refused", peer, exc)
-        except (ProtocolError, TimeoutError) as exc:
-            self._log("dropped", peer, exc)
-        except (PeerGone, EOFError, OSError):
-            pass  # the client left
+            while not self._closing:
+                try:
+                    self._admission.turn(None)
+                    pause = 0.0
+                except Exception as exc:
+                    # Whatever failed (memory ran out...), the loop goes on after a rest.
+                    pause = min(pause * 2 or 0.01, 0.5)
+                    try:
+                        self._admission.log.note(
+                            "errors of the accept loop", f"the accept loop failed: "
+                            f"{type(exc).__name__}: {exc}; going on in {pause:g} s")
+                    except Exception:
+                        pass  # not even that could be logged: going on matters more
+                    time.sleep(pause)
         finally:
-            # Leave the table first: close() shuts down only sockets still in it, so it
-            # never touches one closed here.
-            with self._lock:
-                self._connections.pop(threading.current_thread(), None)
-            if channel is not None:
-                channel.close()
-            else:
-                conn.close()
+            self._acceptor_done.open()
 
-    def _log(self, what: str, peer, exc: BaseException) -> None:
-        log_refusal("gilstudy serve on %s: %s a connection from %s: %s",
-                    format_address(*self.address), what, format_address(*peer[:2]),
-                    describe_refusal(exc))
+    def _handshake(self, channel: wire.Channel) -> wire.Hello:
+        return wire.handshake(channel, pid=os.getpid(), authkey=self._authkey, accepting=True)
+
+    def _serve_connection(self, channel: wire.Channel, hello: wire.Hello) -> bool:
+        run_far_side(channel, lambda: self._factory(*self._args),
+                     want_results=bool(hello.flags & wire.WANT_RESULTS))
+        return False
 
     def serve_forever(self) -> None:
         """Block until close() (from another thread) or an exception such as
         KeyboardInterrupt; connections are served all the while."""
         self._closed.wait()
 
-    def close(self) -> None:
-        """Stop accepting, drop open connections, wait for their threads; idempotent."""
-        with self._lock:
-            if self._closing:
-                already = True
-            else:
-                already = False
-                self._closing = True
-        if already:
-            self._closed.wait()
-            return
-        self._wake_w.send(b"x")
-        self._acceptor.join()
-        self._listener.close()
-        self._wake_r.close()
-        self._wake_w.close()
-        with self._lock:
-            for conn in self._connections.values():
-                try:
-                    conn.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-            threads = list(self._threads)
-        for thread in threads:
-            thread.join()
-        self._closed.set()
+    def close(self, timeout: float | None = CLOSE_GRACE) -> None:
+        """Stop accepting and drop open connections: their sockets are shut down, so a
+        connection's thread ends as soon as its consumer returns from the call it is in.
+        Wait up to ``timeout`` seconds (None: for ever) for those threads; a consumer still
+        busy then is left to return in its daemon thread, and a warning says how many were.
+        Idempotent; a close() cut short by Ctrl-C can be called again."""
+        timeout = _checks.timeout("CoprocessServer.close", timeout)
+        self._closing = True
+        self._admission.wake()
+        self._acceptor_done.wait()
+        busy = self._admission.close(timeout)
+        if busy and not self._is_closed:
+            log_refusal("gilstudy serve on %s: closed with %d connection%s whose consumer had "
+                        "not returned after %s s; left to finish in daemon threads",
+                        format_address(*self.address), len(busy), "s" if len(busy) != 1 else "",
+                        f"{timeout:g}")
+        if not self._is_closed:
+            self._is_closed = True
+            self._closed.open()
 
     def __enter__(self) -> "CoprocessServer":
         return self
@@ -268,10 +272,11 @@ class CoprocessServer:
 
 def serve(address: tuple[str, int], factory: Callable, *args: Any,
           authkey: bytes | None = None, insecure: bool = False, allowed=None,
-          max_frame: int = wire.MAX_FRAME) -> CoprocessServer:
+          max_frame: int = wire.MAX_FRAME, max_connections: int = MAX_CONNECTIONS,
+          handshake_timeout: float = CONNECT_TIMEOUT) -> CoprocessServer:
     """Listen on ``address`` (``(host, port)``; port 0 picks a free one) and run the
     consumer ``factory(*args)`` for each connection made with connect(); return the
-    running CoprocessServer at once (see it for stopping).
+    running CoprocessServer at once (see it for stopping and for its limits).
 
     Items arrive pickled, and unpickling runs code the sender chooses, so every client
     first proves that it holds the key: ``authkey`` (bytes), else the bytes of the
@@ -279,10 +284,14 @@ def serve(address: tuple[str, int], factory: Callable, *args: Any,
     ``insecure=True`` serves without a key: anyone who can connect can then run code in
     this process. ``allowed`` (a set of "module.qualname" strings or a callable, see
     gilstudy.wire.RestrictedUnpickler) limits what items may load, for clients trusted with
-    the key but not with code; ``max_frame`` bounds each frame a client sends.
+    the key but not with code; ``max_frame`` bounds each frame a client sends;
+    ``max_connections`` bounds the connections served at once and ``handshake_timeout``
+    (seconds) the whole handshake of each.
     """
     return CoprocessServer(address, factory, args, authkey=authkey, insecure=insecure,
-                           allowed=allowed, max_frame=max_frame)
+                           allowed=allowed, max_frame=max_frame,
+                           max_connections=max_connections,
+                           handshake_timeout=handshake_timeout)
 
 
 # -- The `gilstudy serve` command -----------------------------------------------------------
@@ -329,9 +338,14 @@ def _is_loopback(host: str) -> bool:
 
 
 def _run_serve(args) -> int:
+    allowed = set(args.allow) if args.allow else None
     try:
+        # Every option is checked before the factory's module is imported.
         address = parse_address(args.address)
-    except ValueError as exc:
+        wire.channel_options("serve", args.max_frame, allowed)
+        _checks.positive_int("serve", "max_connections", args.max_connections)
+        _checks.seconds("serve", "handshake_timeout", args.handshake_timeout)
+    except (TypeError, ValueError, OverflowError) as exc:
         print(f"gilstudy serve: error: {exc}", file=sys.stderr)
         return 2
     # Like `python -m`, look for the factory's module in the current directory too.
@@ -359,9 +373,9 @@ def _run_serve(args) -> int:
                   "from tampering on the way; tunnel it (SSH, TLS, WireGuard) across "
                   "networks you do not trust", file=sys.stderr)
     try:
-        server = serve(address, factory, *args.args, insecure=args.insecure,
-                       allowed=set(args.allow) if args.allow else None,
-                       max_frame=args.max_frame)
+        server = serve(address, factory, *args.args, insecure=args.insecure, allowed=allowed,
+                       max_frame=args.max_frame, max_connections=args.max_connections,
+                       handshake_timeout=args.handshake_timeout)
     except (TypeError, ValueError, OverflowError) as exc:
         print(f"gilstudy serve: error: {exc}", file=sys.stderr)
         return 2
@@ -402,4 +416,12 @@ def add_subcommand(subparsers) -> None:
                              "builtin containers and scalars need none)")
     parser.add_argument("--max-frame", type=int, default=wire.MAX_FRAME, metavar="BYTES",
                         help=f"largest frame a client may send (default {wire.MAX_FRAME})")
+    parser.add_argument("--max-connections", type=int, default=MAX_CONNECTIONS, metavar="N",
+                        help="connections served at once; at the cap, the oldest one still "
+                             f"in its handshake gives way to a new one (default "
+                             f"{MAX_CONNECTIONS})")
+    parser.add_argument("--handshake-timeout", type=float, default=CONNECT_TIMEOUT,
+                        metavar="SECONDS",
+                        help="time a new connection has to finish its whole handshake "
+                             f"(default {CONNECT_TIMEOUT:g})")
     parser.set_defaults(run=_run_serve)

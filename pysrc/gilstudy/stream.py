@@ -11,6 +11,8 @@ from gilstudy.errors import ProtocolError
 
 __all__ = ["CoprocessSender", "Coprocess"]
 
+_TRUNCATED = "the stream was truncated: it ended inside a pickle"
+
 
 class CoprocessSender:
     """Send items to a consumer in another process over the binary stream ``stream``.
@@ -71,7 +73,8 @@ class Coprocess:
     ``run()`` loads pickles until EOF, sends each object to the consumer in order, then
     closes the consumer; results (non-None values of send() and close()) go to
     ``results.send`` when ``results`` is given. A stream that ends in the middle of a pickle
-    raises ProtocolError (the consumer is then not closed); an exception from the consumer
+    raises ProtocolError saying it was truncated, with or without ``allowed`` (the consumer
+    is then not closed); an exception from the consumer
     propagates from run(). This is the reading end of the plain protocol: a CoprocessSender,
     or any loop of ``pickle.dump(item, stream)``, can feed it, e.g. through standard input:
 
@@ -110,11 +113,16 @@ class Coprocess:
                 item = load()
             except EOFError:
                 if peek is not None:
-                    raise ProtocolError("the stream ended inside a pickle") from None
+                    raise ProtocolError(_TRUNCATED) from None
                 break
             except ProtocolError:
                 raise  # a global refused by ``allowed``
             except Exception as exc:
+                # Cut short, each unpickler fails its own way (the C one says "truncated",
+                # the pure-Python one behind ``allowed`` an IndexError or a struct.error):
+                # at the end of the stream, all of them mean the same.
+                if peek is not None and not peek(1):
+                    raise ProtocolError(_TRUNCATED) from exc
                 raise ProtocolError(f"unreadable pickle in the stream: {type(exc).__name__}: "
                                     f"{exc}") from exc
             result = send(item)

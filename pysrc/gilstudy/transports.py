@@ -3,7 +3,7 @@
 # with a key. The parent calls prepare() (what the child needs), then connect() once the
 # child runs; the child calls open_child_end(). Also the socket helpers that serve() and
 # connect() share. The child imports this module too, so what only the parent or only the
-# socket needs (fcntl, tempfile, socket, logging) is imported where it is used.
+# socket needs (fcntl, tempfile, socket, gilstudy.admission) is imported where it is used.
 
 import errno
 import itertools
@@ -13,11 +13,10 @@ import time
 from typing import Callable
 
 from gilstudy import wire
-from gilstudy.errors import AuthenticationError, CoprocessDied, CoprocessStalled, ProtocolError
+from gilstudy.errors import CoprocessDied
 
 __all__ = ["TRANSPORTS", "START_TIMEOUT", "CONNECT_TIMEOUT", "PipeTransport", "FifoTransport",
-           "SocketTransport", "open_socket", "format_address", "family", "describe_refusal",
-           "log_refusal"]
+           "SocketTransport", "open_socket", "family"]
 
 # How long spawn() waits for a coprocess to open its FIFOs or connect back, and connect()
 # for a server's HELLO, in seconds; only a machine in deep trouble takes longer.
@@ -25,8 +24,15 @@ START_TIMEOUT = 60.0
 
 # How long connect() waits, by default, for the server to accept the connection and finish
 # the handshake, and how long a server (or spawn()'s parent) gives a new connection to
-# finish it before dropping it, in seconds.
+# finish all of it before dropping it, in seconds.
 CONNECT_TIMEOUT = 10.0
+
+# Connections spawn()'s parent handshakes with at once while it waits for its child: a
+# stranger more gives way, so strangers cannot crowd the child out for long.
+_SPAWN_HANDSHAKES = 8
+
+# How long spawn()'s parent waits for the handshake threads of strangers it dropped.
+_DROPPED_GRACE = 1.0
 
 
 def _wait_until(ready: Callable[[float], bool], process, what: str,
@@ -211,9 +217,11 @@ class SocketTransport:
     """TCP: this process listens on ``address`` (loopback, ephemeral port by default) and
     the child connects back; the listening socket closes once it has. The two prove to
     each other that they hold a fresh random key, which the child reads from a pipe it
-    inherits (not from its command line or environment, which others may read); a
-    stranger who connects first is logged and dropped, and the wait for the child goes
-    on."""
+    inherits (not from its command line or environment, which others may read). Each
+    connection is admitted through gilstudy.admission: its handshake runs in a thread of
+    its own under one total deadline (CONNECT_TIMEOUT), so a stranger who connects first,
+    however slowly it sends, neither delays nor blocks the child's; strangers are logged
+    and dropped, and the wait for the child goes on."""
 
     name = "socket"
     handshakes = True
@@ -227,6 +235,8 @@ class SocketTransport:
     def prepare(self) -> tuple[list[str], tuple[int, ...]]:
         import socket
 
+        from gilstudy.admission import format_address
+
         self._listener = socket.create_server(self._address, family=family(self._address[0]))
         host, port = self._listener.getsockname()[:2]
         host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
@@ -238,35 +248,42 @@ class SocketTransport:
         return [str(key_r), host, str(port)], (key_r,)
 
     def connect(self, process, options: dict, flags: int) -> wire.Channel:
+        from gilstudy.admission import Admission, RefusalLog
+
         self._close_key()
-        listener = self._listener
         deadline = time.monotonic() + START_TIMEOUT
-        accepted = []
 
-        def accept(timeout: float) -> bool:
-            listener.settimeout(timeout)
-            try:
-                accepted.append(listener.accept())
-            except TimeoutError:
-                return False
-            return True
+        def handshake(channel: wire.Channel):
+            return wire.handshake(channel, pid=os.getpid(), flags=flags,
+                                  authkey=self._authkey, accepting=True)
 
-        while True:
-            _wait_until(accept, process, "it connected back", deadline)
-            conn, peer = accepted.pop()
-            channel = open_socket(conn, options,
-                                  max(0.05, min(CONNECT_TIMEOUT, deadline - time.monotonic())))
-            try:
-                wire.handshake(channel, pid=os.getpid(), flags=flags, authkey=self._authkey,
-                               accepting=True)
-            except (AuthenticationError, ProtocolError, EOFError, OSError) as exc:
+        # Each connection's handshake runs in a thread of its own, under one total deadline,
+        # so a stranger who connects first (and dawdles) neither delays nor blocks ours.
+        admission = Admission(
+            self._listener, open=lambda sock: open_socket(sock, options, CONNECT_TIMEOUT),
+            handshake=handshake, admitted=lambda channel, hello: True,
+            max_connections=_SPAWN_HANDSHAKES, handshake_timeout=CONNECT_TIMEOUT,
+            log=RefusalLog(f"gilstudy spawn on {self.name}"),
+            thread_name="gilstudy-spawn-handshake")
+        self._listener = None  # the admission owns it now
+
+        def child_admitted(timeout: float) -> bool:
+            if not admission.kept:
+                admission.turn(timeout)
+            return bool(admission.kept)
+
+        try:
+            _wait_until(child_admitted, process, "it connected back", deadline)
+        except BaseException:
+            admission.close(_DROPPED_GRACE)
+            for channel in admission.kept:
                 channel.close()
-                log_refusal("gilstudy spawn: refused a connection to %s from %s: %s",
-                            self.name, format_address(*peer[:2]), describe_refusal(exc))
-                continue
-            conn.settimeout(None)
-            self.cleanup()
-            return channel
+            raise
+        admission.close(_DROPPED_GRACE)
+        channel, *others = admission.kept
+        for other in others:
+            other.close()  # a second peer with the key: only the child has it
+        return channel
 
     @staticmethod
     def open_child_end(where: list[str], max_frame: int) -> wire.Channel:
@@ -304,30 +321,7 @@ def open_socket(sock, options: dict, timeout: float | None) -> wire.Channel:
     return wire.Channel.from_socket(sock, **options)
 
 
-def describe_refusal(exc: BaseException) -> str:
-    """Why a connection was dropped before or during its handshake, for the log."""
-    if isinstance(exc, TimeoutError) and not isinstance(exc, CoprocessStalled):
-        return "no handshake in time"
-    if isinstance(exc, EOFError):
-        return "it closed the connection before its HELLO"
-    if isinstance(exc, (AuthenticationError, ProtocolError)):
-        return str(exc)
-    return f"{type(exc).__name__}: {exc}"
-
-
-def log_refusal(message: str, *args) -> None:
-    """A warning on the ``gilstudy.coprocess`` logger, where every refused or dropped
-    connection is reported."""
-    import logging
-
-    logging.getLogger("gilstudy.coprocess").warning(message, *args)
-
-
 def family(host: str) -> int:
     import socket
 
     return socket.AF_INET6 if ":" in host else socket.AF_INET
-
-
-def format_address(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

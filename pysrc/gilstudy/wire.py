@@ -9,13 +9,11 @@ import collections.abc
 import copyreg
 import errno
 import io
-import math
 import os
 import pickle
 import select
 import struct
 import sys
-import time
 
 from gilstudy import _checks
 from gilstudy.errors import AuthenticationError, ProtocolError
@@ -93,9 +91,9 @@ _BUFFER = 1 << 16
 # os.writev and sendmsg take at most IOV_MAX (1024 on Linux) pieces at a time.
 _MAX_PIECES = 512
 
-# A writer waiting for a peer to read looks this often (seconds) whether its writes were
-# cancelled (Channel.cancel_writes).
-_CANCEL_CHECK = 0.05
+# A writer waiting for a peer to read looks this often (milliseconds) whether its writes
+# were cancelled (Channel.cancel_writes) or its patience ran out.
+_CANCEL_CHECK_MS = 50
 
 # Protocol 5 (Python 3.8+) on both ends: they run the same gilstudy, hence a recent Python.
 PICKLE_PROTOCOL = 5
@@ -265,8 +263,8 @@ class Channel:
     pickle from the peer is loaded with ``loads``: restricted_loads(allowed).
 
     Writes are unbuffered (one writev or sendmsg per call when the peer keeps up) and never
-    block without limit: a write waiting for the peer to read raises TimeoutError at its
-    deadline, or BrokenPipeError after cancel_writes(). Reading and writing may happen in
+    block without limit: a write waiting for the peer to read raises TimeoutError once its
+    ``patience`` runs out, or BrokenPipeError after cancel_writes(). Reading and writing may happen in
     two different threads, but each direction belongs to one thread at a time: the channel
     itself holds no lock.
     """
@@ -325,12 +323,14 @@ class Channel:
                                 f"{HEADER.size} bytes)")
         kind, length = HEADER.unpack(header)
         if kind not in KIND_NAMES:
-            raise ProtocolError(f"unknown frame kind {kind:#04x}; is the peer a gilstudy "
-                                f"coprocess of wire version {VERSION}?")
+            raise _not_gilstudy(header) or ProtocolError(
+                f"unknown frame kind {kind:#04x}; is the peer a gilstudy coprocess of wire "
+                f"version {VERSION}?")
         limit = self.max_frame if max_length is None else min(max_length, self.max_frame)
         if length > limit:
-            raise ProtocolError(f"a {KIND_NAMES[kind]} frame of {length} bytes, more than the "
-                                f"{limit} allowed here")
+            raise _not_gilstudy(header) or ProtocolError(
+                f"a {KIND_NAMES[kind]} frame of {length} bytes, more than the {limit} allowed "
+                "here")
         if kind in _PLAIN_KINDS:
             return _PLAIN_KINDS[kind], self._read_out_of_band(kind, length)
         if not length:
@@ -387,16 +387,21 @@ class Channel:
 
     # Writing ----------------------------------------------------------------------------
 
-    def write_frame(self, kind: int, payload: bytes = b"", buffers=(),
-                    deadline: float | None = None) -> None:
+    def write_frame(self, kind: int, payload: bytes = b"", buffers=(), patience=None) -> None:
         """Write one frame, with ``buffers`` (memoryviews from dumps()) out of band after the
         pickle ``payload``. Raises ProtocolError, before writing anything, if the frame is
-        longer than peer_max_frame; TimeoutError if the peer has not read it all by
-        ``deadline`` (time.monotonic()); OSError (BrokenPipeError...) if the peer is gone.
-        After a TimeoutError the frame may be partly written: the channel is unusable."""
-        self.write_frames([(kind, payload, buffers)], deadline)
+        longer than peer_max_frame; TimeoutError when the peer reads nothing for as long as
+        ``patience`` allows; OSError (BrokenPipeError...) if the peer is gone. After a
+        TimeoutError the frame may be partly written: the channel is unusable.
 
-    def write_frames(self, frames, deadline: float | None = None) -> None:
+        ``patience`` is None (wait as long as the peer takes) or an object with two methods:
+        ``stalled()``, asked at least every 50 ms while the peer reads nothing, true to give
+        up; and ``moved()``, called each time the peer has read part of what waits, so that
+        a slow reader is never taken for a stalled one (gilstudy.remote gives each call
+        one, which acknowledgements from the peer also move)."""
+        self.write_frames([(kind, payload, buffers)], patience)
+
+    def write_frames(self, frames, patience=None) -> None:
         """Write several ``(kind, payload)`` or ``(kind, payload, buffers)`` frames with one
         system call when the peer keeps up; see write_frame()."""
         pieces = []
@@ -417,9 +422,9 @@ class Channel:
                 pieces.append(HEADER.pack(kind, length))
                 if payload:
                     pieces.append(payload)
-        self._write_all(pieces, deadline)
+        self._write_all(pieces, patience)
 
-    def _write_all(self, pieces: list, deadline: float | None) -> None:
+    def _write_all(self, pieces: list, patience) -> None:
         if self._write_fd is None:
             raise BrokenPipeError(errno.EPIPE, "the channel's writing side is closed")
         writev = self._writev
@@ -434,19 +439,17 @@ class Channel:
                 return
             if written:
                 pieces = _skip(pieces, written)
-            self._wait_writable(deadline)
+                if patience is not None:
+                    patience.moved()
+            self._wait_writable(patience)
 
-    def _wait_writable(self, deadline: float | None) -> None:
+    def _wait_writable(self, patience) -> None:
         while True:
             if self._cancelled:
                 raise BrokenPipeError(errno.EPIPE, "writes to this channel were cancelled")
-            wait = _CANCEL_CHECK
-            if deadline is not None:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise TimeoutError("the peer stopped reading")
-                wait = min(wait, left)
-            if self._poller.poll(math.ceil(wait * 1000)):
+            if patience is not None and patience.stalled():
+                raise TimeoutError("the peer stopped reading")
+            if self._poller.poll(_CANCEL_CHECK_MS):
                 return
 
     def cancel_writes(self) -> None:
@@ -494,6 +497,28 @@ class Channel:
         sock, self._sock = self._sock, None
         if sock is not None:
             sock.close()
+
+
+# What other protocols send first, for telling a peer that connected to the wrong port
+# what it is rather than reading its bytes as a frame header.
+_HTTP_METHODS = (b"GET ", b"HEAD ", b"POST ", b"PUT ", b"DELETE ", b"OPTIONS ", b"PATCH ",
+                 b"CONNECT ", b"TRACE ", b"PRI * ")
+_TEXT = frozenset(range(0x20, 0x7F)) | {0x09, 0x0A, 0x0D}
+
+
+def _not_gilstudy(header: bytes) -> ProtocolError | None:
+    """A ProtocolError naming what a bad frame ``header`` really is (an HTTP request, a TLS
+    handshake, a line of text), or None when it looks like nothing in particular."""
+    if header.startswith(_HTTP_METHODS):
+        what = "an HTTP request"
+    elif header[0] == 0x16 and header[1] == 0x03:
+        what = "a TLS handshake (an https:// or TLS client?)"
+    elif all(byte in _TEXT for byte in header):
+        what = "text"
+    else:
+        return None
+    return ProtocolError(f"the peer is not a gilstudy end: it sent {what}, beginning "
+                         f"{header!r}")
 
 
 def _receive_buffer(size: int) -> memoryview:
@@ -624,7 +649,7 @@ def _check_proof(channel: Channel, expected: bytes) -> None:
 
     try:
         kind, answer = channel.read_frame(max_length=PROOF_SIZE)
-    except EOFError:
+    except (EOFError, ConnectionResetError):
         raise AuthenticationError("the peer closed the connection instead of proving that "
                                   "it holds the key (a different key?)") from None
     if kind != PROOF or not hmac.compare_digest(answer, expected):
