@@ -11,13 +11,16 @@ import pytest
 
 from gilstudy import compare, kernels
 from gilstudy.compare import registry
+from gilstudy.compare.measure import PROBE_ITEMS
 from gilstudy.errors import ConsumerError, ModelFailed, WrongAnswer
 from gilstudy.kernels.work import KernelConsumer
 
 # Only reached in case of a deadlock.
 TIMEOUT = 60
 
-TINY = dict(kernel="count_primes", size=3000, items=8, repeat=2, idle_timeout_s=0)
+# One pass per repeat and no re-runs, so that the events of a run can be counted exactly.
+TINY = dict(kernel="count_primes", size=3000, items=8, repeat=2, idle_timeout_s=0, min_time_s=0,
+            max_outside_cores=float("inf"))
 
 
 class ScriptedWorkers:
@@ -47,12 +50,13 @@ class ScriptedWorkers:
             raise self.fail_close
 
 
-def fake_model(name, log, requires=(), reusable=True, **behaviour):
+def fake_model(name, log, requires=(), reusable=True, dispatches_items=False, **behaviour):
     def start(workload, impl, workers):
         return ScriptedWorkers(workload, impl, workers, log, **behaviour)
 
     return registry.Model(name, "python", "a scripted model for tests", start,
-                          requires=requires, reusable=reusable)
+                          requires=requires, reusable=reusable,
+                          dispatches_items=dispatches_items)
 
 
 # ---- the registry -------------------------------------------------------------------
@@ -269,7 +273,8 @@ def test_threads_models_run_consumer_threads_through_dispatch(monkeypatch):
         ("threads-cython", 1), ("threads-cython", 3)}
     assert sorted(len(d.consumers) for d in dispatches) == [1, 1, 3, 3]
     assert all(isinstance(c, ConsumerThread) for d in dispatches for c in d.consumers)
-    assert all(d.sent == 2 * 8 for d in dispatches)  # every item of both repeats
+    # every item of both repeats, and whole passes of probe items for the dispatch cost
+    assert all(d.sent > 2 * 8 and (d.sent - 2 * 8) % PROBE_ITEMS == 0 for d in dispatches)
     assert all(d.is_closed for d in dispatches)
 
 
