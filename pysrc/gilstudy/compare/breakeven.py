@@ -289,18 +289,19 @@ class BreakevenResult:
 def _calibrate(call: Callable[[int], object], targets: list[float]) -> dict[float, int]:
     """The size at which ``call(size)`` takes about each target, by doubling the size from
     1 until a call outlasts the largest target and interpolating between the sizes around
-    each target on a log-log scale. Targets below the time of size 1 are left out."""
+    each target on a log-log scale. Targets below the time of size 1, or above the time of
+    the largest size tried (2**40: a call that does not grow with its size), are left out."""
     timed: list[tuple[int, float]] = []
     size = 1
     while True:
         passes = repeat_for(lambda: call(size), _CALIBRATE_S)
         timed.append((size, min(passes.pass_s)))
-        if timed[-1][1] >= 1.2 * max(targets) or size > 2**60:
+        if timed[-1][1] >= 1.2 * max(targets) or size >= 2**40:
             break
         size *= 2
     sizes = {}
     for target in targets:
-        if target < timed[0][1]:
+        if not timed[0][1] <= target <= max(t for _, t in timed):
             continue
         below = max((t for t in timed if t[1] <= target), key=lambda t: t[0])
         above = min((t for t in timed if t[1] >= target), key=lambda t: t[0], default=below)

@@ -3,18 +3,16 @@
 # its table, and the JSON and the plot if asked for. A model that fails is exit status 1.
 
 import argparse
-import sys
 import textwrap
 from typing import TextIO
 
 from gilstudy import kernels
 from gilstudy.cli import add_command, positive_int
 from gilstudy.compare import breakeven, registry
-from gilstudy.compare.cli import (ProgressBar, add_output_options, add_timing_options, fail,
-                                  output_path, timing_arguments, worker_counts)
+from gilstudy.compare.cli import (add_output_options, add_timing_options, comma_list,
+                                  output_path, run_command, timing_arguments, worker_counts)
 from gilstudy.compare.function import make_function_workload
 from gilstudy.compare.projection import seconds_text
-from gilstudy.errors import CompareError, UnknownKernelError
 
 __all__ = ["add_subcommand", "main", "item_durations"]
 
@@ -23,11 +21,7 @@ PROG = "gilstudy breakeven"
 
 def item_durations(text: str) -> list[float]:
     """argparse type: '1e-5,1e-3,0.1' -> seconds of work per item, each > 0 and finite."""
-    try:
-        values = [float(part) for part in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"must be comma-separated seconds such as 1e-5,1e-3,0.1, got {text!r}") from None
+    values = comma_list(text, float, "comma-separated seconds such as 1e-5,1e-3,0.1")
     bad = [v for v in values if not 0 < v <= 10]
     if bad:
         raise argparse.ArgumentTypeError(f"each duration must be > 0 and at most 10 s, "
@@ -50,30 +44,10 @@ def _check(args) -> None:
 
 def main(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """Run `gilstudy breakeven` for parsed ``args``; return the exit status."""
-    out = sys.stdout if out is None else out
-    try:
-        _check(args)
-    except (UnknownKernelError, ValueError, TypeError, OverflowError) as exc:
-        return fail(PROG, exc, 2)
-    bar = None if args.quiet or not sys.stderr.isatty() else ProgressBar(sys.stderr)
-    try:
-        result = breakeven.run(args.kernel, function=args.function, nogil=args.nogil,
-                               workers=args.workers, models=args.models,
-                               targets_s=args.durations, repeat=args.repeat,
-                               idle_timeout_s=args.idle_timeout, progress=bar,
-                               **timing_arguments(args))
-    except CompareError as exc:
-        return fail(PROG, exc, 1)
-    finally:
-        if bar is not None:
-            bar.finish()
-    print(result.report(markdown=args.markdown), file=out)
-    if args.json is not None:
-        args.json.write_text(result.to_json() + "\n")
-        print(f"\nJSON written to {args.json}", file=out)
-    if args.plot is not None:
-        print(f"plot written to {result.plot(args.plot)}", file=out)
-    return 0
+    return run_command(PROG, args, _check, lambda args, progress: breakeven.run(
+        args.kernel, function=args.function, nogil=args.nogil, workers=args.workers,
+        models=args.models, targets_s=args.durations, repeat=args.repeat,
+        idle_timeout_s=args.idle_timeout, progress=progress, **timing_arguments(args)), out)
 
 
 def add_subcommand(subparsers) -> None:

@@ -26,43 +26,33 @@ from gilstudy.errors import CompareError, UnknownKernelError
 
 __all__ = ["add_subcommand", "main", "worker_counts", "ProgressBar", "seconds", "cores",
            "count", "output_path", "add_timing_options", "add_output_options",
-           "add_function_options", "timing_arguments", "fail"]
+           "add_function_options", "timing_arguments", "fail", "run_command", "comma_list"]
 
 PROG = "gilstudy compare"
 
 
-def seconds(text: str) -> float:
-    """argparse type: a finite number of seconds >= 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number of seconds, got {text!r}") from None
-    if not 0 <= value < math.inf:
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
-    return value
+def _number_type(convert, accept, rule: str, what: str):
+    """An argparse type: ``convert(text)``, refused unless ``accept(value)`` ("must be
+    RULE, got TEXT"), or unless it converts ("must be WHAT, got 'TEXT'")."""
+
+    def parse(text: str):
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}") from None
+        if not accept(value):
+            raise argparse.ArgumentTypeError(f"must be {rule}, got {text}")
+        return value
+
+    return parse
 
 
-def cores(text: str) -> float:
-    """argparse type: a number of cores > 0, or inf."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number of cores, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0 (inf: never run a repeat again), "
-                                         f"got {text}")
-    return value
-
-
-def count(text: str) -> int:
-    """argparse type: an integer >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
+# argparse types: a finite number of seconds >= 0; a number of cores > 0 or inf; an int >= 0.
+seconds = _number_type(float, lambda v: 0 <= v < math.inf, "a finite number >= 0",
+                       "a number of seconds")
+cores = _number_type(float, lambda v: v > 0, "> 0 (inf: never run a repeat again)",
+                     "a number of cores")
+count = _number_type(int, lambda v: v >= 0, ">= 0", "an integer")
 
 
 def output_path(option: str, path: str | None, plot: bool = False) -> Path | None:
@@ -95,13 +85,18 @@ def fail(prog: str, message: object, status: int) -> int:
     return status
 
 
+def comma_list(text: str, convert, what: str) -> list:
+    """``text`` split at commas, each part converted; ArgumentTypeError "must be WHAT, got
+    'TEXT'" when one does not convert."""
+    try:
+        return [convert(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}") from None
+
+
 def worker_counts(text: str) -> list[int]:
     """argparse type: '1,2,4' -> [1, 2, 4]."""
-    try:
-        counts = [int(part) for part in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"must be comma-separated integers such as 1,2,4, got {text!r}") from None
+    counts = comma_list(text, int, "comma-separated integers such as 1,2,4")
     try:
         return check_workers(counts)
     except ValueError as exc:
@@ -130,10 +125,6 @@ class ProgressBar:
             self.stream.write("\r" + " " * self._last_len + "\r")
             self.stream.flush()
             self._last_len = 0
-
-
-def _error(message: str, status: int) -> int:
-    return fail(PROG, message, status)
 
 
 def _workload(args):
@@ -166,21 +157,21 @@ def _check(args) -> None:
         args.workload.spec()
 
 
-def main(args: argparse.Namespace, out: TextIO | None = None) -> int:
-    """Run `gilstudy compare` for parsed ``args``, printing to ``out`` (default stdout);
-    return the exit status."""
+def run_command(prog: str, args: argparse.Namespace, check, measure, out: TextIO | None) -> int:
+    """What `gilstudy compare` and `gilstudy breakeven` do with parsed ``args``: ``check``
+    them (a bad option: one line, status 2), ``measure(args, progress)`` with a progress bar
+    on a terminal's stderr (a CompareError: one line, status 1), print the result's report
+    to ``out`` (default stdout), write its JSON and plot where asked; return the status."""
     out = sys.stdout if out is None else out
     try:
-        _check(args)
+        check(args)
     except (UnknownKernelError, ValueError, TypeError, OverflowError) as exc:
-        return _error(exc, 2)
+        return fail(prog, exc, 2)
     bar = None if args.quiet or not sys.stderr.isatty() else ProgressBar(sys.stderr)
     try:
-        result = run(workload=args.workload, workers=args.workers, models=args.models,
-                     repeat=args.repeat, progress=bar, idle_timeout_s=args.idle_timeout,
-                     pythons=args.pythons, **timing_arguments(args))
+        result = measure(args, bar)
     except CompareError as exc:
-        return _error(exc, 1)
+        return fail(prog, exc, 1)
     finally:
         if bar is not None:
             bar.finish()
@@ -191,6 +182,15 @@ def main(args: argparse.Namespace, out: TextIO | None = None) -> int:
     if args.plot is not None:
         print(f"plot written to {result.plot(args.plot)}", file=out)
     return 0
+
+
+def main(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    """Run `gilstudy compare` for parsed ``args``, printing to ``out`` (default stdout);
+    return the exit status."""
+    return run_command(PROG, args, _check, lambda args, progress: run(
+        workload=args.workload, workers=args.workers, models=args.models, repeat=args.repeat,
+        progress=progress, idle_timeout_s=args.idle_timeout, pythons=args.pythons,
+        **timing_arguments(args)), out)
 
 
 def timing_arguments(args) -> dict:

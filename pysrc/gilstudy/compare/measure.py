@@ -4,12 +4,12 @@
 # they disturbed is run again, a bounded number of times. Also a model's per-item dispatch cost.
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 from gilstudy import _checks, machine
 from gilstudy.compare.workload import Work
-from gilstudy.timing import repeat_for
+from gilstudy.timing import Passes, repeat_for
 
 __all__ = ["Timing", "Repeat", "measure_repeat", "dispatch_cost", "DEFAULT_MIN_TIME_S",
            "DEFAULT_MAX_OUTSIDE_CORES", "DEFAULT_RERUNS", "PROBE_ITEMS"]
@@ -68,29 +68,15 @@ class Timing:
 
 
 @dataclass
-class Repeat:
-    """One timed repeat: the seconds of each pass over the whole workload, and the cores
-    other processes used meanwhile (None where /proc could not be read). ``tries`` counts
-    the runs of this repeat (1 when it was not disturbed); ``disturbed`` says that even the
-    kept try was."""
+class Repeat(Passes):
+    """One timed repeat: the seconds of each pass over the whole workload (``per_pass_s``
+    is the figure the medians are taken of), and the cores other processes used meanwhile
+    (None where /proc could not be read). ``tries`` counts the runs of this repeat (1 when
+    it was not disturbed); ``disturbed`` says that even the kept try was."""
 
-    pass_s: list[float] = field(default_factory=list)
     outside_cores: float | None = None
     tries: int = 1
     disturbed: bool = False
-
-    @property
-    def passes(self) -> int:
-        return len(self.pass_s)
-
-    @property
-    def seconds(self) -> float:
-        return sum(self.pass_s)
-
-    @property
-    def per_pass_s(self) -> float:
-        """Seconds per workload: the figure the medians are taken of."""
-        return self.seconds / self.passes
 
     def to_dict(self) -> dict:
         return {"pass_s": list(self.pass_s), "outside_cores": self.outside_cores,
