@@ -18,7 +18,7 @@ from gilstudy.compare import registry
 from gilstudy.compare.function import make_function_workload
 from gilstudy.compare.measure import Repeat, Timing, dispatch_cost, measure_repeat
 from gilstudy.compare.projection import seconds_text
-from gilstudy.compare.report import markdown_table, workers_text
+from gilstudy.compare.report import markdown_table, unavailable_notes, workers_text
 from gilstudy.compare.runner import check_workers, environment, model_error, stop_all
 from gilstudy.compare.workload import Work, _combine_indexed, make_workload, same_answer
 from gilstudy.errors import WrongAnswer
@@ -200,7 +200,7 @@ class BreakevenResult:
                      f"(other processes used more than {self.timing.max_outside_cores:g} "
                      f"cores) and run again; {sum(r.disturbed for r in repeats)} stayed "
                      "disturbed")
-        notes += [f"unavailable: {name}: {reason}" for name, reason in self.unavailable.items()]
+        notes += unavailable_notes(self.unavailable)
         return notes
 
     def header(self) -> str:

@@ -19,7 +19,7 @@ from gilstudy.machine import IdleCheck
 from gilstudy.timing import Samples
 
 __all__ = ["SCHEMA_VERSION", "ModelInfo", "Row", "Projection", "Ceiling", "Interpreter",
-           "CompareResult", "markdown_table", "workers_text"]
+           "CompareResult", "markdown_table", "unavailable_notes", "workers_text"]
 
 # Version of the JSON document written by CompareResult.to_json(); raised whenever a key
 # changes meaning or goes away (adding keys does not change it).
@@ -195,6 +195,14 @@ def _ratio(numerator: float, denominator: float) -> float | None:
     return None if denominator <= 0 else numerator / denominator
 
 
+def unavailable_notes(unavailable: dict[str, str]) -> list[str]:
+    """'unavailable: NAME, NAME: REASON', one note per reason, the models in their order."""
+    by_reason: dict[str, list[str]] = {}
+    for name, reason in unavailable.items():
+        by_reason.setdefault(reason, []).append(name)
+    return [f"unavailable: {', '.join(names)}: {reason}" for reason, names in by_reason.items()]
+
+
 def markdown_table(cells: list[list[str]], notes: list[str]) -> str:
     """``cells`` (the first row the header) as a markdown table, the first column
     left-aligned and the others right-aligned, then ``notes`` as a list."""
@@ -358,7 +366,7 @@ class CompareResult:
         if any(r.restarted for r in self.rows):
             notes.append("(each): the model cannot reuse its workers, so they were started "
                          "and stopped around every repeat; the median start-up is shown")
-        notes.extend(f"unavailable: {name}: {reason}" for name, reason in self.unavailable.items())
+        notes.extend(unavailable_notes(self.unavailable))
         return notes
 
     def table(self) -> str:
