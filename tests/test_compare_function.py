@@ -128,8 +128,13 @@ def test_a_model_that_returns_other_results_is_a_wrong_answer_naming_the_result(
      r"^compare\.run: inputs and nogil go with function=, which is missing$"),
     (dict(function=functions.sum_of_squares, inputs=[(1,)], pythons=["/no/such/python"]),
      ValueError, r"^pythons: /no/such/python: "),
+    (dict(workload=make_function_workload(functions.sum_of_squares, [(1,)]), size=3),
+     ValueError, r"^compare\.run: workload= cannot go with kernel, size, items, function, "
+                 r"inputs or nogil$"),
+    (dict(workload="count_primes"), TypeError, r"^compare\.run: workload must be a Work, got str$"),
 ], ids=["not-tuples", "a-list", "empty", "not-iterable", "no-module", "not-callable",
-        "with-kernel", "no-inputs", "inputs-alone", "bad-python"])
+        "with-kernel", "no-inputs", "inputs-alone", "bad-python", "workload-and-size",
+        "workload-str"])
 def test_bad_function_arguments_are_refused_before_anything_runs(arguments, error, message):
     with pytest.raises(error, match=message):
         compare.run(**{**FAST, **arguments})

@@ -434,6 +434,9 @@ def run(kernel: str | None = None, size: int | None = None, items: int | None = 
         workload = _workload(kernel, size, items, function, inputs, nogil)
     elif not isinstance(workload, Work):
         raise TypeError(f"compare.run: workload must be a Work, got {type(workload).__name__}")
+    elif any(v is not None for v in (kernel, size, items, function, inputs, nogil)):
+        raise ValueError("compare.run: workload= cannot go with kernel, size, items, function, "
+                         "inputs or nogil")
     counts = default_workers() if workers is None else check_workers(workers)
     repeat = _checks.positive_int("compare.run", "repeat", repeat)
     timing = Timing(min_time_s, max_outside_cores, reruns)
