@@ -446,9 +446,14 @@ class CompareResult:
             name = self.name_of(info.name, info.interpreter)
             outcome = "helped" if helped else "did not help"
             if info.impl == "python" and self.workload.python_holds_gil:
-                why = ("the GIL is enabled, so pure-Python threads take turns" if top.gil_enabled
-                       else "the GIL is disabled in this build, so pure-Python threads can run "
-                       "at once")
+                if not top.gil_enabled:
+                    why = ("the GIL is disabled in this build, so pure-Python threads can run "
+                           "at once")
+                elif helped:  # under a GIL that can only be noise in the 1-worker time
+                    why = ("yet the GIL is enabled, so pure-Python threads take turns: the "
+                           "1-worker run was slowed by something else, such as outside load")
+                else:
+                    why = "the GIL is enabled, so pure-Python threads take turns"
                 lines.append(f"{name}: threads {outcome} pure Python "
                              f"(best {top.speedup_vs_own_1:.2f}x its 1-worker speed, at "
                              f"{top.workers} workers); {why}.")
