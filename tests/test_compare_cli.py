@@ -249,7 +249,7 @@ def check_schema(document, schema, where="document"):
         assert isinstance(document, schema), f"{where}: {document!r}"
 
 
-@pytest.mark.timeout(TIMEOUT)
+@pytest.mark.timeout(3 * TIMEOUT)  # every model starts twice: slow on a loaded machine
 def test_a_tiny_run_prints_the_report_and_writes_json_and_png(capsys, tmp_path):
     json_path, png_path = tmp_path / "compare.json", tmp_path / "compare.png"
     status, out, err = run_cli(capsys, *TINY, "--workers", "1,2", "--markdown",

@@ -10,8 +10,8 @@ from gilstudy import cli, compare
 from gilstudy.compare.function import make_function_workload
 from gilstudy.errors import ModelFailed, WrongAnswer
 
-# Only reached in case of a deadlock.
-TIMEOUT = 120
+# Only reached in case of a deadlock (process models start slowly on a loaded machine).
+TIMEOUT = 300
 
 FAST = dict(workers=[1, 2], repeat=1, idle_timeout_s=0, min_time_s=0,
             max_outside_cores=float("inf"))

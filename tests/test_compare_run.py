@@ -304,7 +304,7 @@ def _child_pids() -> set[int]:
     return {p for p in pids if not is_tracker(p)}
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(360)  # every model starts twice: slow on a loaded machine
 def test_no_thread_or_process_is_left_behind_after_a_run():
     threads_before = set(threading.enumerate())
     children_before = _child_pids()
