@@ -18,7 +18,7 @@ import pytest
 from gilstudy import compare, machine, pythons
 from gilstudy.errors import InterpreterFailed, ModelFailed, RemoteError, WrongAnswer
 from gilstudy.compare import registry
-from gilstudy.compare.remote_session import checked, probe
+from gilstudy.compare.remote_session import PROTOCOL_VERSION, checked, probe
 from test_compare_cli import SCHEMA, check_schema, run_cli
 from conftest import FTPYTHON_VARIABLE
 from test_compare_run import fake_model
@@ -27,7 +27,8 @@ from test_pythons import python_without_gilstudy  # noqa: F401 (a fixture)
 # Only reached in case of a deadlock.
 TIMEOUT = 120
 
-TINY = dict(kernel="count_primes", size=3000, items=8, repeat=2, idle_timeout_s=0)
+TINY = dict(kernel="count_primes", size=3000, items=8, repeat=2, idle_timeout_s=0, min_time_s=0,
+            max_outside_cores=float("inf"))
 MODELS = "serial-python,threads-python"
 HERE = machine.interpreter_label()
 AGAIN = f"{HERE}#2"  # the label of this interpreter given again
@@ -100,8 +101,8 @@ _OTHER_SCHEMA = {
     (_OLD_GILSTUDY, "its gilstudy 0.0.1 is too old (it has no gilstudy.compare.child): "
                     "install this gilstudy there"),
     (_OTHER_SCHEMA, f"its gilstudy 0.0.2 writes compare schema 1 over --python protocol 1, "
-                    f"this one schema {compare.SCHEMA_VERSION} over protocol 1: install this "
-                    "gilstudy there"),
+                    f"this one schema {compare.SCHEMA_VERSION} over protocol "
+                    f"{PROTOCOL_VERSION}: install this gilstudy there"),
 ], ids=["too-old", "other-schema"])
 def test_a_python_with_another_gilstudy_is_rejected(tmp_path, monkeypatch, files, problem):
     for name, text in files.items():
@@ -341,11 +342,13 @@ def test_the_command_line_merges_into_one_table_json_and_plot(capsys, tmp_path):
     json_path, png_path = tmp_path / "compare.json", tmp_path / "compare.png"
     status, out, err = run_cli(
         capsys, "--size", "3000", "--items", "8", "--repeat", "1", "--idle-timeout", "0",
-        "--quiet", "--models", MODELS, "--workers", "1,2", "--python", sys.executable,
-        "--markdown", "--json", str(json_path), "--plot", str(png_path))
+        "--quiet", "--min-time", "0", "--models", MODELS, "--workers", "1,2",
+        "--python", sys.executable, "--markdown", "--json", str(json_path), "--plot",
+        str(png_path))
     assert (status, err) == (0, "")
-    assert (f"| model | workers | start-up s | median s | spread | vs serial-python@{HERE} | "
-            f"vs serial-python@own | vs own 1 worker | efficiency |") in out
+    assert (f"| model | workers | start-up s | passes | median s | spread | "
+            f"vs serial-python@{HERE} | vs serial-python@own | vs own 1 worker | "
+            "efficiency |") in out
     assert f"\n| serial-python@{AGAIN} | 1 |" in out
     assert png_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     document = json.loads(json_path.read_text())
@@ -382,3 +385,17 @@ def test_a_free_threaded_interpreter_is_merged_with_its_gil_disabled():
         False, False, False]
     cost = [line for line in result.verdict().splitlines() if line.startswith("Single thread")]
     assert len(cost) == 1 and f"threads-python@{free.label} ran " in cost[0]
+
+
+@pytest.mark.ftpython
+@pytest.mark.timeout(TIMEOUT)
+def test_a_users_function_runs_under_the_free_threaded_interpreter_too():
+    result = compare.run(function="_compare_functions:sum_of_squares",
+                         inputs="_compare_functions:INPUTS",
+                         nogil="_compare_functions:sum_of_squares_closed_form",
+                         models="serial-*,threads-*", workers=[1, 2], pythons=[_ftpython()],
+                         **{k: v for k, v in TINY.items() if k not in ("kernel", "size", "items")})
+    free = result.interpreters[1].label
+    assert [(r.model, r.workers) for r in result.rows if r.interpreter == free] == [
+        ("serial-python", 1), ("serial-nogil", 1), ("threads-python", 1), ("threads-python", 2),
+        ("threads-nogil", 1), ("threads-nogil", 2)]

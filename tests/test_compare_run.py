@@ -5,19 +5,23 @@
 import multiprocessing
 import os
 import threading
+import time
 
 import numpy as np
 import pytest
 
-from gilstudy import compare, kernels
+from gilstudy import compare, kernels, machine
 from gilstudy.compare import registry
+from gilstudy.compare.measure import PROBE_ITEMS
 from gilstudy.errors import ConsumerError, ModelFailed, WrongAnswer
 from gilstudy.kernels.work import KernelConsumer
 
 # Only reached in case of a deadlock.
 TIMEOUT = 60
 
-TINY = dict(kernel="count_primes", size=3000, items=8, repeat=2, idle_timeout_s=0)
+# One pass per repeat and no re-runs, so that the events of a run can be counted exactly.
+TINY = dict(kernel="count_primes", size=3000, items=8, repeat=2, idle_timeout_s=0, min_time_s=0,
+            max_outside_cores=float("inf"))
 
 
 class ScriptedWorkers:
@@ -47,12 +51,13 @@ class ScriptedWorkers:
             raise self.fail_close
 
 
-def fake_model(name, log, requires=(), reusable=True, **behaviour):
+def fake_model(name, log, requires=(), reusable=True, dispatches_items=False, **behaviour):
     def start(workload, impl, workers):
         return ScriptedWorkers(workload, impl, workers, log, **behaviour)
 
     return registry.Model(name, "python", "a scripted model for tests", start,
-                          requires=requires, reusable=reusable)
+                          requires=requires, reusable=reusable,
+                          dispatches_items=dispatches_items)
 
 
 # ---- the registry -------------------------------------------------------------------
@@ -269,7 +274,8 @@ def test_threads_models_run_consumer_threads_through_dispatch(monkeypatch):
         ("threads-cython", 1), ("threads-cython", 3)}
     assert sorted(len(d.consumers) for d in dispatches) == [1, 1, 3, 3]
     assert all(isinstance(c, ConsumerThread) for d in dispatches for c in d.consumers)
-    assert all(d.sent == 2 * 8 for d in dispatches)  # every item of both repeats
+    # every item of both repeats, and whole passes of probe items for the dispatch cost
+    assert all(d.sent > 2 * 8 and (d.sent - 2 * 8) % PROBE_ITEMS == 0 for d in dispatches)
     assert all(d.is_closed for d in dispatches)
 
 
@@ -298,7 +304,7 @@ def _child_pids() -> set[int]:
     return {p for p in pids if not is_tracker(p)}
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(360)  # every model starts twice: slow on a loaded machine
 def test_no_thread_or_process_is_left_behind_after_a_run():
     threads_before = set(threading.enumerate())
     children_before = _child_pids()
@@ -309,3 +315,75 @@ def test_no_thread_or_process_is_left_behind_after_a_run():
         thread.join(10)
     assert {t for t in threading.enumerate() if t.is_alive()} - threads_before == set()
     assert _child_pids() - children_before == set()
+
+
+# ---- equal time, outside load, dispatch cost ---------------------------------------------
+
+class SlowWorkers(ScriptedWorkers):
+    """Scripted workers whose every pass takes at least 10 ms."""
+
+    def run(self, workload, patience_s):
+        time.sleep(0.01)
+        return super().run(workload, patience_s)
+
+
+@pytest.mark.timeout(TIMEOUT)
+def test_each_repeat_runs_the_workload_again_until_the_minimum_time():
+    def start(workload, impl, workers):
+        return SlowWorkers(workload, impl, workers, [])
+
+    with registry.registered(registry.Model("slow-python", "python", "10 ms a pass", start,
+                                            dispatches_items=False)):
+        result = compare.run(models="slow-python", workers=[1],
+                             **{**TINY, "min_time_s": 0.05})
+    [row] = result.rows_of("slow-python")
+    assert len(row.repeats) == 2 and all(n >= 2 for n in row.passes)
+    # passes were added until, and only until, they lasted the minimum time
+    assert all(sum(r.pass_s[:-1]) < 0.05 <= sum(r.pass_s) for r in row.repeats)
+    assert row.work_s == [pytest.approx(sum(r.pass_s) / r.passes) for r in row.repeats]
+    assert "until it lasted at least 0.05 s" in result.table()
+    [document_row] = [r for r in result.to_dict()["rows"] if r["model"] == "slow-python"]
+    assert document_row["passes"] == row.passes
+    assert [len(r["pass_s"]) for r in document_row["repeats"]] == row.passes
+
+
+class AlwaysBusy:
+    """Stands in for machine.LoadSampler: other processes always used 1.5 cores."""
+
+    def start(self):
+        pass
+
+    def stop(self):
+        return machine.LoadSample(0.1, 2.5, 1.0)
+
+
+@pytest.mark.timeout(TIMEOUT)
+def test_disturbed_repeats_are_run_again_a_bounded_number_of_times_and_reported(monkeypatch):
+    monkeypatch.setattr(machine, "LoadSampler", AlwaysBusy)
+    log = []
+    with registry.registered(fake_model("fake-python", log)):
+        result = compare.run(models="fake-python", workers=[1],
+                             **{**TINY, "max_outside_cores": 0.5, "reruns": 1})
+    assert log.count(("run", 1)) == 2 * 2  # two repeats, each tried twice
+    for row in result.rows:
+        assert [r.tries for r in row.repeats] == [2, 2] and len(row.set_aside) == 2
+        assert row.stayed_disturbed == 2
+    load = result.outside_load()
+    assert {k: load[k] for k in ("repeats", "disturbed", "reruns", "stayed_disturbed")} == {
+        "repeats": 4, "disturbed": 4, "reruns": 4, "stayed_disturbed": 4}
+    assert load["text"] == ("outside load: 4 of 4 timed repeats were disturbed (other processes "
+                            "used more than 0.5 cores) and run again, 4 tries in all; 4 stayed "
+                            "disturbed after 1 re-runs and kept their least disturbed try "
+                            "(marked !)")
+    assert load["text"] in result.table()
+    assert "%!" in result.table()
+    assert "Caution: some repeats stayed disturbed" in result.verdict()
+
+
+@pytest.mark.timeout(TIMEOUT)
+def test_the_dispatch_cost_is_measured_for_models_that_hand_over_items():
+    result = compare.run(models="threads-python,prange-cython", workers=[1], **TINY)
+    assert result.rows_of("threads-python")[0].dispatch_s > 0
+    assert 0 < result.rows_of("serial-python")[0].dispatch_s < result.rows_of("threads-python")[0].dispatch_s
+    if not result.unavailable:
+        assert result.rows_of("prange-cython")[0].dispatch_s is None

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Regenerate the tracked result tables in docs/results/ on this machine: each file holds the
 # commands that printed it and their output, verbatim. Run it on an idle machine, after
-# `make test` (it uses .venv and .venv-3.13t): bash tools/results.sh [compare|freethreaded|history]...
-# With no argument it regenerates every file it knows. Each run takes a few minutes.
+# `make test` (it uses .venv and .venv-3.13t):
+#     bash tools/results.sh [compare|examples|breakeven|freethreaded|history]...
+# With no argument it regenerates every file it knows. Each target takes a few minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -41,13 +42,41 @@ header() {
 compare() {
     local file=$out/compare-2core.md
     header "$file" "gilstudy compare on the 2-core development machine"
-    run "$file" "$gilstudy" compare --quiet --markdown --plot "$out/compare-2core.png"
+    run "$file" "$gilstudy" compare --quiet --markdown --json "$out/compare-2core.json" \
+        --plot "$out/compare-2core.png"
+    run "$file" .venv/bin/python tools/check_scaling.py "$out/compare-2core.json" \
+        --models threads-cython,coprocess-cython,prange-cython --min 1.8 || true
     run "$file" "$gilstudy" compare --quiet --markdown --kernel count_primes --size 4000000 \
         --models '*-cython' --workers 1,2
     run "$file" "$gilstudy" compare --quiet --markdown --kernel mandelbrot --size 2000 \
         --models '*-cython' --workers 1,2
     run "$file" "$gilstudy" compare --quiet --markdown --kernel countdown --items 20000 \
         --models 'coprocess-python,pool-python,joblib-python' --workers 2
+}
+
+# The three examples of examples/, run from there as a user would (the current directory is
+# where --function and --inputs are looked up).
+examples() {
+    local file=$out/compare-examples-2core.md
+    header "$file" "gilstudy compare on the user's own functions (examples/)"
+    (
+        cd examples
+        export PATH="$PWD/../.venv/bin:$PATH"
+        run "../$file" gilstudy compare --quiet --markdown --workers 1,2 --repeat 3 \
+            --function pure_python:longest_chain --inputs pure_python:INPUTS
+        run "../$file" gilstudy compare --quiet --markdown --workers 1,2 --repeat 3 \
+            --function numpy_heavy:distinct_python --nogil numpy_heavy:distinct_numpy \
+            --inputs numpy_heavy:INPUTS
+        run "../$file" gilstudy compare --quiet --markdown --workers 1,2 --repeat 3 \
+            --function hashing:sha256_hex --inputs hashing:make_inputs
+    )
+}
+
+breakeven() {
+    local file=$out/breakeven-2core.md
+    header "$file" "gilstudy breakeven on the 2-core development machine"
+    run "$file" "$gilstudy" breakeven --quiet --markdown --json "$out/breakeven-2core.json" \
+        --plot "$out/breakeven-2core.png"
 }
 
 freethreaded() {
@@ -76,11 +105,12 @@ history() {
 }
 
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(compare freethreaded history)
+[ ${#targets[@]} -gt 0 ] || targets=(compare examples breakeven freethreaded history)
 for target in "${targets[@]}"; do
     case "$target" in
-        compare | freethreaded) "$target" ;;
-        history) history ;;
-        *) echo "results: unknown target $target (compare, freethreaded, history)" >&2; exit 2 ;;
+        compare | examples | breakeven | freethreaded | history) "$target" ;;
+        *) echo "results: unknown target $target (compare, examples, breakeven, freethreaded," \
+                "history)" >&2
+           exit 2 ;;
     esac
 done

@@ -14,6 +14,7 @@ __all__ = ["main", "build_parser", "add_command", "one_line_errors", "positive_i
 SUBCOMMANDS = [
     "gilstudy.kernel_table",
     "gilstudy.compare.cli",
+    "gilstudy.compare.breakeven_cli",
     "gilstudy.experiments",
     "gilstudy.server",
 ]

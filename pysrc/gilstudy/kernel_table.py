@@ -1,6 +1,7 @@
 # `gilstudy kernels`: every kernel in both implementations, single-threaded, on one default
 # size, timed interleaved; the table shows how much the compiled kernel gains over Python.
 
+import math
 import sys
 from dataclasses import dataclass
 from typing import Callable, TextIO
@@ -9,16 +10,31 @@ from gilstudy import kernels, machine
 from gilstudy._table import format_table as _format_rows
 from gilstudy.cli import add_command, positive_float, positive_int
 from gilstudy.errors import UnknownKernelError
+from gilstudy.kernels import _args
 from gilstudy.timing import interleaved
 
-__all__ = ["default_args", "KernelTiming", "time_kernels", "format_table", "main", "add_subcommand"]
+__all__ = ["default_args", "check_scale", "KernelTiming", "time_kernels", "format_table", "main",
+           "add_subcommand"]
+
+# The argument checks of each kernel, so that a scale is refused before any timing starts.
+_VALIDATE = {
+    "countdown": _args.countdown_args,
+    "count_primes": _args.count_primes_args,
+    "mandelbrot": lambda width, height, max_iter: _args.mandelbrot_args(width, height, max_iter,
+                                                                        0, None),
+}
+
 
 # Sizes at which the pure-Python kernels take a few tenths of a second each on one core;
 # ``scale`` multiplies the amount of work.
 def default_args(name: str, scale: float = 1.0) -> tuple:
-    """Arguments of kernel ``name`` for the kernel table, with its work scaled by ``scale``."""
-    if scale <= 0:
-        raise ValueError(f"default_args: scale must be > 0, got {scale}")
+    """Arguments of kernel ``name`` for the kernel table, with its work scaled by ``scale``
+    (a finite number > 0, else ValueError)."""
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)):
+        raise TypeError(f"default_args: scale must be a number, got {type(scale).__name__} "
+                        f"({scale!r})")
+    if not 0 < scale < math.inf:
+        raise ValueError(f"default_args: scale must be a finite number > 0, got {scale}")
     if name == "countdown":
         return (max(1, round(3_000_000 * scale)),)
     if name == "count_primes":
@@ -26,6 +42,24 @@ def default_args(name: str, scale: float = 1.0) -> tuple:
     if name == "mandelbrot":
         return (240, max(1, round(160 * scale)), 200)
     raise UnknownKernelError(f"no default arguments for kernel {name!r}")
+
+
+def check_scale(scale: float) -> float:
+    """``scale`` if every kernel accepts its arguments at that scale and a mandelbrot image
+    of that size fits in memory; else the kernel's own OverflowError or ValueError, with
+    the scale named first. Run before timing anything, so a bad scale fails at once."""
+    if not 0 < scale < math.inf:
+        raise ValueError(f"must be a finite number > 0, got {scale}")
+    for name in kernels.NAMES:
+        args = default_args(name, scale)
+        try:
+            _VALIDATE[name](*args)
+            if name == "mandelbrot":
+                width, height, _ = args
+                machine.check_memory(name, f"a {width} x {height} image", 4 * width * height)
+        except (OverflowError, ValueError) as exc:
+            raise type(exc)(f"{scale:g} makes {name}{args} too large: {exc}") from None
+    return scale
 
 
 @dataclass
@@ -91,6 +125,13 @@ def format_table(timings: list[KernelTiming]) -> str:
 
 
 def main(repeat: int = 3, scale: float = 1.0, out: TextIO = sys.stdout, quiet: bool = False) -> int:
+    """Print the kernel table; return the exit status: 2, with one line on stderr, for a
+    scale that no kernel can run at."""
+    try:
+        check_scale(scale)
+    except (TypeError, ValueError, OverflowError) as exc:
+        print(f"gilstudy kernels: error: --scale: {exc}", file=sys.stderr)
+        return 2
     facts = machine.describe()
     idle = machine.wait_for_idle_cpus(timeout_s=10.0)
     print(f"gilstudy kernels: one thread each, median of {repeat} interleaved runs", file=out)

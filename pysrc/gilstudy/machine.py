@@ -1,15 +1,18 @@
 # What machine and interpreter produced a figure, and whether the CPUs were quiet enough to
-# time anything. Reports, benchmarks and the CLI all describe the environment through here.
+# time anything: before timing (wait_for_idle_cpus) and during it (LoadSampler, the CPU that
+# other processes used while a timed run went on). Reports, benchmarks and the CLI all
+# describe the environment through here.
 
 import os
 import platform
+import resource
 import sys
 import sysconfig
 import time
 from dataclasses import dataclass
 
 __all__ = ["usable_cores", "gil_enabled", "interpreter_label", "describe", "IdleCheck",
-           "wait_for_idle_cpus"]
+           "wait_for_idle_cpus", "memory_bytes", "check_memory", "LoadSampler", "LoadSample"]
 
 
 def _cgroup_cpu_limit() -> int | None:
@@ -137,3 +140,158 @@ def wait_for_idle_cpus(max_busy_cores: float = 0.3, timeout_s: float = 30.0,
             return IdleCheck(idle=False, busy_cores=float("nan"), waited_s=waited, measured=False)
         if load <= max_busy_cores or waited >= timeout_s:
             return IdleCheck(idle=load <= max_busy_cores, busy_cores=load, waited_s=waited)
+
+
+# ---- memory -------------------------------------------------------------------------
+
+def _cgroup_memory_limit() -> int | None:
+    """Bytes allowed by a cgroup v2 memory limit (``memory.max``), or None when unlimited."""
+    try:
+        with open("/sys/fs/cgroup/memory.max") as f:
+            text = f.read().strip()
+    except OSError:
+        return None
+    return None if text == "max" or not text.isdigit() else int(text)
+
+
+def memory_bytes() -> int | None:
+    """The memory this process may use at most: the machine's physical memory, capped by a
+    cgroup memory limit; None when neither can be read."""
+    try:
+        physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (OSError, ValueError, AttributeError):
+        physical = None
+    limit = _cgroup_memory_limit()
+    known = [n for n in (physical, limit) if n]
+    return min(known) if known else None
+
+
+def _bytes_text(n: float) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:,.0f} {unit}" if unit == "bytes" else f"{n:,.1f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")
+
+
+def check_memory(owner: str, what: str, nbytes: int) -> int:
+    """Return ``nbytes`` if that much memory can exist on this machine (memory_bytes()), else
+    raise ValueError saying what needed it and how much: a size that cannot be allocated is
+    refused before any work starts, instead of a MemoryError minutes later.
+
+    >>> check_memory("mandelbrot", "an image", 2**80)
+    Traceback (most recent call last):
+    ...
+    ValueError: mandelbrot: an image needs 1,099,511,627,776.0 TiB of memory; this machine has ...
+    """
+    available = memory_bytes()
+    if available is not None and nbytes > available:
+        raise ValueError(f"{owner}: {what} needs {_bytes_text(nbytes)} of memory; this machine "
+                         f"has {_bytes_text(available)}")
+    return nbytes
+
+
+# ---- load during a timed run --------------------------------------------------------
+
+# CPU time is counted in clock ticks in /proc.
+_TICK_S = 1.0 / os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 0.01
+
+
+def _children_of(pid: int) -> list[int]:
+    """The live children of ``pid``, from each of its threads' ``children`` file."""
+    children = []
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return children
+    for task in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                children.extend(int(p) for p in f.read().split())
+        except OSError:
+            continue
+    return children
+
+
+def _process_cpu_s(pid: int) -> float:
+    """Seconds of CPU ``pid`` and its reaped children used (utime, stime, cutime, cstime of
+    /proc/PID/stat); 0 when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            text = f.read()
+    except OSError:
+        return 0.0
+    fields = text[text.rindex(")") + 2:].split()  # after "pid (comm) "; comm may hold spaces
+    return sum(int(v) for v in fields[11:15]) * _TICK_S
+
+
+def _own_cpu_s() -> float:
+    """CPU seconds used so far by this process (all threads), its reaped children, and its
+    live descendants. Our own figures come from getrusage (microseconds); live descendants
+    from /proc (clock ticks)."""
+    own = (resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN))
+    total = sum(u.ru_utime + u.ru_stime for u in own)
+    pending = _children_of(os.getpid())
+    seen = set()
+    while pending:
+        pid = pending.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
+        total += _process_cpu_s(pid)
+        pending.extend(_children_of(pid))
+    return total
+
+
+@dataclass(frozen=True)
+class LoadSample:
+    """CPU used while one timed run went on, in cores (CPU seconds per second of wall
+    time): ``machine_cores`` by everything (/proc/stat), ``own_cores`` by this process and
+    its descendants, ``outside_cores`` the difference: other processes' load, which slows
+    the run. None where /proc cannot be read."""
+
+    seconds: float
+    machine_cores: float | None
+    own_cores: float | None
+
+    @property
+    def outside_cores(self) -> float | None:
+        if self.machine_cores is None or self.own_cores is None:
+            return None
+        return max(0.0, self.machine_cores - self.own_cores)
+
+
+class LoadSampler:
+    """Measures other processes' CPU use over an interval: ``start()``, then ``stop()``
+    returns a LoadSample for the time between. Cheap enough to wrap every timed repeat
+    (a few /proc reads per process of ours); never raises: where /proc cannot be read the
+    sample says None."""
+
+    def __init__(self):
+        self._start = None
+
+    def start(self) -> None:
+        self._start = (time.perf_counter(), _cpu_times(), _own_cpu_s())
+
+    def stop(self) -> LoadSample:
+        assert self._start is not None, "start() first"
+        wall0, machine0, own0 = self._start
+        wall1, machine1, own1 = time.perf_counter(), _cpu_times(), _own_cpu_s()
+        seconds = wall1 - wall0
+        if seconds <= 0:
+            return LoadSample(seconds, None, None)
+        machine_cores = None
+        if machine0 is not None and machine1 is not None and machine1[1] > machine0[1]:
+            # /proc/stat sums every CPU; its total ticks over the interval are the CPUs
+            # times the interval, so the busy fraction times the CPUs is cores in use.
+            cpus = _proc_stat_cpus()
+            machine_cores = cpus * (machine1[0] - machine0[0]) / (machine1[1] - machine0[1])
+        return LoadSample(seconds, machine_cores, (own1 - own0) / seconds)
+
+
+def _proc_stat_cpus() -> int:
+    try:
+        with open("/proc/stat") as f:
+            return sum(1 for line in f if line.startswith("cpu") and line[3].isdigit()) or 1
+    except OSError:
+        return os.cpu_count() or 1

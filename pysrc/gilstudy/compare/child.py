@@ -10,10 +10,10 @@ from typing import Callable, TextIO
 
 from gilstudy import __version__, machine
 from gilstudy.compare import registry
+from gilstudy.compare.measure import Timing
 from gilstudy.compare.remote_session import PROTOCOL_VERSION
 from gilstudy.compare.report import SCHEMA_VERSION
-from gilstudy.compare.runner import LocalSession
-from gilstudy.compare.workload import answer_summary, make_workload
+from gilstudy.compare.runner import LocalSession, make_work
 
 __all__ = ["identify", "serve", "child_main"]
 
@@ -33,16 +33,19 @@ class _Server:
         self._progress = progress
         self.session = None
 
-    def setup(self, kernel, size, items, models, reference, workers, repeat, label):
+    def setup(self, workload, models, reference, workers, repeat, label, timing):
         chosen = registry.select(models)
-        self.session = LocalSession(make_workload(kernel, size, items), chosen, reference,
-                                    workers, repeat, label, labelled=True, step=self._progress)
+        work = make_work(workload)
+        self.session = LocalSession(work, chosen, reference, workers, repeat, label,
+                                    labelled=True, step=self._progress,
+                                    timing=Timing.from_dict(timing))
         return {"models": [vars(info) for info in self.session.infos],
+                "labels": {m.name: m.label_for(work) for m in chosen},
                 "worker_counts": self.session.worker_counts, "steps": self.session.steps}
 
     def run_reference(self):
         answer, seconds = self.session.run_reference()
-        return {"answer": answer_summary(answer), "seconds": seconds,
+        return {"answer": self.session.workload.summary(answer), "seconds": seconds,
                 "patience_s": self.session.patience_s}
 
     def start(self, workers):
@@ -56,11 +59,7 @@ class _Server:
 
     def finish(self):
         rows, environment = self.session.finish()
-        return {"rows": [{"model": r.model, "impl": r.impl, "workers": r.workers,
-                          "oversubscribed": r.oversubscribed, "restarted": r.restarted,
-                          "gil_enabled": r.gil_enabled, "startup_s": r.startup_s,
-                          "work_s": r.work_s} for r in rows],
-                "environment": environment}
+        return {"rows": [r.to_wire() for r in rows], "environment": environment}
 
 
 _OPS = ("setup", "run_reference", "start", "run_repeat", "stop", "finish")

@@ -7,11 +7,10 @@ import multiprocessing
 from typing import Callable
 
 from gilstudy.compare import registry
-from gilstudy.compare.workload import Workload
+from gilstudy.compare.workload import Work
 from gilstudy.consumers import Collect, ConsumerThread
 from gilstudy.dispatch import start_runners
 from gilstudy.kernels import IMPLS
-from gilstudy.kernels.work import KernelConsumer
 from gilstudy.processes import spawn
 
 __all__ = ["QUEUE_DEPTH"]
@@ -19,19 +18,19 @@ __all__ = ["QUEUE_DEPTH"]
 
 # ---- workers of the built-in models -------------------------------------------------
 
-def _probe_items(workload: Workload, count: int) -> list[tuple[int, tuple]]:
+def _probe_items(workload: Work, count: int) -> list[tuple[int, tuple]]:
     # Negative indexes keep probe results apart from the workload's items.
     return [(-1 - k, workload.probe_args()) for k in range(count)]
 
 
 class _SerialWorkers:
-    """One KernelConsumer called inline in this thread: the baseline, no concurrency."""
+    """The workload's consumer called inline in this thread: the baseline, no concurrency."""
 
-    def __init__(self, workload: Workload, impl: str, workers: int):
+    def __init__(self, workload: Work, impl: str, workers: int):
         assert workers == 1, "serial models run on one worker"
-        self._consumer = KernelConsumer(workload.kernel, impl)
+        self._consumer = workload.consumer(impl)
 
-    def run(self, workload: Workload, patience_s: float) -> object:
+    def run(self, workload: Work, patience_s: float) -> object:
         return workload.combine(self._consumer.send(item) for item in workload.items())
 
     def close(self) -> None:
@@ -42,17 +41,15 @@ class _PrangeWorkers:
     """One call of the kernel's prange twin over the whole workload, its loop split over
     ``workers`` OpenMP threads (the items are not used: prange splits the loop itself).
     OpenMP starts its threads inside the first call, so their start-up lands in the first
-    timed repeat, where it barely moves the median."""
+    timed pass, where it barely moves the median."""
 
-    def __init__(self, workload: Workload, impl: str, workers: int):
-        from gilstudy.kernels import cython
-
-        assert impl == "cython", "prange runs the compiled kernels only"
-        self._kernel = getattr(cython, f"{workload.kernel}_prange")
+    def __init__(self, workload: Work, impl: str, workers: int):
+        assert workload.parallel_call(impl) is not None, "see registry.needs_parallel_call"
+        self._impl = impl
         self._nthreads = workers
 
-    def run(self, workload: Workload, patience_s: float) -> object:
-        return self._kernel(*workload.whole_args(), self._nthreads)
+    def run(self, workload: Work, patience_s: float) -> object:
+        return workload.parallel_call(self._impl)(self._nthreads)
 
     def close(self) -> None:
         return None
@@ -65,7 +62,7 @@ QUEUE_DEPTH = 8
 
 
 class _DispatchWorkers:
-    """``workers`` runners, each running a KernelConsumer, started with
+    """``workers`` runners, each running the workload's consumer, started with
     gilstudy.dispatch.start_runners (so fed through one Dispatch, least-loaded first);
     results come back through one Collect. ``start_one(workload, impl, results)`` starts
     one runner: a ConsumerThread or a coprocess. Start-up ends when every worker has
@@ -76,8 +73,8 @@ class _DispatchWorkers:
     after ``patience_s`` seconds without a result.
     """
 
-    def __init__(self, workload: Workload, impl: str, workers: int,
-                 start_one: Callable[[Workload, str, object], object]):
+    def __init__(self, workload: Work, impl: str, workers: int,
+                 start_one: Callable[[Work, str, object], object]):
         self._results = Collect()
         self._dispatch = start_runners(lambda index: start_one(workload, impl, self._results),
                                        workers)
@@ -89,10 +86,16 @@ class _DispatchWorkers:
             self._dispatch.abort()
             raise
 
-    def run(self, workload: Workload, patience_s: float) -> object:
+    def run(self, workload: Work, patience_s: float) -> object:
         items = workload.items()
         for item in items:
             self._dispatch.send(item)
+        # Nothing more comes: runners that batch (coprocesses) write their last batch now
+        # rather than after their flush interval, which would idle the workers each pass.
+        for runner in self._dispatch.consumers:
+            flush = getattr(runner, "flush", None)
+            if flush is not None:
+                flush()
         try:
             pairs = self._results.take(len(items), None if patience_s == float("inf")
                                        else patience_s)
@@ -110,13 +113,13 @@ class _DispatchWorkers:
 _START_PATIENCE_S = 120.0
 
 
-def _thread_worker(workload: Workload, impl: str, results) -> object:
-    return ConsumerThread(KernelConsumer(workload.kernel, impl), maxsize=QUEUE_DEPTH,
-                          results=results)
+def _thread_worker(workload: Work, impl: str, results) -> object:
+    return ConsumerThread(workload.consumer(impl), maxsize=QUEUE_DEPTH, results=results)
 
 
-def _coprocess_worker(workload: Workload, impl: str, results) -> object:
-    return spawn(KernelConsumer, workload.kernel, impl, results=results)
+def _coprocess_worker(workload: Work, impl: str, results) -> object:
+    factory, args = workload.consumer_factory(impl)
+    return spawn(factory, *args, results=results)
 
 
 class _PoolWorkers:
@@ -126,10 +129,10 @@ class _PoolWorkers:
     Start-up ends when the pool has answered one probe item per worker. ``close`` shuts
     the pool down, cancelling what has not started, and waits for the processes."""
 
-    def __init__(self, workload: Workload, impl: str, workers: int):
+    def __init__(self, workload: Work, impl: str, workers: int):
         from concurrent.futures import ProcessPoolExecutor
 
-        self._consumer = KernelConsumer(workload.kernel, impl)
+        self._consumer = workload.consumer(impl)
         self._executor = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
         try:
             list(self._executor.map(self._consumer.send, _probe_items(workload, workers)))
@@ -137,7 +140,7 @@ class _PoolWorkers:
             self._executor.shutdown(wait=True, cancel_futures=True)
             raise
 
-    def run(self, workload: Workload, patience_s: float) -> object:
+    def run(self, workload: Work, patience_s: float) -> object:
         return workload.combine(self._executor.map(self._consumer.send, workload.items()))
 
     def close(self) -> None:
@@ -152,12 +155,12 @@ class _JoblibWorkers:
     start-up. ``close`` kills that executor's processes rather than leaving them idle for
     loky's five-minute timeout."""
 
-    def __init__(self, workload: Workload, impl: str, workers: int):
+    def __init__(self, workload: Work, impl: str, workers: int):
         import joblib
         from joblib.externals.loky import get_reusable_executor
 
         self._delayed = joblib.delayed
-        self._consumer = KernelConsumer(workload.kernel, impl)
+        self._consumer = workload.consumer(impl)
         self._parallel = joblib.Parallel(n_jobs=workers, backend="loky")
         self._parallel.__enter__()
         self._executor = None
@@ -170,7 +173,7 @@ class _JoblibWorkers:
             self.close()
             raise
 
-    def run(self, workload: Workload, patience_s: float) -> object:
+    def run(self, workload: Work, patience_s: float) -> object:
         return workload.combine(self._parallel(self._delayed(self._consumer.send)(item)
                                                for item in workload.items()))
 
@@ -198,11 +201,15 @@ _register_pair("threads", "N ConsumerThreads fed through Dispatch, running the {
                functools.partial(_DispatchWorkers, start_one=_thread_worker), shares_gil=True)
 _register_pair("coprocess", "N coprocesses (pickle over pipes) fed through Dispatch, running "
                "the {impl} kernel",
-               functools.partial(_DispatchWorkers, start_one=_coprocess_worker))
+               functools.partial(_DispatchWorkers, start_one=_coprocess_worker),
+               requires_work=(registry.needs_new_process,))
 registry.register(registry.Model(
     "prange-cython", "cython", "one call whose loop Cython prange splits over N OpenMP threads "
-    "(dynamic schedule)", _PrangeWorkers, requires=(registry.needs_openmp,), shares_gil=True))
+    "(dynamic schedule)", _PrangeWorkers, requires=(registry.needs_openmp,), shares_gil=True,
+    requires_work=(registry.needs_parallel_call,), dispatches_items=False))
 _register_pair("pool", "concurrent.futures.ProcessPoolExecutor with N workers running the "
-               "{impl} kernel", _PoolWorkers, requires=(registry.needs_process_pools,))
+               "{impl} kernel", _PoolWorkers, requires=(registry.needs_process_pools,),
+               requires_work=(registry.needs_new_process,))
 _register_pair("joblib", "joblib.Parallel (loky backend) with N workers running the {impl} "
-               "kernel", _JoblibWorkers, requires=(_JOBLIB, registry.needs_process_pools))
+               "kernel", _JoblibWorkers, requires=(_JOBLIB, registry.needs_process_pools),
+               requires_work=(registry.needs_new_process,))

@@ -10,11 +10,12 @@ from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator, Protocol
 
 from gilstudy import _checks
-from gilstudy.compare.workload import Workload
+from gilstudy.compare.workload import Work
 from gilstudy.kernels import IMPLS, build_info
 
 __all__ = ["Workers", "Model", "register", "unregister", "registered", "get", "names", "all_models",
-           "select", "needs_module", "needs_openmp", "needs_process_pools"]
+           "select", "needs_module", "needs_openmp", "needs_process_pools", "needs_new_process",
+           "needs_parallel_call"]
 
 
 class Workers(Protocol):
@@ -27,7 +28,7 @@ class Workers(Protocol):
     idempotent and raises the workers' own error if one failed.
     """
 
-    def run(self, workload: Workload, patience_s: float) -> object: ...
+    def run(self, workload: Work, patience_s: float) -> object: ...
 
     def close(self) -> None: ...
 
@@ -37,23 +38,29 @@ class Model:
     """One execution model: a registry entry.
 
     ``start(workload, impl, workers)`` starts ``workers`` workers and returns a ready
-    Workers handle (the runner times it as the start-up). ``impl`` is the kernel
-    implementation the model runs, "python" or "cython". ``requires`` are checks that each
-    return None when the model can run here, or the reason it cannot. ``max_workers`` caps
+    Workers handle (the runner times it as the start-up). ``impl`` is the implementation
+    the model runs, "python" or "cython" (for a user's function, "cython" means its
+    GIL-releasing twin). ``requires`` are checks that each return None when the model can
+    run here, or the reason it cannot; ``requires_work`` the same for a given workload and
+    impl (a process model needs work that a new process can import). ``max_workers`` caps
     the worker counts (1 for the serial baselines, which run at one worker whatever is
     asked). ``reusable=False`` makes the runner start and stop the workers around every
     repeat. ``shares_gil`` says the workers are threads of this interpreter, so pure
     Python on them contends for its GIL; the verdict reports on those models.
+    ``dispatches_items=False`` says the model hands no items to workers (prange splits one
+    call's loop), so it has no per-item dispatch cost to measure.
     """
 
     name: str
     impl: str
     summary: str
-    start: Callable[[Workload, str, int], Workers]
+    start: Callable[[Work, str, int], Workers]
     requires: tuple[Callable[[], str | None], ...] = ()
     max_workers: int | None = None
     reusable: bool = True
     shares_gil: bool = False
+    requires_work: tuple[Callable[[Work, str], str | None], ...] = ()
+    dispatches_items: bool = True
 
     def __post_init__(self):
         if self.impl not in IMPLS:
@@ -62,10 +69,15 @@ class Model:
         if self.max_workers is not None:
             _checks.positive_int(f"model {self.name!r}", "max_workers", self.max_workers)
 
-    def unavailable_reason(self) -> str | None:
-        """None when the model can run here, else why not. Never raises: a check that
-        fails is reported as the reason."""
-        for check in self.requires:
+    def unavailable_reason(self, workload: Work | None = None) -> str | None:
+        """None when the model can run here (and run ``workload``, when given), else why
+        not. Never raises: a check that fails is reported as the reason."""
+        checks = list(self.requires)
+        if workload is not None:
+            checks.append(lambda: workload.impl_reason(self.impl))
+            checks += [lambda check=check: check(workload, self.impl)
+                       for check in self.requires_work]
+        for check in checks:
             try:
                 reason = check()
             except Exception as exc:
@@ -73,6 +85,16 @@ class Model:
             if reason:
                 return reason
         return None
+
+    def label_for(self, workload: Work) -> str:
+        """The model's name in reports on ``workload``: its registry name, with the impl
+        at its end named as the workload names it ("threads-cython" runs a user's nogil
+        function as "threads-nogil")."""
+        label = workload.impl_label(self.impl)
+        suffix = f"-{self.impl}"
+        if label == self.impl or not self.name.endswith(suffix):
+            return self.name
+        return self.name[:-len(suffix)] + f"-{label}"
 
     @property
     def is_available(self) -> bool:
@@ -86,7 +108,7 @@ class Model:
             return requested
         return [n for n in requested if n <= self.max_workers] or [self.max_workers]
 
-    def launch(self, workload: Workload, workers: int) -> Workers:
+    def launch(self, workload: Work, workers: int) -> Workers:
         """Start ``workers`` workers of this model for ``workload``."""
         return self.start(workload, self.impl, workers)
 
@@ -201,4 +223,19 @@ def needs_process_pools() -> str | None:
         importlib.import_module("multiprocessing.synchronize")
     except ImportError as exc:
         return f"process pools do not work on this platform (multiprocessing: {exc})"
+    return None
+
+
+def needs_new_process(workload: Work, impl: str) -> str | None:
+    """A workload check: a worker in a new process can rebuild the workload's consumer
+    (a user's function must be importable by its module and name)."""
+    return workload.importable_reason(impl)
+
+
+def needs_parallel_call(workload: Work, impl: str) -> str | None:
+    """A workload check: the workload has one call that splits its work over threads (a
+    built-in kernel's prange twin)."""
+    if workload.parallel_call(impl) is None:
+        return ("needs one call that splits the whole work over threads: only the built-in "
+                "kernels' prange twins have one")
     return None

@@ -11,8 +11,8 @@ from typing import Callable, TextIO
 
 from gilstudy import pythons
 from gilstudy.compare import registry
+from gilstudy.compare.measure import Timing
 from gilstudy.compare.report import SCHEMA_VERSION, ModelInfo, Row
-from gilstudy.compare.workload import Workload
 from gilstudy.errors import InterpreterFailed, ModelFailed, RemoteError, WrongAnswer
 from gilstudy.pythons import Python
 
@@ -20,7 +20,7 @@ __all__ = ["PROTOCOL_VERSION", "CHILD_MODULE", "probe", "checked", "RemoteSessio
 
 # Version of the line protocol between RemoteSession and child.serve(); both sides must
 # agree, as they must on the compare SCHEMA_VERSION of the rows they exchange.
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 
 # The module that answers the probe (its identify()) and serves the session.
 CHILD_MODULE = "gilstudy.compare.child"
@@ -85,9 +85,9 @@ class RemoteSession:
     ends the child (stopping its workers) and is idempotent.
     """
 
-    def __init__(self, python: Python, label: str, workload: Workload,
+    def __init__(self, python: Python, label: str, spec: dict,
                  chosen: list[registry.Model], reference: str, counts: list[int], repeat: int,
-                 step: Callable[[str], None] = lambda what: None):
+                 step: Callable[[str], None] = lambda what: None, timing: Timing = Timing()):
         self.python = python
         self.executable = python.executable
         self.label = label
@@ -104,17 +104,18 @@ class RemoteSession:
             hello = self._receive()
             registered = set(hello["models"])
             ask = [m.name for m in chosen if m.name in registered]
-            setup = self._call("setup", kernel=workload.kernel, size=workload.size,
-                               items=workload.items_count, models=ask, reference=reference,
-                               workers=counts, repeat=repeat, label=label)
+            setup = self._call("setup", workload=spec, models=ask, reference=reference,
+                               workers=counts, repeat=repeat, label=label,
+                               timing=timing.to_dict())
         except BaseException:
             self.close()
             raise
-        infos = {info["name"]: ModelInfo(**info) for info in setup["models"]}
+        infos = {info["registered_as"]: ModelInfo(**info) for info in setup["models"]}
         self.infos = [infos.get(m.name) or ModelInfo(
-            name=m.name, impl=m.impl, summary=m.summary, available=False,
-            reason=f"not registered in the gilstudy of {python.path}", reusable=m.reusable,
-            max_workers=m.max_workers, shares_gil=m.shares_gil, interpreter=label)
+            name=setup["labels"].get(m.name, m.name), impl=m.impl, summary=m.summary,
+            available=False, reason=f"not registered in the gilstudy of {python.path}",
+            reusable=m.reusable, max_workers=m.max_workers, shares_gil=m.shares_gil,
+            interpreter=label, registered_as=m.name)
             for m in chosen]
         self.worker_counts: list[int] = setup["worker_counts"]
         self.steps: int = setup["steps"]
@@ -138,7 +139,7 @@ class RemoteSession:
 
     def finish(self) -> tuple[list[Row], dict]:
         reply = self._call("finish")
-        rows = [Row(**row, interpreter=self.label) for row in reply["rows"]]
+        rows = [Row.from_wire(row, self.label) for row in reply["rows"]]
         return rows, reply["environment"]
 
     def close(self) -> None:

@@ -9,48 +9,65 @@ import math
 from dataclasses import dataclass, field
 
 from gilstudy._table import format_table
-from gilstudy.compare.fit import PROJECT_AT, ScalingFit, fit_amdahl, fit_usl
+from gilstudy.compare import projection
+from gilstudy.compare.fit import PROJECT_AT
+from gilstudy.compare.measure import Repeat, Timing
 from gilstudy.compare.plot import plot as write_plot
-from gilstudy.compare.workload import Workload, answer_summary, size_means
+from gilstudy.compare.projection import Ceiling, Projection
+from gilstudy.compare.workload import Work
 from gilstudy.machine import IdleCheck
 from gilstudy.timing import Samples
 
-__all__ = ["SCHEMA_VERSION", "ModelInfo", "Row", "Projection", "Interpreter", "CompareResult"]
+__all__ = ["SCHEMA_VERSION", "ModelInfo", "Row", "Projection", "Ceiling", "Interpreter",
+           "CompareResult", "markdown_table", "unavailable_notes", "workers_text"]
 
 # Version of the JSON document written by CompareResult.to_json(); raised whenever a key
 # changes meaning or goes away (adding keys does not change it).
 #
-# Schema 2 (schema 1 had one interpreter, so a model and a worker count named one row; now
-# a model appears once per interpreter in models, rows and projections, told apart by
-# their "interpreter" label), every key always present (null where a figure does not exist):
-#   schema_version  int, 2
+# Schema 3 (schema 2 timed one pass per repeat and described only kernels; now a repeat is
+# passes until --min-time, sampled for outside load and re-run when disturbed, the workload
+# may be a user's function, and projections past the cores are bounds unless 3 or more worker
+# counts were measured), every key always present (null where a figure does not exist):
+#   schema_version  int, 3
 #   tool            "gilstudy compare";  gilstudy_version  str;  created  ISO 8601 UTC time
-#   workload        {kernel, size, size_means, items, whole_args [..], answer}: answer is
-#                   the serial-python answer: a number, or for an image {shape, dtype,
-#                   sum, sha256 (first 16 hex digits)}
-#   settings        {workers [int], repeat int, models [names asked for], reference str,
-#                   pythons [the other interpreters' paths, in order]}
+#   workload        {kind "kernel", name, size, size_means, items, whole_args [..], answer}
+#                   or {kind "function", name, function, nogil|null, inputs|null (MODULE:
+#                   NAME), items, answer}: answer is the reference model's: a number, for an
+#                   image {shape, dtype, sum, sha256}, for a function {results, sha256}
+#                   (sha256: the first 16 hex digits)
+#   settings        {workers [int], repeat int, models [registry names asked for], reference
+#                   str, pythons [the other interpreters' paths, in order], timing
+#                   {min_time_s, max_outside_cores|null (never re-run), reruns}}
 #   environment     {machine: gilstudy.machine.describe(), build: gilstudy.kernels.
 #                   build_info() (Cython version, compiler, cflags, openmp, ...),
 #                   versions {python, numpy, cython, joblib|null}: all three of the default
 #                   interpreter (the one that ran `gilstudy compare`); idle_check {idle,
-#                   busy_cores|null, waited_s, measured, text}, reference_run_s (default
-#                   interpreter), interpreters [{label ("3.11", "3.13t", "3.11#2" for a
-#                   second 3.11), default bool, executable, gil_enabled (as its runs
-#                   ended), reference_run_s, machine, build, versions}], default first}
-#   models          [{name, impl, summary, available, reason|null, reusable, max_workers|
-#                   null, shares_gil, interpreter}] for every model asked for under every
-#                   interpreter, runnable or not
+#                   busy_cores|null, waited_s, measured, text} (before timing), outside_load
+#                   {repeats, disturbed (repeats whose first try was disturbed), reruns (tries
+#                   run again), stayed_disturbed (kept although disturbed), max_outside_cores
+#                   |null, text} (during timing), reference_run_s (default interpreter),
+#                   interpreters [{label ("3.11", "3.13t", "3.11#2" for a second 3.11),
+#                   default bool, executable, gil_enabled (as its runs ended),
+#                   reference_run_s, machine, build, versions}], default first}
+#   models          [{name (as rows name it: "threads-nogil" for a function's nogil twin),
+#                   registered_as (its registry name), impl, summary, available,
+#                   reason|null, reusable, max_workers|null, shares_gil, interpreter}] for
+#                   every model asked for under every interpreter, runnable or not
 #   rows            [{model, interpreter, gil_enabled, impl, workers, oversubscribed,
-#                   restarted_per_repeat, startup_s [s per start], work_s [s per repeat],
-#                   median_s, spread, speedup_vs_serial (against the default interpreter's
-#                   reference), speedup_vs_own_serial (against the reference under the
-#                   row's own interpreter), speedup_vs_own_1|null, efficiency|null}]
+#                   restarted_per_repeat, startup_s [s per start], dispatch_s|null (s per
+#                   probe item), work_s [s per pass, one per repeat], passes [per repeat],
+#                   repeats [{pass_s [s of every pass], outside_cores|null, tries, disturbed}],
+#                   set_aside [the disturbed tries run again, same keys], median_s, spread,
+#                   speedup_vs_serial (against the default interpreter's reference),
+#                   speedup_vs_own_serial (against the reference under the row's own
+#                   interpreter), speedup_vs_own_1|null, efficiency|null}]
+#   ceilings        [{model, interpreter, workers, dispatch_s|null, item_s|null, bound|null
+#                   (d/c), at {"4","16","64": min(cores, bound)}}]
 #   projections     [{model, interpreter, law "amdahl"|"usl", points [[workers, speedup vs
 #                   own 1 worker]], params {s}|{a, b}|null, rms_error|null, projected {"4",
 #                   "16","64": speedup}|null, reason|null (why there is no fit)}]
 #   verdict         [sentences]
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # A model "helped" when its best speedup over its own 1-worker run reaches this.
 _HELPED = 1.2
@@ -70,12 +87,16 @@ class ModelInfo:
     max_workers: int | None
     shares_gil: bool
     interpreter: str
+    registered_as: str
 
 
 @dataclass
 class Row:
     """One model at one worker count under one interpreter (its label, and whether its
     GIL was enabled as the runs began): raw seconds and the figures derived from them.
+    ``repeats`` are the timed repeats kept (each: every pass's seconds and the outside
+    load), ``set_aside`` the disturbed tries that were run again, ``dispatch_s`` the
+    seconds per item that do no work (None for a model that hands over no items).
     ``speedup_vs_serial`` divides the default interpreter's reference time,
     ``speedup_vs_own_serial`` the reference time under the row's own interpreter."""
 
@@ -87,10 +108,46 @@ class Row:
     interpreter: str
     gil_enabled: bool
     startup_s: list[float] = field(default_factory=list)
-    work_s: list[float] = field(default_factory=list)
+    repeats: list[Repeat] = field(default_factory=list)
+    set_aside: list[Repeat] = field(default_factory=list)
+    dispatch_s: float | None = None
     speedup_vs_serial: float | None = None
     speedup_vs_own_serial: float | None = None
     speedup_vs_own_1: float | None = None
+
+    @property
+    def work_s(self) -> list[float]:
+        """Seconds per pass over the whole workload, one per repeat."""
+        return [r.per_pass_s for r in self.repeats]
+
+    @property
+    def passes(self) -> list[int]:
+        return [r.passes for r in self.repeats]
+
+    @property
+    def reruns(self) -> int:
+        """Tries run again because outside load disturbed them."""
+        return sum(r.tries - 1 for r in self.repeats)
+
+    @property
+    def stayed_disturbed(self) -> int:
+        """Repeats kept although every try was disturbed."""
+        return sum(r.disturbed for r in self.repeats)
+
+    def to_wire(self) -> dict:
+        """The measured facts, as JSON, for gilstudy compare --python's child to send."""
+        return {"model": self.model, "impl": self.impl, "workers": self.workers,
+                "oversubscribed": self.oversubscribed, "restarted": self.restarted,
+                "gil_enabled": self.gil_enabled, "startup_s": list(self.startup_s),
+                "repeats": [r.to_dict() for r in self.repeats],
+                "set_aside": [r.to_dict() for r in self.set_aside],
+                "dispatch_s": self.dispatch_s}
+
+    @classmethod
+    def from_wire(cls, data: dict, interpreter: str) -> "Row":
+        return cls(**{**data, "repeats": [Repeat.from_dict(r) for r in data["repeats"]],
+                      "set_aside": [Repeat.from_dict(r) for r in data["set_aside"]]},
+                   interpreter=interpreter)
 
     @property
     def median_s(self) -> float:
@@ -110,22 +167,6 @@ class Row:
     def efficiency(self) -> float | None:
         """Speedup over the model's own 1-worker run, per worker (1.0 is perfect)."""
         return None if self.speedup_vs_own_1 is None else self.speedup_vs_own_1 / self.workers
-
-
-@dataclass(frozen=True)
-class Projection:
-    """One scaling law fitted to one model's measured points under one interpreter, or
-    why it could not be."""
-
-    model: str
-    interpreter: str
-    law: str
-    points: tuple[tuple[int, float], ...]
-    fit: ScalingFit | None
-    reason: str | None
-
-    def at(self, cores: int) -> float | None:
-        return None if self.fit is None else self.fit.speedup(cores)
 
 
 @dataclass(frozen=True)
@@ -154,6 +195,29 @@ def _ratio(numerator: float, denominator: float) -> float | None:
     return None if denominator <= 0 else numerator / denominator
 
 
+def unavailable_notes(unavailable: dict[str, str]) -> list[str]:
+    """'unavailable: NAME, NAME: REASON', one note per reason, the models in their order."""
+    by_reason: dict[str, list[str]] = {}
+    for name, reason in unavailable.items():
+        by_reason.setdefault(reason, []).append(name)
+    return [f"unavailable: {', '.join(names)}: {reason}" for reason, names in by_reason.items()]
+
+
+def markdown_table(cells: list[list[str]], notes: list[str]) -> str:
+    """``cells`` (the first row the header) as a markdown table, the first column
+    left-aligned and the others right-aligned, then ``notes`` as a list."""
+    lines = ["| " + " | ".join(cells[0]) + " |",
+             "|" + "|".join(["---"] + ["---:"] * (len(cells[0]) - 1)) + "|"]
+    lines += ["| " + " | ".join(c.replace("*", "\\*") for c in row) + " |" for row in cells[1:]]
+    return "\n".join(lines + ([""] + [f"- {n}" for n in notes] if notes else []))
+
+
+def _passes_text(passes: list[int]) -> str:
+    """'12', or '11-13' when the repeats took different numbers of passes."""
+    low, high = min(passes), max(passes)
+    return f"{low}" if low == high else f"{low}-{high}"
+
+
 def _fmt(value: float | None, spec: str, suffix: str = "") -> str:
     return "-" if value is None else f"{value:{spec}}{suffix}"
 
@@ -169,7 +233,7 @@ class CompareResult:
     ``rows`` hold each model once per interpreter (ModelInfo.interpreter, Row.interpreter).
     """
 
-    workload: Workload
+    workload: Work
     workers: list[int]
     repeat: int
     reference: str
@@ -180,6 +244,7 @@ class CompareResult:
     idle: IdleCheck
     environment: dict
     interpreters: list[Interpreter]
+    timing: Timing = field(default_factory=Timing)
     created: str = field(default_factory=lambda: datetime.datetime.now(
         datetime.timezone.utc).isoformat(timespec="seconds"))
 
@@ -228,36 +293,48 @@ class CompareResult:
                 if not m.available}
 
     def projections(self) -> list[Projection]:
-        """Amdahl and USL fitted to each multi-worker model's speedups over its own
-        1-worker run, at worker counts up to the usable cores (oversubscribed counts
-        measure time-sharing, not more cores, so they are left out)."""
-        projections = []
-        for info in self.models:
-            rows = self.rows_of(info.name, info.interpreter)
-            if not rows or info.max_workers == 1:
-                continue
-            points = tuple((r.workers, r.speedup_vs_own_1) for r in rows
-                           if not r.oversubscribed and r.speedup_vs_own_1 is not None)
-            for law, fitter in (("amdahl", fit_amdahl), ("usl", fit_usl)):
-                if not any(r.workers == 1 for r in rows):
-                    projections.append(Projection(info.name, info.interpreter, law, (), None,
-                                                  "needs a 1-worker run to compare with"))
-                    continue
-                try:
-                    projections.append(Projection(info.name, info.interpreter, law, points,
-                                                  fitter(points), None))
-                except ValueError as exc:
-                    reason = f"{exc} within the {self.usable_cores} usable cores"
-                    projections.append(Projection(info.name, info.interpreter, law, points,
-                                                  None, reason))
-        return projections
+        """Amdahl and USL fits of each multi-worker model, where at least three worker
+        counts were measured within the usable cores, else the reason
+        (gilstudy.compare.projection)."""
+        return projection.projections(self)
+
+    def ceilings(self) -> list[Ceiling]:
+        """Each multi-worker model's speedup bound from its dispatch cost per item
+        (gilstudy.compare.projection)."""
+        return projection.ceilings(self)
+
+    def outside_load(self) -> dict:
+        """How the outside load sampled during the timed repeats went: counts of repeats,
+        of those disturbed at their first try, of tries run again, and of repeats kept
+        although still disturbed."""
+        repeats = [r for row in self.rows for r in row.repeats]
+        counts = {"repeats": len(repeats),
+                  "disturbed": sum(r.tries > 1 or r.disturbed for r in repeats),
+                  "reruns": sum(r.tries - 1 for r in repeats),
+                  "stayed_disturbed": sum(r.disturbed for r in repeats)}
+        limit = self.timing.max_outside_cores
+        if math.isinf(limit):
+            text = "outside load was sampled during every repeat; none was run again"
+        elif not counts["disturbed"]:
+            text = (f"outside load stayed under {limit:g} cores during all "
+                    f"{counts['repeats']} timed repeats")
+        else:
+            text = (f"outside load: {counts['disturbed']} of {counts['repeats']} timed repeats "
+                    f"were disturbed (other processes used more than {limit:g} cores) and run "
+                    f"again, {counts['reruns']} tries in all")
+            if counts["stayed_disturbed"]:
+                text += (f"; {counts['stayed_disturbed']} stayed disturbed after "
+                         f"{self.timing.reruns} re-runs and kept their least disturbed try "
+                         "(marked !)")
+        return {**counts, "max_outside_cores": None if math.isinf(limit) else limit,
+                "text": text}
 
     # ---- text -----------------------------------------------------------------------
 
     def _table_cells(self) -> list[list[str]]:
         # With one interpreter "vs its own serial" would repeat "vs serial", so it is left out.
         several = self.spans_interpreters
-        header = ["model", "workers", "start-up s", "median s", "spread",
+        header = ["model", "workers", "start-up s", "passes", "median s", "spread",
                   f"vs {self.name_of(self.reference, self.default_label)}",
                   *([f"vs {self.reference}@own"] if several else []),
                   "vs own 1 worker", "efficiency"]
@@ -266,7 +343,8 @@ class CompareResult:
             cells.append([
                 self._row_name(r), f"{r.workers}{'*' if r.oversubscribed else ''}",
                 f"{r.startup_median_s:.3f}{' (each)' if r.restarted else ''}",
-                f"{r.median_s:.4f}", f"{100 * r.spread:.0f}%",
+                _passes_text(r.passes), f"{r.median_s:.4f}",
+                f"{100 * r.spread:.0f}%{'!' if r.stayed_disturbed else ''}",
                 _fmt(r.speedup_vs_serial, ".2f", "x"),
                 *([_fmt(r.speedup_vs_own_serial, ".2f", "x")] if several else []),
                 _fmt(r.speedup_vs_own_1, ".2f", "x"), _fmt(r.efficiency, ".0%"),
@@ -274,7 +352,10 @@ class CompareResult:
         return cells
 
     def _table_notes(self) -> list[str]:
-        notes = []
+        notes = [f"median s: seconds per pass over the whole workload, the median of "
+                 f"{self.repeat} repeats; each repeat ran passes back to back on the started "
+                 f"workers until it lasted at least {self.timing.min_time_s:g} s (passes: how "
+                 "many per repeat)", self.outside_load()["text"]]
         if self.spans_interpreters:
             notes.append(f"vs {self.reference}@own: against {self.reference} under the row's own "
                          f"interpreter; vs {self.name_of(self.reference, self.default_label)}: "
@@ -285,7 +366,7 @@ class CompareResult:
         if any(r.restarted for r in self.rows):
             notes.append("(each): the model cannot reuse its workers, so they were started "
                          "and stopped around every repeat; the median start-up is shown")
-        notes.extend(f"unavailable: {name}: {reason}" for name, reason in self.unavailable.items())
+        notes.extend(unavailable_notes(self.unavailable))
         return notes
 
     def table(self) -> str:
@@ -296,12 +377,7 @@ class CompareResult:
 
     def to_markdown(self) -> str:
         """The results as a markdown table, with its footnotes."""
-        cells = self._table_cells()
-        lines = ["| " + " | ".join(cells[0]) + " |",
-                 "|" + "|".join(["---"] + ["---:"] * (len(cells[0]) - 1)) + "|"]
-        lines += ["| " + " | ".join(c.replace("*", "\\*") for c in row) + " |" for row in cells[1:]]
-        notes = self._table_notes()
-        return "\n".join(lines + ([""] + [f"- {n}" for n in notes] if notes else []))
+        return markdown_table(self._table_cells(), self._table_notes())
 
     def verdict(self) -> str:
         """A few plain sentences: who wins here, what start-up costs, whether threads
@@ -310,21 +386,22 @@ class CompareResult:
 
     def _verdict_lines(self) -> list[str]:
         lines = []
-        kernel = self.workload.kernel
         reference = self.name_of(self.reference, self.default_label)
         best = min(self.rows, key=lambda r: r.median_s)
-        lines.append(f"Fastest for {kernel} here: {self._row_name(best)} with "
+        lines.append(f"Fastest for {self.workload.title} here: {self._row_name(best)} with "
                      f"{workers_text(best.workers)}, {best.median_s:.4f} s, "
                      f"{_fmt(best.speedup_vs_serial, '.1f', 'x')} {reference}.")
         python_rows = [r for r in self.rows if r.impl == "python" and r.model != self.reference]
         if python_rows:
             top = min(python_rows, key=lambda r: r.median_s)
             if top.speedup_vs_serial is not None and top.speedup_vs_serial >= _HELPED:
-                lines.append(f"Best with the pure-Python kernel: {self._row_name(top)} with "
+                lines.append(f"Best with {self.workload.impl_words('python')}: "
+                             f"{self._row_name(top)} with "
                              f"{workers_text(top.workers)}, {top.speedup_vs_serial:.1f}x "
                              f"{reference}.")
             else:
-                lines.append(f"No model ran the pure-Python kernel much faster than "
+                lines.append(f"No model ran {self.workload.impl_words('python')} much "
+                             "faster than "
                              f"{reference} (best: {self._row_name(top)}, "
                              f"{_fmt(top.speedup_vs_serial, '.2f', 'x')}).")
         lines.extend(self._interpreter_lines())
@@ -333,6 +410,9 @@ class CompareResult:
         if not self.idle.idle:
             lines.append(f"Caution: {self.idle.describe()} before timing; other load makes "
                          "every parallel figure look worse than it is.")
+        if self.outside_load()["stayed_disturbed"]:
+            lines.append("Caution: some repeats stayed disturbed by other processes (marked ! "
+                         "in the table); their rows may look slower than they are.")
         return lines
 
     def _startup_lines(self) -> list[str]:
@@ -364,16 +444,27 @@ class CompareResult:
             top = max(rows, key=lambda r: r.speedup_vs_own_1)
             helped = top.speedup_vs_own_1 >= _HELPED
             name = self.name_of(info.name, info.interpreter)
-            if info.impl == "python":
-                why = ("the GIL is enabled, so pure-Python threads take turns" if top.gil_enabled
-                       else "the GIL is disabled in this build, so pure-Python threads can run "
-                       "at once")
-                outcome = "helped" if helped else "did not help"
+            outcome = "helped" if helped else "did not help"
+            if info.impl == "python" and self.workload.python_holds_gil:
+                if not top.gil_enabled:
+                    why = ("the GIL is disabled in this build, so pure-Python threads can run "
+                           "at once")
+                elif helped:  # under a GIL that can only be noise in the 1-worker time
+                    why = ("yet the GIL is enabled, so pure-Python threads take turns: the "
+                           "1-worker run was slowed by something else, such as outside load")
+                else:
+                    why = "the GIL is enabled, so pure-Python threads take turns"
                 lines.append(f"{name}: threads {outcome} pure Python "
                              f"(best {top.speedup_vs_own_1:.2f}x its 1-worker speed, at "
                              f"{top.workers} workers); {why}.")
+            elif info.impl == "python":
+                lines.append(f"{name}: threads {outcome} {self.workload.impl_words('python')} "
+                             f"(best {top.speedup_vs_own_1:.2f}x its 1-worker speed, at "
+                             f"{top.workers} workers), with the GIL "
+                             f"{'enabled' if top.gil_enabled else 'disabled'}.")
             else:
-                lines.append(f"{name}: the compiled kernel releases the GIL; best "
+                lines.append(f"{name}: {self.workload.impl_words(info.impl)} releases the "
+                             "GIL; best "
                              f"{top.speedup_vs_own_1:.2f}x its 1-worker speed, at "
                              f"{top.workers} workers.")
         return lines
@@ -410,31 +501,15 @@ class CompareResult:
         return lines
 
     def projection_text(self) -> str:
-        """The projections as text, marked as such, with the points and parameters."""
-        projections = self.projections()
-        if not projections:
-            return ""
-        head = [f"PROJECTION, not a measurement: speedup over each model's own 1-worker run "
-                f"if this machine had more cores, from Amdahl's law S(N)=1/(s+(1-s)/N) and "
-                f"the USL S(N)=N/(1+a(N-1)+bN(N-1)) fitted (least squares, parameters >= 0) "
-                f"to the points measured at up to {self.usable_cores} workers."]
-        cells = [["model", "law", "points (workers: speedup)", "parameters",
-                  *[f"{n} cores" for n in PROJECT_AT]]]
-        for p in projections:
-            points = ", ".join(f"{n}: {s:.2f}" for n, s in p.points) or "-"
-            name = self.name_of(p.model, p.interpreter)
-            if p.fit is None:
-                cells.append([name, p.law, points, p.reason, *["-"] * len(PROJECT_AT)])
-            else:
-                cells.append([name, p.law, points,
-                              f"{p.fit.describe_params()} (rms {p.fit.rms_error:.2f})",
-                              *[f"{p.at(n):.1f}x" for n in PROJECT_AT]])
-        return "\n".join(head + [format_table(cells, right={4, 5, 6})])
+        """What the measurements say past this machine, marked as a projection: each
+        model's ceiling from its dispatch cost, and the fitted laws only where at least
+        three worker counts were measured within the usable cores."""
+        return projection.projection_text(self)
 
     def header(self) -> str:
         m = self.environment["machine"]
         first = (f"gilstudy compare: {self.workload.describe()}, median of {self.repeat} "
-                 f"interleaved repeats")
+                 f"interleaved repeats of at least {self.timing.min_time_s:g} s each")
         if not self.spans_interpreters:
             return (f"{first}\npython {m['python']} ({m['interpreter']}, GIL "
                     f"{'enabled' if m['gil_enabled'] else 'disabled'}), {m['cpu_model']}, "
@@ -470,23 +545,18 @@ class CompareResult:
             "tool": "gilstudy compare",
             "gilstudy_version": __version__,
             "created": self.created,
-            "workload": {
-                "kernel": self.workload.kernel,
-                "size": self.workload.size,
-                "size_means": size_means(self.workload.kernel),
-                "items": self.workload.items_count,
-                "whole_args": list(self.workload.whole_args()),
-                "answer": answer_summary(self.answer),
-            },
+            "workload": self.workload.to_dict(self.answer),
             "settings": {"workers": list(self.workers), "repeat": self.repeat,
-                         "models": list(dict.fromkeys(m.name for m in self.models)),
+                         "models": list(dict.fromkeys(m.registered_as for m in self.models)),
                          "reference": self.reference,
-                         "pythons": [i.executable for i in self.interpreters[1:]]},
+                         "pythons": [i.executable for i in self.interpreters[1:]],
+                         "timing": self.timing.to_dict()},
             "environment": {
                 **{k: v for k, v in self.environment.items()},
                 "idle_check": {"idle": idle.idle, "busy_cores": _finite(idle.busy_cores),
                                "waited_s": idle.waited_s, "measured": idle.measured,
                                "text": idle.describe()},
+                "outside_load": self.outside_load(),
                 "reference_run_s": self.reference_run_s,
                 "interpreters": [{
                     "label": i.label, "default": i.is_default, "executable": i.executable,
@@ -499,12 +569,20 @@ class CompareResult:
                 "model": r.model, "interpreter": r.interpreter, "gil_enabled": r.gil_enabled,
                 "impl": r.impl, "workers": r.workers,
                 "oversubscribed": r.oversubscribed, "restarted_per_repeat": r.restarted,
-                "startup_s": list(r.startup_s), "work_s": list(r.work_s),
+                "startup_s": list(r.startup_s), "dispatch_s": r.dispatch_s,
+                "work_s": r.work_s, "passes": r.passes,
+                "repeats": [repeat.to_dict() for repeat in r.repeats],
+                "set_aside": [repeat.to_dict() for repeat in r.set_aside],
                 "median_s": r.median_s, "spread": r.spread,
                 "speedup_vs_serial": r.speedup_vs_serial,
                 "speedup_vs_own_serial": r.speedup_vs_own_serial,
                 "speedup_vs_own_1": r.speedup_vs_own_1, "efficiency": r.efficiency,
             } for r in self.rows],
+            "ceilings": [{
+                "model": c.model, "interpreter": c.interpreter, "workers": c.workers,
+                "dispatch_s": c.dispatch_s, "item_s": c.item_s, "bound": c.bound,
+                "at": {str(n): c.at(n) for n in PROJECT_AT},
+            } for c in self.ceilings()],
             "projections": [{
                 "model": p.model, "interpreter": p.interpreter, "law": p.law,
                 "points": [list(pt) for pt in p.points],

@@ -1,5 +1,6 @@
 # The compare runner: one workload in every selected model at every worker count, timed
-# interleaved on already-started workers, every answer checked against the reference model's.
+# interleaved on already-started workers (each repeat lasting --min-time, re-run when outside
+# load disturbed it: compare/measure.py), every answer checked against the reference model's.
 # Each interpreter is a session (LocalSession here, RemoteSession for another) driven step by
 # step, so interpreters interleave too. Models are seen only through their registry entries.
 
@@ -11,14 +12,18 @@ import numpy as np
 
 from gilstudy import _checks, kernels, machine
 from gilstudy.compare import registry
+from gilstudy.compare.function import make_function_workload
+from gilstudy.compare.measure import (DEFAULT_MAX_OUTSIDE_CORES, DEFAULT_MIN_TIME_S,
+                                      DEFAULT_RERUNS, Timing, dispatch_cost, measure_repeat)
 from gilstudy.compare.remote_session import RemoteSession, checked
 from gilstudy.compare.report import CompareResult, Interpreter, ModelInfo, Row, workers_text
-from gilstudy.compare.workload import Workload, answer_summary, make_workload, same_answer
+from gilstudy.compare.workload import Work, make_workload
 from gilstudy.errors import ModelFailed, WrongAnswer
 from gilstudy.pythons import Python
 from gilstudy.timing import time_call
 
-__all__ = ["run", "default_workers", "check_workers", "REFERENCE", "environment", "LocalSession"]
+__all__ = ["run", "default_workers", "check_workers", "REFERENCE", "environment", "LocalSession",
+           "make_work", "model_error", "stop_all"]
 
 # The model whose answer every other model must match and whose time the speedups divide.
 REFERENCE = "serial-python"
@@ -62,15 +67,27 @@ def environment() -> dict:
     return {"machine": machine.describe(), "build": build, "versions": versions}
 
 
-def _info(model: registry.Model, interpreter: str) -> ModelInfo:
-    reason = model.unavailable_reason()
-    return ModelInfo(name=model.name, impl=model.impl, summary=model.summary,
+def make_work(spec: dict) -> Work:
+    """The workload that a Work.spec() describes: a kernel's (``kernel``, ``size``,
+    ``items``) or a user's function's (``function``, ``inputs``, ``nogil`` as MODULE:NAME,
+    and ``path``, directories to import them from, put first on sys.path)."""
+    if "kernel" in spec:
+        return make_workload(spec["kernel"], spec["size"], spec["items"])
+    for directory in reversed(spec.get("path", [])):
+        if directory not in sys.path:
+            sys.path.insert(0, directory)
+    return make_function_workload(spec["function"], spec["inputs"], spec["nogil"])
+
+
+def _info(model: registry.Model, interpreter: str, workload: Work) -> ModelInfo:
+    reason = model.unavailable_reason(workload)
+    return ModelInfo(name=model.label_for(workload), impl=model.impl, summary=model.summary,
                      available=reason is None, reason=reason, reusable=model.reusable,
                      max_workers=model.max_workers, shares_gil=model.shares_gil,
-                     interpreter=interpreter)
+                     interpreter=interpreter, registered_as=model.name)
 
 
-def _failed(name: str, workers: int, what: str, exc: Exception) -> ModelFailed:
+def model_error(name: str, workers: int, what: str, exc: Exception) -> ModelFailed:
     """The error for model ``name`` whose ``what`` raised ``exc`` (the caller raises it from
     ``exc``): WrongAnswer when the model's own answer was found wrong (its items did not
     combine), ModelFailed otherwise."""
@@ -79,7 +96,7 @@ def _failed(name: str, workers: int, what: str, exc: Exception) -> ModelFailed:
                  f"{exc}", subject=name)
 
 
-def _close_all(handles: dict, workers: int, quietly: bool) -> None:
+def stop_all(handles: dict, workers: int, quietly: bool) -> None:
     """Stop every started model, last started first. An error while stopping is raised as
     ModelFailed, the first one's, after all are stopped, unless ``quietly``: then another
     error is already on its way and is the one to report."""
@@ -89,7 +106,7 @@ def _close_all(handles: dict, workers: int, quietly: bool) -> None:
             handle.close()
         except Exception as exc:
             if first_error is None:
-                first_error = _failed(name, workers, "stopping its workers", exc)
+                first_error = model_error(name, workers, "stopping its workers", exc)
                 first_error.__cause__ = exc
     handles.clear()
     if first_error is not None and not quietly:
@@ -98,10 +115,12 @@ def _close_all(handles: dict, workers: int, quietly: bool) -> None:
 
 class _Round:
     """The models of one worker count under this interpreter, timed together: started
-    (``start``), run once each per ``run_repeat``, stopped (``stop``). Each answer is
-    checked against ``expected``. A model that cannot reuse its workers is started and
-    stopped inside each repeat. After an error, ``stop(quietly=True)`` stops whatever is
-    still running."""
+    (``start``, then each model's dispatch cost measured on probe items), run once each
+    per ``run_repeat``, stopped (``stop``). A repeat is measured by compare.measure
+    (passes until the session's min-time, re-run when outside load disturbed it), and
+    every pass's answer is checked against ``expected``. A model that cannot reuse its
+    workers is started and stopped inside each repeat. After an error,
+    ``stop(quietly=True)`` stops whatever is still running."""
 
     def __init__(self, workers: int, chosen: list[registry.Model], session: "LocalSession"):
         self.workers = workers
@@ -109,36 +128,55 @@ class _Round:
         self.session = session
         self.handles: dict = {}
         gil = machine.gil_enabled()
-        self.rows = {m.name: Row(model=m.name, impl=m.impl, workers=workers,
+        self.rows = {m.name: Row(model=session.label_of(m), impl=m.impl, workers=workers,
                                  oversubscribed=workers > session.cores,
                                  restarted=not m.reusable, interpreter=session.label,
                                  gil_enabled=gil)
                      for m in chosen}
 
     def _start(self, model: registry.Model) -> None:
-        name = self.session.name_of(model.name)
+        name = self.session.name_of(self.session.label_of(model))
         try:
             seconds, handle = time_call(lambda: model.launch(self.session.workload, self.workers))
         except Exception as exc:
-            raise _failed(name, self.workers, "starting its workers", exc) from exc
+            raise model_error(name, self.workers, "starting its workers", exc) from exc
         self.handles[name] = handle
-        self.rows[model.name].startup_s.append(seconds)
+        row = self.rows[model.name]
+        row.startup_s.append(seconds)
+        if model.dispatches_items and row.dispatch_s is None:
+            try:
+                row.dispatch_s = dispatch_cost(
+                    lambda work: handle.run(work, self.session.patience_s), self.session.workload)
+            except Exception as exc:
+                raise model_error(name, self.workers, "the dispatch probe", exc) from exc
         self.session.step(f"{name} w{self.workers} start")
 
     def _run_once(self, model: registry.Model, repeat_index: int) -> None:
-        session, name = self.session, self.session.name_of(model.name)
+        session = self.session
+        name = session.name_of(session.label_of(model))
         handle = self.handles[name]
+
+        def check(answer) -> None:
+            wrong = session.workload.mismatch(answer, session.expected,
+                                              session.name_of(session.reference))
+            if wrong is not None:
+                raise WrongAnswer(
+                    f"{name} with {workers_text(self.workers)} computed a wrong answer for "
+                    f"{session.workload.describe()} (repeat {repeat_index + 1}): {wrong}",
+                    subject=name)
+
         try:
-            seconds, answer = time_call(lambda: handle.run(session.workload, session.patience_s))
+            kept, set_aside = measure_repeat(lambda: handle.run(session.workload,
+                                                                session.patience_s),
+                                             check, session.timing)
+        except WrongAnswer as exc:
+            if exc.subject == name:
+                raise
+            raise model_error(name, self.workers, f"repeat {repeat_index + 1}", exc) from exc
         except Exception as exc:
-            raise _failed(name, self.workers, f"repeat {repeat_index + 1}", exc) from exc
-        if not same_answer(answer, session.expected):
-            raise WrongAnswer(
-                f"{name} with {workers_text(self.workers)} computed a wrong answer for "
-                f"{session.workload.describe()} (repeat {repeat_index + 1}): got "
-                f"{answer_summary(answer)!r}, {session.name_of(session.reference)} got "
-                f"{answer_summary(session.expected)!r}", subject=name)
-        self.rows[model.name].work_s.append(seconds)
+            raise model_error(name, self.workers, f"repeat {repeat_index + 1}", exc) from exc
+        self.rows[model.name].repeats.append(kept)
+        self.rows[model.name].set_aside.extend(set_aside)
         self.session.step(f"{name} w{self.workers}")
 
     def start(self) -> None:
@@ -153,10 +191,10 @@ class _Round:
                 continue
             self._start(model)
             self._run_once(model, repeat_index)
-            self.handles.pop(self.session.name_of(model.name)).close()
+            self.handles.pop(self.session.name_of(self.session.label_of(model))).close()
 
     def stop(self, quietly: bool = False) -> None:
-        _close_all(self.handles, self.workers, quietly)
+        stop_all(self.handles, self.workers, quietly)
 
 
 class LocalSession:
@@ -174,23 +212,25 @@ class LocalSession:
     disagrees raises ModelFailed or WrongAnswer naming it, as run() describes.
     """
 
-    def __init__(self, workload: Workload, chosen: list[registry.Model], reference: str,
+    def __init__(self, workload: Work, chosen: list[registry.Model], reference: str,
                  counts: list[int], repeat: int, label: str, labelled: bool = False,
-                 step: Callable[[str], None] = lambda what: None):
+                 step: Callable[[str], None] = lambda what: None,
+                 timing: Timing = Timing()):
         self.workload = workload
-        self.reference = reference
+        self.timing = timing
         self.executable = sys.executable
         self.label = label
         self.labelled = labelled
         self.step = step
         self.cores = machine.usable_cores()
-        self.infos = [_info(m, label) for m in chosen]
+        self.infos = [_info(m, label, workload) for m in chosen]
         self._baseline = registry.get(reference)
+        self.reference = self.label_of(self._baseline)
         runnable = [m for m, info in zip(chosen, self.infos) if info.available]
         if self._baseline not in runnable:
-            raise ModelFailed(f"the reference model {self.name_of(reference)} cannot run "
-                              f"here: {self._baseline.unavailable_reason()}",
-                              subject=self.name_of(reference))
+            raise ModelFailed(f"the reference model {self.name_of(self.reference)} cannot run "
+                              f"here: {self._baseline.unavailable_reason(workload)}",
+                              subject=self.name_of(self.reference))
         self._plan: dict[int, list[registry.Model]] = {}
         for model in runnable:
             for n in model.worker_counts(counts):
@@ -198,7 +238,7 @@ class LocalSession:
         self.worker_counts = sorted(self._plan)
         self.steps = 1 + sum(len(ms) * repeat + sum(1 for m in ms if m.reusable)
                              for ms in self._plan.values())
-        self._order = {m.name: i for i, m in enumerate(chosen)}
+        self._order = {self.label_of(m): i for i, m in enumerate(chosen)}
         self._rows: list[Row] = []
         self._round: _Round | None = None
         self.expected = None
@@ -206,6 +246,10 @@ class LocalSession:
 
     def name_of(self, model: str) -> str:
         return f"{model}@{self.label}" if self.labelled else model
+
+    def label_of(self, model: registry.Model) -> str:
+        """How rows name ``model`` for this workload (registry.Model.label_for)."""
+        return model.label_for(self.workload)
 
     def run_reference(self, patience_s: float = float("inf")) -> tuple[object, float]:
         """One untimed run of the reference model: the answer every model must give (and
@@ -216,11 +260,11 @@ class LocalSession:
         try:
             handle = self._baseline.launch(self.workload, 1)
         except Exception as exc:
-            raise _failed(name, 1, "starting its workers", exc) from exc
+            raise model_error(name, 1, "starting its workers", exc) from exc
         try:
             seconds, self.expected = time_call(lambda: handle.run(self.workload, float("inf")))
         except Exception as exc:
-            raise _failed(name, 1, "the reference run", exc) from exc
+            raise model_error(name, 1, "the reference run", exc) from exc
         finally:
             handle.close()
         # A worker silent for this long is stuck: ten times the whole serial run, plus slack.
@@ -301,19 +345,48 @@ def _unique_labels(labels: list[str]) -> list[str]:
     return unique
 
 
-def run(kernel: str = "count_primes", size: int | None = None, items: int | None = None,
+def _workload(kernel, size, items, function, inputs, nogil) -> Work:
+    if function is None:
+        if inputs is not None or nogil is not None:
+            raise ValueError("compare.run: inputs and nogil go with function=, which is missing")
+        return make_workload("count_primes" if kernel is None else kernel, size, items)
+    given = [name for name, value in (("kernel", kernel), ("size", size), ("items", items))
+             if value is not None]
+    if given:
+        raise ValueError(f"compare.run: {', '.join(given)} cannot go with function= (its "
+                         "inputs are the items)")
+    if inputs is None:
+        raise ValueError("compare.run: function= needs inputs=, an iterable of argument tuples")
+    return make_function_workload(function, inputs, nogil)
+
+
+def run(kernel: str | None = None, size: int | None = None, items: int | None = None,
         workers: Iterable[int] | None = None, models: str | Iterable[str] | None = None,
         repeat: int = 5, progress: Progress | None = None, idle_timeout_s: float = 30.0,
         reference: str = REFERENCE,
-        pythons: Iterable[str | os.PathLike | Python] = ()) -> CompareResult:
-    """Run ``kernel`` over ``size`` in ``items`` work items in every selected model at every
-    worker count, under this interpreter and each of ``pythons``; return the CompareResult.
+        pythons: Iterable[str | os.PathLike | Python] = (), *,
+        function=None, inputs=None, nogil=None, workload: Work | None = None,
+        min_time_s: float = DEFAULT_MIN_TIME_S,
+        max_outside_cores: float = DEFAULT_MAX_OUTSIDE_CORES,
+        reruns: int = DEFAULT_RERUNS) -> CompareResult:
+    """Run a workload in every selected model at every worker count, under this
+    interpreter and each of ``pythons``; return the CompareResult.
 
-    ``size`` and ``items`` default to the kernel's default size and 64 items; ``workers``
-    to default_workers(); ``models`` (names or glob patterns, comma-separated or a list) to
-    every registered model. The reference model always runs, at 1 worker: its answer is
-    the one every model must give and its time the one speedups divide. Models that cannot
-    run here are reported with the reason, not run.
+    The workload is ``kernel`` (default count_primes) over ``size`` in ``items`` work
+    items (defaults: the kernel's default size, 64 items), or a user's ``function`` over
+    ``inputs``: ``[function(*args) for args in inputs]``, with ``nogil`` a second
+    implementation of it that releases the GIL (the "-cython" models run it; reports name
+    them "-nogil"). ``function`` and ``nogil`` are callables or "MODULE:NAME" strings,
+    ``inputs`` an iterable of argument tuples, a callable returning one, or a
+    "MODULE:NAME" naming either (gilstudy.compare.function). Every model must return the
+    serial results in order. A process model needs a function that a new process can
+    import by name; for one that cannot (defined in __main__, a lambda), those models are
+    reported unavailable with the reason and the fix. ``workload`` passes a ready Work.
+
+    ``workers`` defaults to default_workers(); ``models`` (names or glob patterns,
+    comma-separated or a list) to every registered model. The reference model always runs,
+    at 1 worker: its answer is the one every model must give and its time the one speedups
+    divide. Models that cannot run here are reported with the reason, not run.
 
     ``pythons`` are other interpreters (paths, or gilstudy.compare.probe() results)
     with this gilstudy installed; each runs the same models in a child process. This
@@ -321,14 +394,19 @@ def run(kernel: str = "count_primes", size: int | None = None, items: int | None
     reference time, ``speedup_vs_own_serial`` the row's own interpreter's. Rows are
     labelled by interpreter (gilstudy.machine.interpreter_label(), '#2' added when two
     share a label). The reference answer under every interpreter must equal this one's
-    (numbers exactly; images by shape, dtype, sum and SHA-256, as answer_summary() gives
-    them), and each interpreter checks its models' answers against its own reference.
+    (as Work.summary() gives it), and each interpreter checks its models' answers against
+    its own reference.
 
     Before timing it waits up to ``idle_timeout_s`` for idle CPUs and records whether they
     were. Then, for each worker count, every interpreter starts every model's workers
-    (timed apart as the start-up), and the models run interleaved, ``repeat`` rounds, each
-    round running every interpreter's models in turn; the median of the rounds is the
-    figure, because one burst of outside load moves a mean but not a median.
+    (timed apart as the start-up; then each model's dispatch cost per item is measured on
+    items that do no work), and the models run interleaved, ``repeat`` rounds, each round
+    running every interpreter's models in turn. In each repeat a model runs the whole
+    workload pass after pass until the passes add up to ``min_time_s``; the time per pass
+    is its sample. Other processes' CPU use is sampled during each repeat; a repeat in
+    which they used more than ``max_outside_cores`` cores is run again, at most
+    ``reruns`` times (compare.measure). The median of the repeats is the figure, because
+    one burst of outside load moves a mean but not a median.
 
     Raises UnknownKernelError, TypeError, ValueError or OverflowError for bad arguments,
     before anything runs (ValueError ``pythons: PATH: what is wrong`` for an interpreter
@@ -337,29 +415,40 @@ def run(kernel: str = "count_primes", size: int | None = None, items: int | None
 
     - ModelFailed: a model's workers failed to start, to run the workload or to stop (or
       the reference model cannot run here); the model's own error is the ``__cause__``.
-    - WrongAnswer: a model's answer differs from the reference model's, or its results do
-      not combine into one (items missing or repeated), or another interpreter's reference
-      answer differs from this one's.
+      A user's function that raises makes the first model running it fail so.
+    - WrongAnswer: a model's answer differs from the reference model's (for a function:
+      which result, for which inputs), or its results do not combine into one (items
+      missing or repeated), or another interpreter's reference answer differs from this
+      one's.
     - InterpreterFailed: another interpreter could not be started, exited early, stopped
       answering (it is killed) or broke the --python protocol.
 
     Every worker and child process is stopped either way.
 
     >>> result = run("count_primes", size=2000, items=4, workers=[1], repeat=1,
-    ...              models="serial-*", idle_timeout_s=0)
+    ...              models="serial-*", idle_timeout_s=0, min_time_s=0)
     >>> [row.model for row in result.rows]
     ['serial-python', 'serial-cython']
     """
-    workload = make_workload(kernel, size, items)
+    if workload is None:
+        workload = _workload(kernel, size, items, function, inputs, nogil)
+    elif not isinstance(workload, Work):
+        raise TypeError(f"compare.run: workload must be a Work, got {type(workload).__name__}")
+    elif any(v is not None for v in (kernel, size, items, function, inputs, nogil)):
+        raise ValueError("compare.run: workload= cannot go with kernel, size, items, function, "
+                         "inputs or nogil")
     counts = default_workers() if workers is None else check_workers(workers)
     repeat = _checks.positive_int("compare.run", "repeat", repeat)
+    timing = Timing(min_time_s, max_outside_cores, reruns)
     baseline = registry.get(reference)
     chosen = registry.select(models)
     if baseline not in chosen:
         chosen.insert(0, baseline)
     others = [checked(python, option="pythons:") for python in pythons]
+    spec = workload.spec() if others else None  # ValueError now for a workload with no names
     labels = _unique_labels([machine.interpreter_label()] + [p.label for p in others])
     labelled = len(labels) > 1
+    reference_label = baseline.label_for(workload)
 
     done = 0
     total = 0
@@ -373,10 +462,10 @@ def run(kernel: str = "count_primes", size: int | None = None, items: int | None
     sessions: list = []
     try:
         sessions.append(LocalSession(workload, chosen, reference, counts, repeat, labels[0],
-                                     labelled, step))
+                                     labelled, step, timing))
         for python, label in zip(others, labels[1:]):
-            sessions.append(RemoteSession(python, label, workload, chosen, reference, counts,
-                                         repeat, step))
+            sessions.append(RemoteSession(python, label, spec, chosen, reference, counts,
+                                          repeat, step, timing))
         total = sum(session.steps for session in sessions)
         if progress is not None:
             progress(0, total, "waiting for idle CPUs")
@@ -385,11 +474,12 @@ def run(kernel: str = "count_primes", size: int | None = None, items: int | None
         reference_runs = [reference_run_s]
         for session in sessions[1:]:
             answer, seconds = session.run_reference(patience_s=60.0 + 10.0 * reference_run_s)
-            if answer != answer_summary(expected):
+            if answer != workload.summary(expected):
                 raise WrongAnswer(
-                    f"{reference}@{session.label} ({session.executable}) computed a different "
-                    f"answer for {workload.describe()}: got {answer!r}, {reference}@{labels[0]} "
-                    f"got {answer_summary(expected)!r}", subject=f"{reference}@{session.label}")
+                    f"{reference_label}@{session.label} ({session.executable}) computed a "
+                    f"different answer for {workload.describe()}: got {answer!r}, "
+                    f"{reference_label}@{labels[0]} got {workload.summary(expected)!r}",
+                    subject=f"{reference_label}@{session.label}")
             reference_runs.append(seconds)
         _interleave(sessions, repeat)
         finished = [session.finish() for session in sessions]
@@ -407,12 +497,13 @@ def run(kernel: str = "count_primes", size: int | None = None, items: int | None
             label=session.label, executable=session.executable, is_default=not interpreters,
             gil_enabled=env["machine"]["gil_enabled"], reference_run_s=seconds,
             environment=env))
-    model_order = {m.name: i for i, m in enumerate(chosen)}
+    model_order = {m.label_for(workload): i for i, m in enumerate(chosen)}
     label_order = {label: i for i, label in enumerate(labels)}
     rows.sort(key=lambda r: (model_order[r.model], label_order[r.interpreter], r.workers))
     infos.sort(key=lambda m: (model_order[m.name], label_order[m.interpreter]))
-    _speedups(rows, reference, labels[0])
-    return CompareResult(workload=workload, workers=counts, repeat=repeat, reference=reference,
-                         models=infos, rows=rows, answer=expected,
+    _speedups(rows, reference_label, labels[0])
+    return CompareResult(workload=workload, workers=counts, repeat=repeat,
+                         reference=reference_label, models=infos, rows=rows, answer=expected,
                          reference_run_s=reference_run_s, idle=idle,
-                         environment=interpreters[0].environment, interpreters=interpreters)
+                         environment=interpreters[0].environment, interpreters=interpreters,
+                         timing=timing)
