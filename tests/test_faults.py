@@ -142,6 +142,19 @@ def _start_server_connection(factory, args, results=None) -> Started:
     return Started(runner, end)
 
 
+def _start_mpi_rank(factory, args, results=None) -> Started:
+    """One MPI rank that gilstudy.mpi.ranks() launched (with its relay, rank 0): when the
+    runner is done, nothing of the job may be left on this machine."""
+    from gilstudy import mpi
+
+    runner = mpi.ranks(factory, 1, *args, results=results).consumers[0]
+    return Started(runner, lambda: _assert_nothing_left(mpi, runner.peer.job.marker))
+
+
+def _assert_nothing_left(mpi, marker: str) -> None:
+    assert mpi.job_processes(marker) == set()
+
+
 RUNNERS = {
     "thread": RunnerKind(_start_thread, {
         "item-fails-to-pickle": _NOTHING_PICKLED, "item-fails-to-unpickle": _NOTHING_PICKLED,
@@ -152,6 +165,7 @@ RUNNERS = {
     "server-connection": RunnerKind(_start_server_connection, {}, {
         "SIGKILL-mid-stream": _UNKNOWN_END, "segfault": _UNKNOWN_END,
         "os._exit-early": _UNKNOWN_END}),
+    "mpi-rank": RunnerKind(_start_mpi_rank, {}, {}),
 }
 
 
