@@ -2,6 +2,8 @@
 # when something deadlocks, so it is generous on purpose (loky's habit).
 
 import os
+import shutil
+import subprocess
 import threading
 
 import pytest
@@ -45,8 +47,44 @@ def _deselect_ftpython_tests(config: pytest.Config, items: list[pytest.Item]) ->
     config.stash[_FTPYTHON_DESELECTED] = len(deselected)
 
 
+# Tests marked `netns` make test hosts as network namespaces, which needs root and
+# iproute2's `ip`. Where namespaces cannot be made they are deselected, and the summary
+# says how many and why.
+_NETNS_DESELECTED = pytest.StashKey[tuple[int, str]]()
+
+
+def netns_unavailable_reason() -> str | None:
+    """None when this process can make a network namespace, else why not."""
+    if os.geteuid() != 0:
+        return "not root"
+    ip = shutil.which("ip")
+    if ip is None:
+        return "no ip command (install iproute2)"
+    probe = f"gilstudy-probe-{os.getpid()}"
+    made = subprocess.run([ip, "netns", "add", probe], capture_output=True, text=True)
+    if made.returncode:
+        return f"ip netns add failed: {made.stderr.strip()}"
+    subprocess.run([ip, "netns", "delete", probe], capture_output=True)
+    return None
+
+
+def _deselect_netns_tests(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Deselect the tests marked netns when namespaces cannot be made here, unless a -m
+    expression names the marker (then -m decides, and a selected test fails)."""
+    marked = [item for item in items if item.get_closest_marker("netns")]
+    if not marked or "netns" in (config.getoption("markexpr") or ""):
+        return
+    reason = netns_unavailable_reason()
+    if reason is None:
+        return
+    items[:] = [item for item in items if not item.get_closest_marker("netns")]
+    config.hook.pytest_deselected(items=marked)
+    config.stash[_NETNS_DESELECTED] = (len(marked), reason)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     _deselect_ftpython_tests(config, items)
+    _deselect_netns_tests(config, items)
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
@@ -55,3 +93,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         terminalreporter.write_line(
             f"{count} ftpython test{'s' if count != 1 else ''} deselected: {FTPYTHON_VARIABLE} "
             "is not set (point it at a free-threaded python with gilstudy installed)")
+    count, reason = config.stash.get(_NETNS_DESELECTED, (0, ""))
+    if count:
+        terminalreporter.write_line(
+            f"{count} netns test{'s' if count != 1 else ''} deselected: network namespaces "
+            f"cannot be made here ({reason}); run as root with iproute2")

@@ -1,5 +1,6 @@
 # The same consumer class runs every way (inline, in a thread, as a coroutine, in a
-# coprocess over each transport, through a server's connection) and gives the same results;
+# coprocess over each transport, through a server's connection, on an MPI rank) and gives
+# the same results;
 # a million small items sent before close() all arrive, in order; and every runner obeys
 # the same exit rule.
 
@@ -10,13 +11,13 @@ import time
 import pytest
 
 import _coprocess_consumers as cc
-from gilstudy import Collect, ConsumerThread, Dispatch, Inline, coroutine, spawn, threads
+from gilstudy import Collect, ConsumerThread, Dispatch, Inline, coroutine, mpi, spawn, threads
 from gilstudy.coprocess import TRANSPORTS, connect, coprocesses, serve
 from gilstudy.examples import Checksum
 from gilstudy.kernels.work import KernelConsumer
 
 RUNNERS = ["inline", "thread", "coroutine-inline", "coroutine-thread",
-           *(f"coprocess-{t}" for t in TRANSPORTS)]
+           *(f"coprocess-{t}" for t in TRANSPORTS), "mpi-rank"]
 
 
 @coroutine
@@ -44,6 +45,8 @@ def run(runner: str, factory, args: tuple, items, results):
         target = Inline(checksum_coroutine(), results=results)
     elif runner == "coroutine-thread":
         target = ConsumerThread(checksum_coroutine(), results=results)
+    elif runner == "mpi-rank":
+        target = mpi.ranks(factory, 1, *args, results=results)
     else:
         target = spawn(factory, *args, transport=runner.split("-", 1)[1], results=results)
     with target:
@@ -71,7 +74,8 @@ def test_a_million_items_sent_before_close_all_arrive_in_order(runner):
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize("runner", ["inline", "thread", *(f"coprocess-{t}" for t in TRANSPORTS)])
+@pytest.mark.parametrize("runner", ["inline", "thread", *(f"coprocess-{t}" for t in TRANSPORTS),
+                                    "mpi-rank"])
 def test_the_same_kernel_consumer_gives_the_same_results_every_way(runner):
     items = [(index, (index * 500, index * 500 + 500)) for index in range(40)]
     results = Collect()
@@ -81,13 +85,11 @@ def test_the_same_kernel_consumer_gives_the_same_results_every_way(runner):
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize("make", ["threads", "coprocesses"])
-def test_dispatch_over_threads_or_coprocesses_handles_each_item_exactly_once(make):
-    from gilstudy import threads
-
+@pytest.mark.parametrize("make", ["threads", "coprocesses", "ranks"])
+def test_dispatch_over_threads_coprocesses_or_ranks_handles_each_item_exactly_once(make):
     items = [(index, (index * 1000, index * 1000 + 1000)) for index in range(64)]
     results = Collect()
-    build = threads if make == "threads" else coprocesses
+    build = {"threads": threads, "coprocesses": coprocesses, "ranks": mpi.ranks}[make]
     with build(KernelConsumer, 2, "count_primes", "cython", results=results) as fan:
         assert isinstance(fan, Dispatch)
         for item in items:
@@ -126,11 +128,12 @@ def exit_rule_runners(server) -> dict:
                                                      authkey=KEY),
         "threads": lambda results: threads(cc.Sleepy, 2, 0.05, results=results),
         "coprocesses": lambda results: coprocesses(cc.Sleepy, 2, 0.05, results=results),
+        "mpi-ranks": lambda results: mpi.ranks(cc.Sleepy, 2, 0.05, results=results),
     }
 
 
 EXIT_RULE_RUNNERS = ["inline", "thread", *(f"coprocess-{t}" for t in TRANSPORTS),
-                     "server-connection", "threads", "coprocesses"]
+                     "server-connection", "threads", "coprocesses", "mpi-ranks"]
 
 
 def _children() -> set[int]:
@@ -155,7 +158,7 @@ def test_leaving_a_with_block_normally_delivers_everything_and_closes(kind, slee
         for item in range(6):
             runner.send(item)
     assert sorted(item for item in results.items if item != "closed") == list(range(6))
-    closes = 2 if kind in ("threads", "coprocesses") else 1
+    closes = 2 if kind in ("threads", "coprocesses", "mpi-ranks") else 1
     assert results.items.count("closed") == closes
 
 

@@ -6,6 +6,7 @@
 
 import os
 import pickle
+import signal
 import sys
 import threading
 from typing import Any, Callable
@@ -47,10 +48,12 @@ def setup_payload(owner: str, factory: Callable, args: tuple, max_frame: int) ->
 
 def serve(comm, producer: int, max_frame: int) -> None:
     """Serve rank ``producer`` of ``comm`` until it closes: answer its HELLO, build the
-    consumer from its SETUP and run the far-side loop; then tell the producer that this rank
-    is done and wait (at most _DRAIN_TIMEOUT) until it has received everything. A consumer
-    that raises is reported to the producer by the loop; a broken frame is also printed to
-    stderr. Never raises for a producer that went away: nobody is left to tell."""
+    consumer from its SETUP and run the far-side loop; read what the producer still sends up
+    to its end of stream; then tell the producer that this rank is done and wait (at most
+    _DRAIN_TIMEOUT) until it has received everything. No message is left unreceived on
+    either side when MPI finalizes. A consumer that raises is reported to the producer by
+    the loop; a broken frame is also printed to stderr. Never raises for a producer that
+    went away: nobody is left to tell."""
     from gilstudy.mpi.channel import MpiChannel
 
     channel = MpiChannel(comm, producer, max_frame=max_frame)
@@ -58,14 +61,27 @@ def serve(comm, producer: int, max_frame: int) -> None:
         hello = wire.handshake(channel, pid=os.getpid(), accepting=False)
         run_far_side(channel, lambda: _build_from_setup(channel),
                      want_results=bool(hello.flags & wire.WANT_RESULTS))
+        _read_to_end(channel)
     except (PeerGone, EOFError):
         pass
     except ProtocolError as exc:
         print(f"gilstudy MPI rank {comm.Get_rank()}: {exc}", file=sys.stderr)
+        _read_to_end(channel)
     finally:
         channel.close_writer()
         channel.drain(_DRAIN_TIMEOUT)
         channel.close()
+
+
+def _read_to_end(channel) -> None:
+    """Discard frames until the producer's end of stream."""
+    while True:
+        try:
+            channel.read_frame()
+        except EOFError:
+            return
+        except ProtocolError:
+            continue
 
 
 class RankInJob:
@@ -230,7 +246,10 @@ def main(argv: list[str]) -> int:
     badly, and the relay, killed by that death, must not hide the one that died.) The key
     arrives on mpiexec's standard input, one line in hex, which mpiexec hands to rank 0
     only; rank 0 passes it on to the relay. Then every rank waits for the others without
-    spinning, and MPI finalizes."""
+    spinning, and MPI finalizes. An interrupt (what mpiexec passes on when the caller ends
+    the job) ends a rank at once, without Python's cleanup, which could wait on the
+    others."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
     host, port, max_frame = argv[0], int(argv[1]), int(argv[2])
     MPI = load_mpi()
     from gilstudy.mpi.channel import TAG, quiet_barrier
