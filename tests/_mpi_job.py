@@ -10,6 +10,7 @@ import sys
 
 import numpy as np
 
+import _coprocess_consumers as cc
 from gilstudy import Collect
 from gilstudy import mpi
 from gilstudy.errors import RemoteError
@@ -43,18 +44,6 @@ class Doubler:
         return "closed"
 
 
-class FailOn:
-    def __init__(self, bad):
-        self.bad = bad
-
-    def send(self, item):
-        if item == self.bad:
-            raise ValueError(f"item {item!r} is bad")
-
-    def close(self):
-        return None
-
-
 def _world_delivers() -> dict:
     results = Collect()
     fan = mpi.world(Doubler, results=results)
@@ -74,7 +63,7 @@ def _world_delivers() -> dict:
 
 
 def _world_raises() -> dict:
-    fan = mpi.world(FailOn, 3)
+    fan = mpi.world(cc.FailOn, 3)
     if fan is None:
         return None
     try:
