@@ -17,8 +17,8 @@ from typing import Any, Callable, Sequence
 
 from gilstudy import _checks, wire
 from gilstudy.dispatch import Dispatch, start_runners
-from gilstudy.errors import AuthenticationError, CoprocessDied, ProtocolError
-from gilstudy.mpi.find import find_mpiexec
+from gilstudy.errors import AuthenticationError, CoprocessDied, MpiUnavailable, ProtocolError
+from gilstudy.mpi.find import find_mpiexec, unavailable_reason
 from gilstudy.mpi.inside import check_factory, setup_payload
 from gilstudy.remote import EXIT_TIMEOUT, RemoteConsumer, _Link
 from gilstudy.transports import (CONNECT_TIMEOUT, START_TIMEOUT, describe_refusal, family,
@@ -332,9 +332,6 @@ def ranks(factory: Callable, n: int, *args: Any, results: Any = None,
     arguments before anything starts, and CoprocessDied when the job ends before its ranks
     answered (with mpiexec's last words) or does not answer within START_TIMEOUT.
     """
-    from gilstudy.mpi.find import unavailable_reason
-    from gilstudy.errors import MpiUnavailable
-
     n = _checks.positive_int("ranks", "n", n)
     check_factory("ranks", factory, in_main_ok=False)
     _checks.results("ranks", results)
