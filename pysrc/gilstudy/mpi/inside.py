@@ -109,6 +109,7 @@ class _SharedPostbox:
         self.comm = comm
         self.postbox = postbox
         self._users = users
+        self._freed = False
         self._lock = threading.Lock()
 
     def release(self) -> None:
@@ -119,6 +120,11 @@ class _SharedPostbox:
             self.free()
 
     def free(self) -> None:
+        """Idempotent: aborting the runners already started releases them too."""
+        with self._lock:
+            if self._freed:
+                return
+            self._freed = True
         self.postbox.close()
         self.comm.Free()
 
