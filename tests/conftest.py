@@ -4,6 +4,8 @@
 
 import functools
 import os
+import shutil
+import subprocess
 import threading
 
 import pytest
@@ -83,6 +85,31 @@ def _subinterpreters_missing(config: pytest.Config, marker: pytest.Mark) -> str 
     return unavailable_reason()
 
 
+@functools.cache
+def netns_unavailable_reason() -> str | None:
+    """None when this process can make a network namespace (root and iproute2's `ip`),
+    else why not. Probed once per session."""
+    if os.geteuid() != 0:
+        return "not root"
+    ip = shutil.which("ip")
+    if ip is None:
+        return "no ip command (install iproute2)"
+    probe = f"gilstudy-probe-{os.getpid()}"
+    made = subprocess.run([ip, "netns", "add", probe], capture_output=True, text=True)
+    if made.returncode:
+        return f"ip netns add failed: {made.stderr.strip()}"
+    subprocess.run([ip, "netns", "delete", probe], capture_output=True)
+    return None
+
+
+def _netns_missing(config: pytest.Config, marker: pytest.Mark) -> str | None:
+    """Tests marked `netns` make test hosts as network namespaces. A -m expression naming
+    the marker decides (then a selected test fails where they cannot be made)."""
+    if "netns" in (config.getoption("markexpr") or ""):
+        return None
+    return netns_unavailable_reason()
+
+
 # For each marker: why a test carrying it cannot run here (None when it can), and the
 # summary line's reason made of those whys.
 _NEEDS = {
@@ -93,6 +120,8 @@ _NEEDS = {
         f"no Python {', '.join(labels)} on this machine")),
     "subinterpreters": (_subinterpreters_missing, lambda whys: (
         f"{whys[0]} (make test runs them under 3.15: make py315)")),
+    "netns": (_netns_missing, lambda whys: (
+        f"network namespaces cannot be made here ({whys[0]}); run as root with iproute2")),
 }
 
 

@@ -1076,6 +1076,7 @@ ERRORS = [
     AuthenticationError("wrong key"),
     errors.RemoteTraceback("Traceback (most recent call last): ...\nValueError: bad\n"),
     errors.PeerGone("the sender closed the channel"),
+    errors.MpiUnavailable("gilstudy.mpi needs mpi4py, which is not installed"),
     errors.CompareError("compare failed", subject="threads-python"),
     errors.ModelFailed("threads-python with 2 workers: repeat 1 failed", "threads-python"),
     errors.WrongAnswer("pool-cython computed a wrong answer", "pool-cython"),

@@ -1,8 +1,10 @@
 # start_runners(), the one way N runners of any kind are started, and the exit rule of the
 # fan-outs: what is started, what is undone when a start fails, and what a with block does
-# on a normal exit and on an exception. (Dispatch's and Broadcast's delivery rules are
+# on a normal exit and on an exception; and what Dispatch's O(log N) choice guarantees,
+# against the plain scan of every load. (Dispatch's and Broadcast's delivery rules are
 # specified in test_consumers.py.)
 
+import random
 import threading
 
 import pytest
@@ -123,3 +125,131 @@ def test_a_fan_out_ends_once_whichever_of_close_and_abort_comes_first():
     fan.close()
     fan.abort()
     assert events == [("abort", 0)]
+
+
+# --- the choice: O(log N), and what it guarantees ----------------------------------------------
+
+class Probe:
+    """A runner stand-in whose load the test moves by hand. Every read of ``pending`` is
+    recorded in ``log`` (shared: send number, index, value), and ``send`` records what
+    Dispatch had last read of every consumer at that moment (``seen``, shared)."""
+
+    def __init__(self, index: int, log: list, seen: list, step: int = 1):
+        self.index = index
+        self.load = 0
+        self.step = step
+        self.log = log
+        self.seen = seen
+        self.sends: list[tuple[int, list]] = []   # (own load then, what Dispatch had read)
+
+    @property
+    def pending(self) -> int:
+        send_number = self.log[-1][0] if self.log else 0
+        self.log.append((send_number, self.index, self.load))
+        self.seen[self.index] = self.load
+        return self.load
+
+    def send(self, item):
+        self.sends.append((self.load, list(self.seen)))
+        self.load += self.step
+
+    def close(self):
+        return None
+
+
+def scan_choice(loads: list[int]) -> int:
+    """The rule, written as the plain scan: the least load, ties to the lowest index."""
+    return loads.index(min(loads))
+
+
+def probes(count: int, steps=None) -> tuple[list, list]:
+    log, seen = [(0, -1, 0)], [None] * count
+    made = [Probe(index, log, seen, 1 if steps is None else steps[index])
+            for index in range(count)]
+    return made, log
+
+
+def sends_to(fan: Dispatch, item) -> int:
+    """Send ``item`` through ``fan``; return the index of the consumer that got it."""
+    before = list(fan.dispatched)
+    fan.send(item)
+    (chosen,) = [index for index, (after, was) in enumerate(zip(fan.dispatched, before))
+                 if after != was]
+    return chosen
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 8, 9, 10, 64, 300])
+def test_the_choice_is_the_scans_when_loads_change_only_through_sends(count):
+    # Steps of 0 (an Inline runner), 1 (a runner queueing the item) and 2, at random.
+    rng = random.Random(count)
+    consumers, _ = probes(count, [rng.choice((0, 1, 1, 2)) for _ in range(count)])
+    fan = Dispatch(consumers)
+    for number in range(3 * count + 200):
+        expected = scan_choice([probe.load for probe in consumers])
+        assert sends_to(fan, number) == expected
+
+
+@pytest.mark.parametrize("count", range(1, 9))
+def test_with_eight_consumers_or_fewer_the_choice_is_the_scans_whatever_the_loads_do(count):
+    rng = random.Random(count)
+    consumers, _ = probes(count)
+    fan = Dispatch(consumers)
+    for number in range(500):
+        for probe in consumers:   # workers finish items, or queue more, behind its back
+            probe.load = max(0, probe.load + rng.choice((-2, -1, 0, 0, 1)))
+        expected = scan_choice([probe.load for probe in consumers])
+        assert sends_to(fan, number) == expected
+
+
+@pytest.mark.parametrize("count", [9, 10, 57, 200])
+def test_when_loads_fall_behind_its_back_it_chooses_the_least_as_last_read(count):
+    rng = random.Random(count)
+    consumers, log = probes(count)
+    fan = Dispatch(consumers)
+    for number in range(1, 20 * count + 1):
+        log.append((number, -1, 0))    # reads from here on belong to send ``number``
+        for _ in range(rng.randrange(3)):   # a few workers finish items
+            probe = rng.choice(consumers)
+            probe.load = max(0, probe.load - rng.randrange(1, 4))
+        fan.send(number)
+    for chosen in consumers:
+        for own, seen in chosen.sends:
+            # Its load, read during this send, is at most every other's as last read,
+            # and below that of every lower index.
+            assert seen[chosen.index] == own
+            assert all(load >= own for load in seen)
+            assert all(load > own for load in seen[:chosen.index])
+    # Every load is read at least once every ceil(N / 2) sends.
+    gap = -(-count // 2)
+    for probe in consumers:
+        read_at = sorted({number for number, index, _ in log if index == probe.index})
+        assert read_at[0] == 0
+        assert all(later - earlier <= gap for earlier, later in zip(read_at, read_at[1:]))
+        assert 20 * count - read_at[-1] < gap
+
+
+def test_a_worker_that_drained_behind_its_back_gets_items_again_within_half_the_consumers():
+    consumers, _ = probes(20)
+    fan = Dispatch(consumers)
+    for number in range(20 * 10):      # every consumer holds 10
+        fan.send(number)
+    drained = consumers[13]
+    drained.load = 0
+    sends_before = len(drained.sends)
+    for number in range(10):           # ceil(20 / 2) sends
+        fan.send(number)
+    assert len(drained.sends) > sends_before
+
+
+@pytest.mark.parametrize("bad", [1.5, True, "3"], ids=["float", "bool", "str"])
+def test_a_pending_that_is_not_an_int_is_refused_naming_the_consumer(bad):
+    consumers, _ = probes(3)
+    consumers[1].load = bad
+    with pytest.raises(TypeError, match=rf"^Dispatch: consumers\[1\]\.pending must be an int, "
+                                        rf"got {type(bad).__name__} \({bad!r}\)$"):
+        Dispatch(consumers)
+    consumers, _ = probes(3)
+    fan = Dispatch(consumers)
+    consumers[2].load = bad
+    with pytest.raises(TypeError, match=r"^Dispatch: consumers\[2\]\.pending must be an int"):
+        fan.send("item")

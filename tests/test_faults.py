@@ -171,6 +171,19 @@ _INTERPRETER_NOT_KILLABLE = ("the case's consumer sleeps for an hour, and an int
                              "a consumer the test releases is in test_interpreters.py")
 
 
+def _start_mpi_rank(factory, args, results=None) -> Started:
+    """One MPI rank that gilstudy.mpi.ranks() launched (with its relay, rank 0): when the
+    runner is done, nothing of the job may be left on this machine."""
+    from gilstudy import mpi
+
+    runner = mpi.ranks(factory, 1, *args, results=results).consumers[0]
+    return Started(runner, lambda: _assert_nothing_left(mpi, runner.peer.job.marker))
+
+
+def _assert_nothing_left(mpi, marker: str) -> None:
+    assert mpi.job_processes(marker) == set()
+
+
 RUNNERS = {
     "thread": RunnerKind(_start_thread, {
         "item-fails-to-pickle": _NOTHING_PICKLED, "item-fails-to-unpickle": _NOTHING_PICKLED,
@@ -185,6 +198,7 @@ RUNNERS = {
         "SIGKILL-mid-stream": _INTERPRETER_DIES_WITH_US, "segfault": _INTERPRETER_DIES_WITH_US,
         "os._exit-early": _INTERPRETER_DIES_WITH_US, "stops-reading": _INTERPRETER_NOT_KILLABLE,
         "stops-finishing": _INTERPRETER_NOT_KILLABLE}, {}, (pytest.mark.subinterpreters,)),
+    "mpi-rank": RunnerKind(_start_mpi_rank, {}, {}),
 }
 
 

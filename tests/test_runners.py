@@ -1,6 +1,6 @@
 # The same consumer class runs every way (inline, in a thread, as a coroutine, in a
-# coprocess over each transport, through a server's connection, in a subinterpreter) and
-# gives the same results;
+# coprocess over each transport, through a server's connection, in a subinterpreter, on an
+# MPI rank) and gives the same results;
 # a million small items sent before close() all arrive, in order; and every runner obeys
 # the same exit rule.
 
@@ -11,7 +11,7 @@ import time
 import pytest
 
 import _coprocess_consumers as cc
-from gilstudy import Collect, ConsumerThread, Dispatch, Inline, coroutine, spawn, threads
+from gilstudy import Collect, ConsumerThread, Dispatch, Inline, coroutine, mpi, spawn, threads
 from gilstudy.coprocess import TRANSPORTS, connect, coprocesses, serve
 from gilstudy.examples import Checksum
 from gilstudy.interpreters import subinterpreter, subinterpreters
@@ -20,7 +20,7 @@ from gilstudy.kernels.work import KernelConsumer
 # Runs only where concurrent.interpreters exists (make test's 3.15 pass).
 SUBINTERPRETER = pytest.param("subinterpreter", marks=pytest.mark.subinterpreters)
 RUNNERS = ["inline", "thread", "coroutine-inline", "coroutine-thread",
-           *(f"coprocess-{t}" for t in TRANSPORTS), SUBINTERPRETER]
+           *(f"coprocess-{t}" for t in TRANSPORTS), SUBINTERPRETER, "mpi-rank"]
 
 
 @coroutine
@@ -50,6 +50,8 @@ def run(runner: str, factory, args: tuple, items, results):
         target = ConsumerThread(checksum_coroutine(), results=results)
     elif runner == "subinterpreter":
         target = subinterpreter(factory, *args, results=results)
+    elif runner == "mpi-rank":
+        target = mpi.ranks(factory, 1, *args, results=results)
     else:
         target = spawn(factory, *args, transport=runner.split("-", 1)[1], results=results)
     with target:
@@ -78,7 +80,7 @@ def test_a_million_items_sent_before_close_all_arrive_in_order(runner):
 
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("runner", ["inline", "thread", *(f"coprocess-{t}" for t in TRANSPORTS),
-                                    SUBINTERPRETER])
+                                    SUBINTERPRETER, "mpi-rank"])
 def test_the_same_kernel_consumer_gives_the_same_results_every_way(runner):
     items = [(index, (index * 500, index * 500 + 500)) for index in range(40)]
     results = Collect()
@@ -88,13 +90,13 @@ def test_the_same_kernel_consumer_gives_the_same_results_every_way(runner):
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize("make", ["threads", "coprocesses",
+@pytest.mark.parametrize("make", ["threads", "coprocesses", "ranks",
                                   pytest.param("subinterpreters",
                                                marks=pytest.mark.subinterpreters)])
-def test_dispatch_over_threads_coprocesses_or_subinterpreters_hands_out_each_item_once(make):
+def test_dispatch_over_every_kind_of_runner_handles_each_item_exactly_once(make):
     items = [(index, (index * 1000, index * 1000 + 1000)) for index in range(64)]
     results = Collect()
-    build = {"threads": threads, "coprocesses": coprocesses,
+    build = {"threads": threads, "coprocesses": coprocesses, "ranks": mpi.ranks,
              "subinterpreters": subinterpreters}[make]
     with build(KernelConsumer, 2, "count_primes", "cython", results=results) as fan:
         assert isinstance(fan, Dispatch)
@@ -134,13 +136,14 @@ def exit_rule_runners(server) -> dict:
                                                      authkey=KEY),
         "threads": lambda results: threads(cc.Sleepy, 2, 0.05, results=results),
         "coprocesses": lambda results: coprocesses(cc.Sleepy, 2, 0.05, results=results),
+        "mpi-ranks": lambda results: mpi.ranks(cc.Sleepy, 2, 0.05, results=results),
         "subinterpreter": lambda results: subinterpreter(cc.Sleepy, 0.05, results=results),
         "subinterpreters": lambda results: subinterpreters(cc.Sleepy, 2, 0.05, results=results),
     }
 
 
 EXIT_RULE_RUNNERS = ["inline", "thread", *(f"coprocess-{t}" for t in TRANSPORTS),
-                     "server-connection", "threads", "coprocesses",
+                     "server-connection", "threads", "coprocesses", "mpi-ranks",
                      *(pytest.param(kind, marks=pytest.mark.subinterpreters)
                        for kind in ("subinterpreter", "subinterpreters"))]
 
@@ -167,7 +170,7 @@ def test_leaving_a_with_block_normally_delivers_everything_and_closes(kind, slee
         for item in range(6):
             runner.send(item)
     assert sorted(item for item in results.items if item != "closed") == list(range(6))
-    closes = 2 if kind in ("threads", "coprocesses", "subinterpreters") else 1
+    closes = 2 if kind in ("threads", "coprocesses", "mpi-ranks", "subinterpreters") else 1
     assert results.items.count("closed") == closes
 
 

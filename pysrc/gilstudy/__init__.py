@@ -50,6 +50,7 @@ _EXPORTS = {
     "ProtocolError": "gilstudy.errors",
     "AuthenticationError": "gilstudy.errors",
     "CoprocessStalled": "gilstudy.errors",
+    "MpiUnavailable": "gilstudy.errors",
     "CompareError": "gilstudy.errors",
     "ModelFailed": "gilstudy.errors",
     "WrongAnswer": "gilstudy.errors",
@@ -63,7 +64,8 @@ _RENAMED = {"describe_machine": "describe"}
 # Submodules reachable as attributes. ``processes`` and ``server`` hold spawn and serve,
 # whose names are public functions here, so no submodule may be named after a function.
 _SUBMODULES = ("kernels", "consumers", "dispatch", "coprocess", "remote", "farside",
-               "processes", "server", "stream", "transports", "wire", "interpreters", "compare",
+               "processes", "server", "stream", "transports", "wire", "interpreters", "mpi",
+               "compare",
                "experiments", "pythons", "errors", "machine")
 
 __all__ = ["__version__", *_SUBMODULES, *_EXPORTS]

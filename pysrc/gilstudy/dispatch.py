@@ -3,6 +3,7 @@
 # way to start N runners of any kind (threads, coprocesses, and whatever runs the far-side
 # loop next) and put them behind a Dispatch.
 
+import heapq
 import threading
 from typing import Any, Callable, Iterable
 
@@ -176,16 +177,53 @@ class Broadcast(_FanOut):
         return f"Broadcast(<{len(self._consumers)} consumers>)"
 
 
+class _Tally:
+    """The load of a consumer without ``pending``: how many items Dispatch gave it."""
+
+    __slots__ = ("_dispatched", "_index")
+
+    def __init__(self, dispatched: list, index: int):
+        self._dispatched = dispatched
+        self._index = index
+
+    @property
+    def pending(self) -> int:
+        return self._dispatched[self._index]
+
+
+# Up to this many consumers Dispatch reads every load on every send, so its choice is the
+# scan's whatever the loads do; beyond, it re-reads this many loads per send besides the
+# chosen one, taking the consumers in turn (see Dispatch).
+_READ_ALL_UP_TO = 8
+_REFRESH_PER_SEND = 2
+
+
 class Dispatch(_FanOut):
     """Give each item to exactly one of several consumers: the least loaded.
 
     This is the one fan-out mechanism for every runner type: threads, coprocesses, server
-    connections and whatever start_runners() starts go through it. A consumer's load is
-    its ``pending`` when it has one (runners do); otherwise it is the number of items
-    Dispatch gave it, which makes plain consumers take turns (round-robin). Each ``send``
-    picks the smallest load, ties going to the lowest index, so a runner stuck on a long
-    item gets no more until the others catch up. ``send`` returns what the chosen
+    connections, MPI ranks and whatever start_runners() starts go through it. A consumer's
+    load is its ``pending`` when it has one (runners do); otherwise it is the number of
+    items Dispatch gave it, which makes plain consumers take turns (round-robin). Each
+    ``send`` picks the smallest load, ties going to the lowest index, so a runner stuck on a
+    long item gets no more until the others catch up. ``send`` returns what the chosen
     consumer's ``send`` returned (None for runners, which forward results themselves).
+
+    The choice costs O(log N) for N consumers, not a scan of every load: Dispatch keeps a
+    heap of the loads as it last read them. On each send it re-reads the load at the top of
+    the heap until the one read matches the one kept (that consumer is chosen; the one chosen
+    last is always re-read, as its item raised its load), and re-reads 2 other loads,
+    taking the consumers in turn (all of them, with 8 consumers or fewer). What that guarantees:
+
+    - With 8 consumers or fewer, or whenever loads change only through Dispatch's own sends
+      (plain consumers; runners whose workers finished nothing since), the choice is
+      exactly the scan's: the least load, ties to the lowest index.
+    - When loads also fall behind its back (workers finish items in other threads), the
+      chosen consumer's load, read during this send, is at most every other consumer's load
+      as last read, and below that of every lower index; and every load is read at least
+      once every ceil(N / 2) sends. So a worker that drained its queue is seen within N / 2
+      sends: when the producer keeps up with N workers whose items take T seconds, sends
+      come about N / T a second, and that is within about T / 2.
 
     Arguments:
         consumers: a non-empty iterable of consumers.
@@ -231,13 +269,34 @@ class Dispatch(_FanOut):
             raise ValueError("Dispatch: consumers must not be empty")
         self.consumers = consumers
         self.dispatched = [0] * len(consumers)
-        # One load function per consumer, chosen once: its pending count, or its tally.
-        self._loads = [self._load_of(index, consumer) for index, consumer in enumerate(consumers)]
+        # Where each load is read, as ``.pending``: the consumer itself, or its tally.
+        self._sources = [consumer if hasattr(consumer, "pending") else _Tally(self.dispatched, index)
+                         for index, consumer in enumerate(consumers)]
+        # Each consumer's load as last read, kept as one int key, load * N + index, so that
+        # keys order as (load, index) pairs do but compare several times faster; and a heap
+        # of keys. A key in the heap that is no longer the one kept for its index is stale:
+        # it is dropped when it reaches the top, and the heap is rebuilt when they pile up.
+        self._count = len(consumers)
+        self._kept = [self._key(index, source.pending)
+                      for index, source in enumerate(self._sources)]
+        self._heap: list[int] = []
+        self._rebuild()
+        self._next_refresh = 0
+        self._refresh_count = (self._count if self._count <= _READ_ALL_UP_TO
+                               else _REFRESH_PER_SEND)
+        # Only loads that keep changing while a choice is made (another thread sending to
+        # the same runners) could make it long: past this many reads, it takes the top.
+        self._max_reads = 2 * self._count + 2
 
-    def _load_of(self, index: int, consumer) -> Callable[[], int]:
-        if hasattr(consumer, "pending"):
-            return lambda: consumer.pending
-        return lambda: self.dispatched[index]
+    def _key(self, index: int, load) -> int:
+        if type(load) is not int:
+            raise TypeError(f"Dispatch: consumers[{index}].pending must be an int, got "
+                            f"{type(load).__name__} ({load!r})")
+        return load * self._count + index
+
+    def _rebuild(self) -> None:
+        self._heap = list(self._kept)
+        heapq.heapify(self._heap)
 
     def _consumers_now(self) -> tuple:
         return self.consumers
@@ -245,10 +304,58 @@ class Dispatch(_FanOut):
     def send(self, item: Any) -> Any:
         if self._is_closed:
             raise ValueError("send on a closed Dispatch")
-        loads = [load() for load in self._loads]
-        index = loads.index(min(loads))
+        # Written out in one method: at 10,000 consumers a call costs a tenth of the choice.
+        # A load that changed and is not an int raises a bare TypeError here, which
+        # _check_loads() turns into one naming the consumer.
+        sources, kept, heap, count = self._sources, self._kept, self._heap, self._count
+        try:
+            # Re-read the next few loads in turn; push those that changed.
+            index = self._next_refresh
+            for _ in range(self._refresh_count):
+                load = sources[index].pending
+                key = load * count + index
+                if key != kept[index]:
+                    if type(load) is not int:
+                        raise TypeError
+                    kept[index] = key
+                    heapq.heappush(heap, key)
+                index += 1
+                if index == count:
+                    index = 0
+            self._next_refresh = index
+            if len(heap) > 2 * count + self._refresh_count:
+                self._rebuild()
+                heap = self._heap
+            # Take the top of the heap once its load, read now, is the one kept. The last
+            # chosen consumer's key is still the one from before its item: it is re-read
+            # here, as the top, rather than right after its send (one read fewer).
+            reads_left = self._max_reads
+            while True:
+                key = heap[0]
+                index = key % count
+                if key != kept[index]:
+                    heapq.heappop(heap)  # stale
+                    continue
+                load = sources[index].pending
+                now = load * count + index
+                reads_left -= 1
+                if now == key or not reads_left:
+                    break
+                if type(load) is not int:
+                    raise TypeError
+                kept[index] = now
+                heapq.heapreplace(heap, now)
+        except TypeError:
+            self._check_loads()
+            raise
         self.dispatched[index] += 1
         return self.consumers[index].send(item)
+
+    def _check_loads(self) -> None:
+        """After a TypeError while choosing: raise _key()'s TypeError for the first load
+        that is not an int; if there is none, the caller re-raises the original."""
+        for index, source in enumerate(self._sources):
+            self._key(index, source.pending)
 
     def __repr__(self) -> str:
         return f"Dispatch(<{len(self.consumers)} consumers>, dispatched={self.dispatched})"

@@ -15,6 +15,7 @@ __all__ = [
     "ProtocolError",
     "AuthenticationError",
     "PeerGone",
+    "MpiUnavailable",
     "CompareError",
     "ModelFailed",
     "WrongAnswer",
@@ -180,6 +181,11 @@ class PeerGone(GilstudyError, ConnectionError):
     """Internal: the far side of a channel could not write to the sender any more (it
     closed the channel or died). Nobody is left to tell, so the far-side loop just stops;
     it never reaches a caller of the public API."""
+
+
+class MpiUnavailable(GilstudyError, ImportError):
+    """gilstudy.mpi cannot run here: mpi4py, or an mpiexec to start ranks with, is missing.
+    The message says which, and that ``pip install 'gilstudy[mpi]'`` brings both."""
 
 
 class CompareError(GilstudyError, RuntimeError):

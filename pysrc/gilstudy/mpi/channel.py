@@ -1,0 +1,298 @@
+# gilstudy's frames between two ranks of one MPI job: MpiChannel carries the framed protocol
+# a coprocess speaks over a pipe through MPI calls, so the far-side loop and RemoteConsumer
+# run over it unchanged. A write is one pickle-based message holding the frames (small items
+# arrive batched, as the sender batched them), then one buffer-based message per
+# out-of-band buffer (numpy arrays: never pickled). Every wait polls with a back-off, so a
+# waiting rank sleeps instead of spinning in MPI. Imported only inside MPI processes.
+
+import collections
+import errno
+import queue
+import threading
+import time
+
+from mpi4py import MPI
+
+from gilstudy import wire
+from gilstudy.errors import ProtocolError
+
+__all__ = ["TAG", "WINDOW", "Backoff", "MpiChannel", "Postbox", "quiet_barrier"]
+
+# The tag of every gilstudy message, on a communicator gilstudy duplicated for itself.
+TAG = 0x6753
+
+# Messages a channel may have in flight (sent but not yet matched by a receive) before a
+# write waits: the MPI counterpart of a pipe's buffer. Sends are synchronous-mode
+# (issend), so a rank that stops reading stops its sender after this many, as a full pipe
+# would, instead of piling messages up in its MPI library's memory.
+WINDOW = 16
+
+# Requests that never completed on a channel that was closed anyway (its rank stopped
+# reading, and the caller gave up): kept, with the buffers they send from, for as long as
+# the process lives, since MPI may still read those buffers.
+_abandoned: list = []
+
+
+class Backoff:
+    """A polite wait between two polls, as mpi4py.futures does it: polls without sleeping
+    for the first ``spin`` seconds (50 µs: a reply to a round trip often comes that soon),
+    then sleeps 1 µs doubling up to ``longest`` (1 ms); reset() when something arrived. A
+    blocking MPI receive spins at 100% of a core (mpi4py#419); a rank waiting here uses
+    well under 1% once it has waited a few milliseconds."""
+
+    def __init__(self, longest: float = 0.001, spin: float = 50e-6):
+        self.longest = longest
+        self.shortest = longest / 1024
+        self.spin = spin
+        self.reset()
+
+    def reset(self) -> None:
+        self.delay = 0.0
+        self._spin_until = time.monotonic() + self.spin
+
+    def sleep(self) -> None:
+        if self.delay == 0.0 and time.monotonic() < self._spin_until:
+            time.sleep(0)   # lets this process's other threads run
+            return
+        time.sleep(self.delay)
+        self.delay = min(self.longest, max(self.shortest, self.delay * 2))
+
+
+def _frame_length(payload: bytes, sizes: list) -> int:
+    """The length a frame of ``payload`` and buffers of ``sizes`` has on a byte stream
+    (wire.frame_size), so the limits read the same over MPI."""
+    if not sizes:
+        return len(payload)
+    return 4 + 8 * len(sizes) + len(payload) + sum(sizes)
+
+
+def _receive(comm, message, source: int) -> list | None:
+    """The frames of the matched ``message`` from ``source``, their out-of-band buffers
+    received into fresh buffers, as ``[(kind, payload, length)]``; None for the sender's
+    end of stream."""
+    headers = message.recv()
+    if headers is None:
+        return None
+    frames = []
+    for kind, payload, sizes in headers:
+        if sizes:
+            buffers = []
+            for size in sizes:
+                buffer = wire._receive_buffer(size)
+                comm.Recv([buffer, MPI.BYTE], source, TAG)
+                buffers.append(buffer)
+            frames.append((kind, wire.OutOfBand(payload, buffers), _frame_length(payload, sizes)))
+        else:
+            frames.append((kind, payload, len(payload)))
+    return frames
+
+
+class MpiChannel:
+    """The frames between this rank and rank ``peer`` of ``comm``: what gilstudy.wire's
+    Channel is over a pipe or a socket, with the same members, so that wire.handshake(),
+    run_far_side() and RemoteConsumer use it as they use those.
+
+    Reading: from ``inbox`` (the Postbox's queue for ``peer``) when given, which is how rank
+    0 reads from many ranks with one polling thread; else by polling MPI here, which is how
+    a serving rank reads from rank 0. ``read_frame`` raises EOFError once the peer closed
+    its writing side (or shutdown() was called), ProtocolError for a frame over the limit.
+
+    Writing: ``write_frames`` sends without waiting unless WINDOW messages are in flight;
+    then it waits, raising TimeoutError at ``deadline`` (the channel is then unusable) and
+    BrokenPipeError once cancel_writes() was called or the writing side was closed.
+    """
+
+    # Unpickling and the one-frame write are the byte-stream channel's own: they use only
+    # ``loads`` and write_frames() (below).
+    load = wire.Channel.load
+    write_frame = wire.Channel.write_frame
+
+    def __init__(self, comm, peer: int, inbox: queue.SimpleQueue | None = None, *,
+                 max_frame: int = wire.MAX_FRAME, allowed=None):
+        self.comm = comm
+        self.peer = peer
+        self.max_frame = max_frame
+        self.peer_max_frame = max_frame
+        self.loads = wire.restricted_loads(allowed)
+        self._inbox = inbox
+        self._frames: collections.deque = collections.deque()
+        self._in_flight: collections.deque = collections.deque()   # (request, what it sends)
+        self._cancelled = False
+        self._writer_closed = False
+        self._shut = False
+        self._ended = False   # the peer's end of stream was read
+
+    # Reading ----------------------------------------------------------------------------
+
+    def read_frame(self, max_length: int | None = None) -> tuple[int, object]:
+        while not self._frames:
+            if self._ended:
+                raise EOFError("the rank closed its channel")
+            frames = self._next_message()
+            if frames is None:
+                self._ended = True
+            else:
+                self._frames.extend(frames)
+        kind, payload, length = self._frames.popleft()
+        limit = self.max_frame if max_length is None else min(max_length, self.max_frame)
+        if length > limit:
+            raise ProtocolError(f"a {wire.KIND_NAMES.get(kind, repr(kind))} frame of {length} "
+                                f"bytes from MPI rank {self.peer}, more than the {limit} "
+                                "accepted here")
+        return kind, payload
+
+    def _next_message(self) -> list | None:
+        if self._inbox is not None:
+            return self._inbox.get()
+        comm, peer = self.comm, self.peer
+        backoff = Backoff()
+        while not self._shut:
+            message = comm.improbe(peer, TAG)
+            if message is not None:
+                return _receive(comm, message, peer)
+            backoff.sleep()
+        return None
+
+    # Writing ----------------------------------------------------------------------------
+
+    def write_frames(self, frames, deadline: float | None = None) -> None:
+        if self._writer_closed:
+            raise BrokenPipeError(errno.EPIPE, "the channel's writing side is closed")
+        headers, buffers = [], []
+        for kind, payload, *rest in frames:
+            views = rest[0] if rest else ()
+            length = wire.frame_size(payload, views)
+            if length > self.peer_max_frame:
+                raise ProtocolError(f"a {wire.KIND_NAMES[kind]} frame of {length} bytes, more "
+                                    f"than the {self.peer_max_frame} the peer accepts")
+            headers.append((kind, bytes(payload), [view.nbytes for view in views]))
+            buffers.extend(views)
+        self._wait_for_room(deadline)
+        self._in_flight.append((self.comm.issend(headers, self.peer, TAG), None))
+        for view in buffers:
+            self._wait_for_room(deadline)
+            self._in_flight.append((self.comm.Issend([view, MPI.BYTE], self.peer, TAG), view))
+
+    def _wait_for_room(self, deadline: float | None) -> None:
+        in_flight = self._in_flight
+        backoff = Backoff()
+        while True:
+            while in_flight and in_flight[0][0].Test():
+                in_flight.popleft()
+            if len(in_flight) < WINDOW:
+                return
+            if self._cancelled:
+                raise BrokenPipeError(errno.EPIPE, "writes to this channel were cancelled")
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError("the peer stopped reading")
+            backoff.sleep()
+
+    def drain(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds until every message sent was received; whether
+        they were. A rank does this before it finalizes MPI."""
+        deadline = time.monotonic() + timeout
+        in_flight = self._in_flight
+        backoff = Backoff()
+        while in_flight:
+            if in_flight[0][0].Test():
+                in_flight.popleft()
+            elif time.monotonic() >= deadline:
+                return False
+            else:
+                backoff.sleep()
+        return True
+
+    def cancel_writes(self) -> None:
+        """From any thread: a write waiting for room raises BrokenPipeError, and so does
+        every later one."""
+        self._cancelled = True
+
+    # Ending -----------------------------------------------------------------------------
+
+    def close_writer(self) -> None:
+        """Tell the peer that nothing more comes (it reads EOF after the frames already
+        sent); never waits. Idempotent."""
+        if self._writer_closed:
+            return
+        self._writer_closed = True
+        self._in_flight.append((self.comm.issend(None, self.peer, TAG), None))
+
+    def shutdown(self) -> None:
+        """From any thread: a read waiting in another thread returns EOF."""
+        self._shut = True
+        if self._inbox is not None:
+            self._inbox.put(None)
+
+    def close(self) -> None:
+        """Close the writing side and forget the channel. Messages still in flight keep
+        their buffers alive (see _abandoned)."""
+        self.close_writer()
+        while self._in_flight and self._in_flight[0][0].Test():
+            self._in_flight.popleft()
+        if self._in_flight:
+            _abandoned.append(tuple(self._in_flight))
+            self._in_flight.clear()
+
+
+class Postbox:
+    """Rank 0's one receiver: a thread polls for messages from every one of ``sources``
+    (with a back-off), receives each whole, buffers included, and queues its frames for that
+    rank's channel (``inbox(rank)``). One polling thread serves any number of ranks, where a
+    thread per rank would wake thousands of times a millisecond.
+
+    close() waits (up to ``timeout``) until every rank has sent its end of stream, so no
+    rank is left waiting for its last message to be received, then stops the thread. If
+    polling fails (MPI raised), every inbox gets an end of stream, so no reader waits for
+    ever, and the error is kept as ``failure``."""
+
+    def __init__(self, comm, sources):
+        self.comm = comm
+        self._inboxes = {source: queue.SimpleQueue() for source in sources}
+        self._open = len(self._inboxes)    # sources that have not yet ended their stream
+        self._closing_at: float | None = None
+        self.failure: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="gilstudy-mpi-postbox",
+                                        daemon=True)
+        self._thread.start()
+
+    def inbox(self, source: int) -> queue.SimpleQueue:
+        return self._inboxes[source]
+
+    def _run(self) -> None:
+        comm, inboxes = self.comm, self._inboxes
+        status = MPI.Status()
+        backoff = Backoff()
+        try:
+            while True:
+                closing_at = self._closing_at
+                if closing_at is not None and (not self._open
+                                               or time.monotonic() > closing_at):
+                    return
+                message = comm.improbe(MPI.ANY_SOURCE, TAG, status)
+                if message is None:
+                    backoff.sleep()
+                    continue
+                backoff.reset()
+                source = status.Get_source()
+                frames = _receive(comm, message, source)
+                if frames is None:
+                    self._open -= 1
+                inboxes[source].put(frames)
+        except BaseException as exc:
+            self.failure = exc
+            for inbox in inboxes.values():
+                inbox.put(None)
+
+    def close(self, timeout: float = 5.0) -> None:
+        self._closing_at = time.monotonic() + timeout
+        if self._thread is not threading.current_thread():
+            self._thread.join()
+
+
+def quiet_barrier(comm) -> None:
+    """Wait until every rank of ``comm`` got here, sleeping between polls: a rank done
+    early would otherwise spin in MPI_Finalize's barrier while the others still work."""
+    request = comm.Ibarrier()
+    backoff = Backoff()
+    while not request.Test():
+        backoff.sleep()
