@@ -82,13 +82,15 @@ class SpawnedProcess:
         return True
 
 
-def check_factory(factory: Callable, owner: str = "spawn",
-                  worker: str = "a coprocess") -> None:
+def check_factory(factory: Callable, owner: str = "spawn", worker: str = "a coprocess",
+                  in_main_ok: bool = False) -> None:
     """Refuse a ``factory`` that ``worker`` cannot rebuild from its pickle: one that is not
-    callable (TypeError) or is defined in ``__main__`` (ValueError)."""
+    callable (TypeError) or, unless ``in_main_ok`` (the workers run this same ``__main__``),
+    is defined in ``__main__`` (ValueError)."""
     if not callable(factory):
-        raise TypeError(f"{owner}: factory must be callable, got {factory!r}")
-    if getattr(factory, "__module__", None) == "__main__":
+        raise TypeError(f"{owner}: factory must be callable, got {factory!r} "
+                        f"({type(factory).__name__})")
+    if not in_main_ok and getattr(factory, "__module__", None) == "__main__":
         raise ValueError(
             f"{owner}: factory {getattr(factory, '__qualname__', factory)!r} is defined in "
             f"__main__, which {worker} cannot import; define it in a module")

@@ -5,7 +5,6 @@
 # between the caller's connections and the ranks (main(), run as `python -m gilstudy.mpi`).
 
 import os
-import pickle
 import signal
 import sys
 import threading
@@ -16,34 +15,12 @@ from gilstudy.dispatch import Dispatch, start_runners
 from gilstudy.errors import PeerGone, ProtocolError
 from gilstudy.farside import run_far_side
 from gilstudy.mpi.find import load_mpi
-from gilstudy.processes import _build_from_setup
+from gilstudy.processes import _build_from_setup, check_factory, setup_payload
 
 __all__ = ["world", "serve", "relay", "main", "RankInJob", "setup_payload", "check_factory"]
 
 # How long a rank that is done waits for its last messages to be received before it leaves.
 _DRAIN_TIMEOUT = 5.0
-
-
-def check_factory(owner: str, factory: Callable, in_main_ok: bool) -> None:
-    if not callable(factory):
-        raise TypeError(f"{owner}: factory must be callable, got {factory!r} "
-                        f"({type(factory).__name__})")
-    if not in_main_ok and getattr(factory, "__module__", None) == "__main__":
-        raise ValueError(
-            f"{owner}: factory {getattr(factory, '__qualname__', factory)!r} is defined in "
-            "__main__, which the ranks cannot import; define it in a module")
-
-
-def setup_payload(owner: str, factory: Callable, args: tuple, max_frame: int) -> bytes:
-    """The SETUP frame's payload, as spawn() makes it: this process's sys.path and the
-    pickled ``(factory, args)``, so a rank imports what this process imports. Raises
-    here, before anything starts, when they do not pickle or do not fit in a frame."""
-    call = pickle.dumps((factory, args), wire.PICKLE_PROTOCOL)
-    payload = pickle.dumps((sys.path, call), wire.PICKLE_PROTOCOL)
-    if len(payload) > max_frame:
-        raise ValueError(f"{owner}: the factory and its arguments pickle to {len(payload)} "
-                         f"bytes, more than max_frame ({max_frame})")
-    return payload
 
 
 def serve(comm, producer: int, max_frame: int) -> None:
@@ -153,7 +130,7 @@ def world(factory: Callable, *args: Any, results: Any = None, comm=None,
     Raises MpiUnavailable without mpi4py, TypeError or ValueError for bad arguments (on
     every rank, before any MPI call), and ValueError on a job of one rank.
     """
-    check_factory("world", factory, in_main_ok=True)
+    check_factory(factory, "world", "a rank", in_main_ok=True)
     _checks.results("world", results)
     options = wire.channel_options("world", max_frame, allowed)
     MPI = load_mpi()
@@ -169,7 +146,7 @@ def world(factory: Callable, *args: Any, results: Any = None, comm=None,
         comm.Free()
         raise ValueError("world: this MPI job has one rank, so none to serve; launch it with "
                          "mpiexec -n 2 or more")
-    setup = setup_payload("world", factory, args, max_frame)
+    setup = setup_payload(factory, args, max_frame, "world")
     from gilstudy.mpi.channel import MpiChannel, Postbox
     from gilstudy.remote import RemoteConsumer, _Link
 

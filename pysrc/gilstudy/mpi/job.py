@@ -16,13 +16,13 @@ import time
 from typing import Any, Callable, Sequence
 
 from gilstudy import _checks, wire
+from gilstudy.admission import describe_refusal, format_address, log_refusal
 from gilstudy.dispatch import Dispatch, start_runners
 from gilstudy.errors import AuthenticationError, CoprocessDied, MpiUnavailable, ProtocolError
 from gilstudy.mpi.find import find_mpiexec, unavailable_reason
-from gilstudy.mpi.inside import check_factory, setup_payload
+from gilstudy.processes import check_factory, setup_payload
 from gilstudy.remote import EXIT_TIMEOUT, RemoteConsumer, _Link
-from gilstudy.transports import (CONNECT_TIMEOUT, START_TIMEOUT, describe_refusal, family,
-                                 format_address, log_refusal, open_socket)
+from gilstudy.transports import CONNECT_TIMEOUT, START_TIMEOUT, family, open_socket
 
 __all__ = ["ranks", "MpiJob", "LaunchedRank", "JOB_VARIABLE", "job_processes"]
 
@@ -333,7 +333,7 @@ def ranks(factory: Callable, n: int, *args: Any, results: Any = None,
     answered (with mpiexec's last words) or does not answer within START_TIMEOUT.
     """
     n = _checks.positive_int("ranks", "n", n)
-    check_factory("ranks", factory, in_main_ok=False)
+    check_factory(factory, "ranks", "the ranks")
     _checks.results("ranks", results)
     options = wire.channel_options("ranks", max_frame, allowed)
     if hostfile is not None:
@@ -343,7 +343,7 @@ def ranks(factory: Callable, n: int, *args: Any, results: Any = None,
     if isinstance(mpiexec_args, str) or not all(isinstance(arg, str) for arg in mpiexec_args):
         raise TypeError(f"ranks: mpiexec_args must be a sequence of strings, got "
                         f"{mpiexec_args!r}")
-    setup = setup_payload("ranks", factory, args, max_frame)
+    setup = setup_payload(factory, args, max_frame, "ranks")
     reason = unavailable_reason()
     if reason is not None:
         raise MpiUnavailable(reason)
