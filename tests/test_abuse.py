@@ -26,6 +26,8 @@ from gilstudy.coprocess import connect, parse_address
 from gilstudy.errors import AuthenticationError
 from gilstudy.server import CLOSE_GRACE
 
+pytestmark = pytest.mark.one_pass
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 # Only reached when something deadlocks.
 TIMEOUT = 60

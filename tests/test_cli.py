@@ -8,6 +8,8 @@ import pytest
 
 from gilstudy import cli
 
+pytestmark = pytest.mark.one_pass
+
 
 def run_cli(*argv, timeout=120):
     return subprocess.run([sys.executable, "-m", "gilstudy", *argv], capture_output=True,

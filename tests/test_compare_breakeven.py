@@ -15,6 +15,8 @@ from gilstudy.compare.measure import Repeat, Timing
 from gilstudy.errors import WrongAnswer
 from gilstudy.machine import IdleCheck
 
+pytestmark = pytest.mark.one_pass
+
 TIMEOUT = 120
 FAST = dict(targets_s=[1e-4, 1e-3], workers=[2], repeat=1, min_time_s=0, idle_timeout_s=0,
             max_outside_cores=float("inf"))

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.one_pass
+
 TOOL = Path(__file__).resolve().parent.parent / "tools" / "check_scaling.py"
 spec = importlib.util.spec_from_file_location("check_scaling", TOOL)
 check_scaling = importlib.util.module_from_spec(spec)

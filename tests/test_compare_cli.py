@@ -13,6 +13,8 @@ from gilstudy.compare import SCHEMA_VERSION, registry
 from gilstudy.compare.cli import worker_counts
 from gilstudy.compare.style import plot_suffixes
 
+pytestmark = pytest.mark.one_pass
+
 TIMEOUT = 120
 TINY = ["--size", "3000", "--items", "8", "--repeat", "2", "--idle-timeout", "0", "--quiet",
         "--min-time", "0", "--max-outside-load", "inf"]

@@ -5,6 +5,8 @@ import pytest
 
 from gilstudy.compare.fit import amdahl_speedup, fit_amdahl, fit_usl, usl_speedup
 
+pytestmark = pytest.mark.one_pass
+
 
 @pytest.mark.parametrize("s", [0.0, 0.05, 0.3, 1.0])
 def test_amdahl_fit_recovers_the_serial_fraction(s):

@@ -10,6 +10,8 @@ from gilstudy import cli, compare
 from gilstudy.compare.function import make_function_workload
 from gilstudy.errors import ModelFailed, WrongAnswer
 
+pytestmark = pytest.mark.one_pass
+
 # Only reached in case of a deadlock (process models start slowly on a loaded machine).
 TIMEOUT = 300
 

@@ -14,6 +14,8 @@ from gilstudy.compare import measure
 from gilstudy.compare.measure import Timing, measure_repeat
 from gilstudy.timing import repeat_for
 
+pytestmark = pytest.mark.one_pass
+
 TIMEOUT = 60
 
 

@@ -12,6 +12,8 @@ from gilstudy.compare.runner import _speedups
 from gilstudy.compare.workload import make_workload
 from gilstudy.machine import IdleCheck
 
+pytestmark = pytest.mark.one_pass
+
 ITEMS = 64
 
 

@@ -24,6 +24,8 @@ from conftest import FTPYTHON_VARIABLE
 from test_compare_run import fake_model
 from test_pythons import python_without_gilstudy  # noqa: F401 (a fixture)
 
+pytestmark = pytest.mark.one_pass
+
 # Only reached in case of a deadlock.
 TIMEOUT = 120
 

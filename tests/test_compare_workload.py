@@ -11,6 +11,8 @@ from gilstudy.compare.workload import (answer_summary, default_size, make_worklo
                                        same_answer)
 from gilstudy.errors import UnknownKernelError, WrongAnswer
 
+pytestmark = pytest.mark.one_pass
+
 CASES = [("count_primes", 5000, 7), ("countdown", 100_003, 10), ("mandelbrot", 41, 6),
          ("mandelbrot", 5, 5), ("count_primes", 3, 1)]
 

@@ -35,7 +35,7 @@ HISTORY = sorted({"2.7", "3.6", "3.7", "3.8", "3.9", "3.10", "3.11", "3.12", "3.
                   machine.interpreter_label()},
                  key=lambda label: (tuple(map(int, label.rstrip("t").split("."))), label))
 
-pytestmark = pytest.mark.timeout(TIMEOUT)
+pytestmark = [pytest.mark.timeout(TIMEOUT), pytest.mark.one_pass]
 
 
 def run_cli(capsys, *argv) -> tuple[int, str, str]:

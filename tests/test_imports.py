@@ -13,6 +13,8 @@ import pytest
 
 import gilstudy
 
+pytestmark = pytest.mark.one_pass
+
 # Only reached if an interpreter hangs while importing.
 TIMEOUT = 120
 

@@ -6,6 +6,8 @@ import pytest
 from gilstudy import cli, machine
 from gilstudy.kernel_table import check_scale, default_args
 
+pytestmark = pytest.mark.one_pass
+
 LONG_MAX = 2**63 - 1
 MEMORY = machine._bytes_text(machine.memory_bytes())
 

@@ -11,6 +11,8 @@ import pytest
 import _coprocess_consumers as cc
 from gilstudy.coprocess import TRANSPORTS, spawn
 
+pytestmark = pytest.mark.one_pass
+
 WORKERS = 8
 ITEMS = 10**5
 ROUNDS = 3

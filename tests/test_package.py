@@ -3,7 +3,11 @@
 import subprocess
 import sys
 
+import pytest
+
 import gilstudy
+
+pytestmark = pytest.mark.one_pass
 
 
 def test_every_public_name_resolves():

@@ -16,6 +16,8 @@ import gilstudy
 from gilstudy import machine, pythons
 from gilstudy.errors import InterpreterFailed
 
+pytestmark = pytest.mark.one_pass
+
 # Only reached if an interpreter hangs.
 TIMEOUT = 120
 

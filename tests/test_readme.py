@@ -17,10 +17,12 @@ FILES = {block.split("\n", 1)[0][len("# file: "):].strip(): block
 RUNNABLE = [block for block in BLOCKS if "setup(" not in block and not block.startswith("# file: ")]
 # A block whose first line is this comment runs only where concurrent.interpreters exists: it
 # is marked `subinterpreters` (make test runs it in its 3.15 pass; elsewhere it is deselected
-# and counted).
+# and counted). Every other test here is `one_pass`: it reads the README or runs an example
+# whose answer does not depend on the interpreter.
 NEEDS_INTERPRETERS = "# needs: concurrent.interpreters"
 
 
+@pytest.mark.one_pass
 def test_readme_has_python_examples():
     assert len(RUNNABLE) >= 2
     assert any(block.startswith(NEEDS_INTERPRETERS) for block in RUNNABLE)
@@ -29,7 +31,7 @@ def test_readme_has_python_examples():
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("index", [
     pytest.param(index, marks=pytest.mark.subinterpreters)
-    if block.startswith(NEEDS_INTERPRETERS) else index
+    if block.startswith(NEEDS_INTERPRETERS) else pytest.param(index, marks=pytest.mark.one_pass)
     for index, block in enumerate(RUNNABLE)])
 def test_readme_example_runs(index, tmp_path):
     for name, text in FILES.items():
@@ -47,6 +49,7 @@ def _relative_links(text: str) -> list[str]:
                    if ":" not in target and not target.startswith("#")})
 
 
+@pytest.mark.one_pass
 def test_every_relative_link_in_the_readme_names_a_file_git_tracks():
     root = README.parent
     links = _relative_links(README.read_text())
@@ -57,6 +60,7 @@ def test_every_relative_link_in_the_readme_names_a_file_git_tracks():
             and not any(path.startswith(link.rstrip("/") + "/") for path in tracked)] == []
 
 
+@pytest.mark.one_pass
 def test_the_link_finder_sees_links_and_images_and_skips_addresses():
     text = ("[a](docs/a.md) ![b](docs/b.png) [c](https://example.org/x) [d](#usage) "
             "[e](docs/e.md#part)")

@@ -24,6 +24,8 @@ from gilstudy.coprocess import AUTHKEY_ENV, Coprocess, connect, parse_address, s
 from gilstudy.errors import AuthenticationError, CoprocessDied, ProtocolError, RemoteError
 from gilstudy.server import CLOSE_GRACE
 
+pytestmark = pytest.mark.one_pass
+
 # Only reached when something deadlocks.
 TIMEOUT = 60
 # What a loaded 2-core machine may add to a bound.

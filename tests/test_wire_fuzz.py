@@ -16,6 +16,8 @@ from gilstudy import wire
 from gilstudy.farside import run_far_side as run_consumer
 from gilstudy.errors import ProtocolError
 
+pytestmark = pytest.mark.one_pass
+
 MAX_FRAME = 1 << 20
 # Reading holds at most one frame and what its pickle builds; allow twice that, twice over.
 MEMORY_BOUND = 4 * MAX_FRAME
