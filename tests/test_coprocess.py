@@ -211,6 +211,9 @@ def test_coprocess_sender_close_is_idempotent(tmp_path):
 
 # --- spawn(): delivery ----------------------------------------------------------------------
 
+# In make test's first pass only: test_runners.py sends the same million over each
+# transport in every pass.
+@pytest.mark.one_pass
 @pytest.mark.timeout(TIMEOUT)
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_each_transport_delivers_a_million_small_items_in_order(transport):

@@ -249,6 +249,9 @@ class CoprocessServer:
         self._closing = True
         self._admission.wake()
         self._acceptor_done.wait()
+        # The gate opens as the loop's last act, so this join is over at once; without it
+        # the thread may still be listed as alive when close() returns.
+        self._acceptor.join()
         busy = self._admission.close(timeout)
         if busy and not self._is_closed:
             log_refusal("gilstudy serve on %s: closed with %d connection%s whose consumer had "
