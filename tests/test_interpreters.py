@@ -53,7 +53,8 @@ def test_without_concurrent_interpreters_the_runner_names_the_python_it_needs(mo
 
 @needs_interpreters
 def test_bad_arguments_are_refused_before_anything_starts():
-    with pytest.raises(TypeError, match=r"^subinterpreter: factory must be callable, got 3$"):
+    with pytest.raises(TypeError,
+                       match=r"^subinterpreter: factory must be callable, got 3 \(int\)$"):
         subinterpreter(3)
     with pytest.raises(ValueError, match=r"^subinterpreters: n must be >= 1, got 0$"):
         subinterpreters(cc.Echo, 0)
