@@ -153,11 +153,18 @@ def test_round_trip_through_two_coprocesses(benchmark, transport):
 @pytest.mark.benchmark(group="round trip of tiny tasks, 2 workers")
 @pytest.mark.timeout(TIMEOUT)
 def test_round_trip_through_process_pool_executor_map(benchmark):
-    items = small_items(EXECUTOR_ITEMS)
     ctx = multiprocessing.get_context("spawn")
+    time_executor_map(benchmark, lambda: concurrent.futures.ProcessPoolExecutor(
+        2, mp_context=ctx))
+
+
+def time_executor_map(benchmark, make_pool) -> None:
+    """Time ``pool.map`` of EXECUTOR_ITEMS tiny tasks through a fresh pool each round (made
+    by ``make_pool``, its workers started before the clock runs), and report items/s."""
+    items = small_items(EXECUTOR_ITEMS)
 
     def setup():
-        pool = concurrent.futures.ProcessPoolExecutor(2, mp_context=ctx)
+        pool = make_pool()
         list(pool.map(bc.square, small_items(4)))  # both workers up
         return (pool,), {}
 

@@ -14,8 +14,8 @@ import sys
 import pytest
 
 import _bench_consumers as bc
-from bench_coprocess import (EXECUTOR_ITEMS, ROUND_TRIP_ITEMS, ROUNDS, TIMEOUT, report,
-                             small_items)
+from bench_coprocess import (ROUND_TRIP_ITEMS, ROUNDS, TIMEOUT, report, small_items,
+                             time_executor_map)
 from gilstudy.compare.workload import make_workload
 from gilstudy.consumers import Collect, ConsumerThread
 from gilstudy.dispatch import start_runners
@@ -151,21 +151,8 @@ def test_round_trip_through_interpreter_pool_executor_map(benchmark):
 
     # One task per item (its chunksize is ignored), a few thousand a second, as for
     # ProcessPoolExecutor.map: fewer items keep a round short; items/s is what compares.
-    items = small_items(EXECUTOR_ITEMS)
-
-    def setup():
-        pool = InterpreterPoolExecutor(WORKERS, initializer=_take_path,
-                                       initargs=(tuple(sys.path),))
-        list(pool.map(bc.square, small_items(4)))  # both workers up
-        return (pool,), {}
-
-    def run(pool):
-        return sum(1 for _ in pool.map(bc.square, items))
-
-    count = benchmark.pedantic(run, setup=setup, teardown=lambda pool: pool.shutdown(),
-                               rounds=ROUNDS)
-    assert count == EXECUTOR_ITEMS
-    report(benchmark, EXECUTOR_ITEMS)
+    time_executor_map(benchmark, lambda: InterpreterPoolExecutor(
+        WORKERS, initializer=_take_path, initargs=(tuple(sys.path),)))
 
 
 # --- Start-up: from nothing to a first item handled ------------------------------------------
