@@ -16,6 +16,7 @@ from gilstudy import _checks, wire
 from gilstudy.errors import AuthenticationError, PeerGone, ProtocolError
 from gilstudy.farside import run_far_side
 from gilstudy.flow import MAX_IN_FLIGHT
+from gilstudy.shared import SharedMemory, side_pair
 from gilstudy.transports import TRANSPORTS
 
 __all__ = ["spawn", "coprocesses", "SpawnedProcess", "check_factory", "setup_payload",
@@ -23,6 +24,10 @@ __all__ = ["spawn", "coprocesses", "SpawnedProcess", "check_factory", "setup_pay
 
 # The module a spawned interpreter runs; its main() is the child's end.
 CHILD_MODULE = "gilstudy.processes"
+
+# The child's first arguments when arrays go through shared memory: this, then the
+# descriptor of its end of the side socket (see gilstudy.shared).
+_SHARED_OPTION = "--shared"
 
 
 def _reap(process, timeout: float) -> bool:
@@ -162,17 +167,24 @@ def spawn(factory: Callable, *args: Any, transport: str = "pipe", path=None, add
         opener = TRANSPORTS[transport](address)
     flags = wire.WANT_RESULTS if results is not None else 0
     process = None
+    side_near, side_far = side_pair()
     try:
         where, pass_fds = opener.prepare()
-        process = subprocess.Popen([sys.executable, "-m", CHILD_MODULE, transport,
-                                    str(max_frame), *where], pass_fds=pass_fds)
+        process = subprocess.Popen([sys.executable, "-m", CHILD_MODULE,
+                                    _SHARED_OPTION, str(side_far.fileno()), transport,
+                                    str(max_frame), *where],
+                                   pass_fds=(*pass_fds, side_far.fileno()))
+        side_far.close()
         channel = opener.connect(process, options, flags)
     except BaseException:
         if process is not None:
             process.kill()
             process.wait()
         opener.cleanup()
+        side_far.close()
+        side_near.close()
         raise
+    channel.shared = SharedMemory(side_near)
     return open_link(channel, SpawnedProcess(process), setup, flags, results=results,
                      where=opener.name, hello=not opener.handshakes, cleanups=[opener.cleanup],
                      max_in_flight=max_in_flight)
@@ -257,8 +269,9 @@ def _read_key(fd: int) -> bytes:
 
 def main(argv: list[str]) -> int:
     """Entry point of a spawned coprocess, with the arguments spawn() passes:
-    ``TRANSPORT MAX_FRAME KEY_FD WHERE...``; KEY_FD is a pipe holding the key a socket
-    channel authenticates with, or "-" for none."""
+    ``[--shared SIDE_FD] TRANSPORT MAX_FRAME KEY_FD WHERE...``; SIDE_FD is the Unix socket
+    that descriptors of shared memory cross (gilstudy.shared), KEY_FD a pipe holding the
+    key a socket channel authenticates with, or "-" for none."""
     # Ctrl-C reaches the whole foreground process group; the parent decides what happens
     # to its coprocesses, and this one ends when its input closes. A subinterpreter
     # (gilstudy.interpreters) runs this too, where signals are not its own to set.
@@ -266,9 +279,18 @@ def main(argv: list[str]) -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
     except ValueError:
         pass  # not the main thread of the main interpreter
+    side = None
+    if argv[:1] == [_SHARED_OPTION]:
+        import socket
+
+        side = socket.socket(fileno=int(argv[1]))
+        side.set_inheritable(False)
+        argv = argv[2:]
     transport, max_frame, key_fd, *where = argv
     authkey = None if key_fd == "-" else _read_key(int(key_fd))
     channel = TRANSPORTS[transport].open_child_end(where, int(max_frame))
+    if side is not None:
+        channel.shared = SharedMemory(side)
     try:
         hello = wire.handshake(channel, pid=os.getpid(), authkey=authkey, accepting=False)
         run_far_side(channel, lambda: _build_from_setup(channel),

@@ -5,6 +5,7 @@
 # spawned process, a server's connection, a later kind of worker) stands behind it as a
 # Peer: is it alive, how did it end, stop it.
 
+import collections
 import contextlib
 import enum
 import pickle
@@ -27,6 +28,10 @@ FLUSH_INTERVAL = wire.FLUSH_INTERVAL
 # is killed; close() raises CoprocessDied for a dead one at the latest this long after the
 # death, and usually within milliseconds.
 EXIT_TIMEOUT = 5.0
+
+# The most bytes of arrays in shared memory sent and not yet acknowledged; the batch that
+# would exceed it waits (one larger array alone still goes).
+SHARED_IN_FLIGHT = 1 << 30
 
 # Batches start small and grow (at most 4x per frame) towards frames of about _FRAME_BYTES,
 # so small items travel a few thousand to a frame and a large item travels alone at once.
@@ -168,6 +173,13 @@ class _Link:
         self.taken = 0            # items taken out of the batch to be written
         self.flushes = 0
         self.last_flush = 0.0
+        # Frames whose arrays went through shared memory and are not yet acknowledged:
+        # (items taken once the frame was written, bytes), and their sum.
+        self.shared_in_flight = collections.deque()
+        self.shared_bytes = 0
+        # The failure is an item of ours that could not be sent: the send() that wrote it
+        # raises it at once.
+        self.item_failed = False
         # Set when the finalizer ran in the reader thread itself: it closes the channel
         # on its way out.
         self.reader_closes_channel = False
@@ -274,7 +286,10 @@ class _Link:
         while True:
             with self.state_lock:
                 refused = self.halted
-                full = len(batch) + 1 >= self.batch_size
+                # A lone item after a quiet spell goes out from here at once, as the flusher
+                # would send it: so a send() whose item cannot be sent raises itself.
+                full = len(batch) + 1 >= self.batch_size or (
+                    not batch and time.monotonic() - self.last_flush >= FLUSH_INTERVAL)
                 room = self.flow.room(self.taken)
                 if not refused and not full and len(batch) < room:
                     batch.append(item)
@@ -288,6 +303,8 @@ class _Link:
                 # The item fills the batch: it goes out with it, once the window has room.
                 if not self.flush(patience, "send()", item):
                     self.refuse()
+                if self.item_failed and not self.failure_raised:
+                    self.raise_failure()  # its batch could not be sent: it was not delivered
                 return
             # The window is full: wait for acknowledgements, then the item joins the batch.
             try:
@@ -353,11 +370,21 @@ class _Link:
                 return True
             self.flushes += 1
             self.last_flush = time.monotonic()
+            shared = getattr(self.channel, "shared", None)
+            if shared is not None and not self._wait_for_shared_room(patience, caller):
+                return True
             try:
-                frames = wire.dumps_in_frames(chunk, self.channel.peer_max_frame)
+                frames = wire.dumps_in_frames(chunk, self.channel.peer_max_frame, shared)
+            except OSError:
+                self.break_writer()  # the side socket broke: the peer is gone
+                return True
             except Exception as exc:
                 self._unpicklable(chunk, exc)
                 return True
+            moved = shared.moved if shared is not None else 0
+            if moved:
+                self.shared_in_flight.append((self.taken, moved))
+                self.shared_bytes += moved
             try:
                 self.channel.write_frames([(wire.ITEMS, payload, buffers)
                                            for payload, buffers in frames], patience)
@@ -367,12 +394,35 @@ class _Link:
             except OSError:
                 self.break_writer()
                 return True
-            per_item = sum(wire.frame_size(*frame) for frame in frames) / count
+            per_item = (sum(wire.frame_size(*frame) for frame in frames) + moved) / count
             self.batch_size = max(1, min(self.max_batch, self.batch_size * 4,
                                          int(_FRAME_BYTES / per_item)))
             return True
         finally:
             self.write_lock.release()
+
+    def _wait_for_shared_room(self, patience: Patience, caller: str) -> bool:
+        """Before a batch is copied into shared memory: wait while the arrays of earlier
+        frames not yet acknowledged hold SHARED_IN_FLIGHT bytes or more, so a producer
+        faster than its consumer cannot fill the machine's memory. False when the link
+        halted meanwhile."""
+        pending = self.shared_in_flight
+        while True:
+            acknowledged = self.flow.acknowledged
+            while pending and pending[0][0] <= acknowledged:
+                self.shared_bytes -= pending.popleft()[1]
+            if self.shared_bytes < SHARED_IN_FLIGHT:
+                return True
+            # Wait until the peer has acknowledged the oldest such frame's last item:
+            # flow control's wait for room, asked for a window that ends just there.
+            through = pending[0][0]
+            try:
+                if not self.flow.wait_for_room(
+                        lambda: through - 1 + self.flow.max_in_flight, 1, patience,
+                        lambda: self._cannot_write()):
+                    return False
+            except TimeoutError:
+                self.stall(caller, patience, "no array acknowledged and no byte read")
 
     def _unpicklable(self, chunk: list, exc: Exception) -> None:
         first = self.taken - len(chunk)
@@ -394,6 +444,7 @@ class _Link:
         exc.add_note(f"gilstudy: item number {first} sent to {self.peer.name} could not be "
                      "pickled; the worker was abandoned with its consumer unclosed")
         self.fail(exc)
+        self.item_failed = self.failure is exc
 
     def _flush_loop(self) -> None:
         # Woken when the batch goes from empty to one item. A lone item after a quiet

@@ -1,0 +1,357 @@
+# Large numpy arrays between two ends on one host, through shared memory: each array lives in
+# an anonymous memory file (memfd_create) whose descriptor crosses a Unix socket beside the
+# channel (SCM_RIGHTS), while the frame carries only a small handle. The kernel frees a
+# segment with its last descriptor and mapping, so nothing outlives the two processes.
+
+import errno
+import mmap
+import os
+import select
+import struct
+import sys
+import weakref
+
+from gilstudy import _checks
+from gilstudy.errors import ProtocolError
+
+__all__ = ["SHARED_MIN", "POOL_BYTES", "shared_array", "is_shared", "SharedMemory",
+           "side_pair"]
+
+# Arrays of at least this many bytes travel through shared memory; smaller ones are copied
+# through the stream, where a separate segment would cost more than the copy.
+SHARED_MIN = 1 << 20
+
+# Segments a sender keeps mapped for reuse, in bytes. Faulting fresh pages in costs more
+# than the copy itself, so a sender copies into segments the receiver has released.
+POOL_BYTES = 1 << 30
+
+# Every segment starts with one page of header; the data follows. Byte 0 of a pooled
+# segment says who holds it: _BUSY while the receiver may use it (a new segment's zero),
+# _FREE once the receiver dropped every array over it, so the sender may write it again.
+HEADER = mmap.PAGESIZE
+_BUSY, _FREE = 0, 1
+
+# The first element of a persistent id that names a segment (see SharedMemory.export).
+_MARK = "gilstudy.shared"
+
+# One message on the side socket: its number, then one descriptor as ancillary data.
+_NUMBER = struct.Struct("!Q")
+
+# How long a receiver waits for the descriptor a frame names (sent before the frame, so it
+# is normally there at once) before calling the peer broken, in seconds.
+_FD_TIMEOUT = 10.0
+
+# A sender blocked on a full side socket looks this often (ms) whether it was cancelled.
+_CANCEL_CHECK_MS = 50
+
+
+class _Mapping(mmap.mmap):
+    """A mapping of a whole segment, with ``fd`` (its memory file, or -1 once closed),
+    ``capacity`` (bytes after the header) and ``address`` (where the mapping starts, to
+    find an array's offset in it)."""
+
+
+def _new_segment(capacity: int) -> _Mapping:
+    fd = os.memfd_create("gilstudy-array", os.MFD_CLOEXEC)
+    try:
+        os.ftruncate(fd, HEADER + capacity)
+        segment = _Mapping(fd, HEADER + capacity)
+    except BaseException:
+        os.close(fd)
+        raise
+    segment.fd = fd
+    segment.capacity = capacity
+    numpy = _numpy()
+    segment.address = numpy.frombuffer(segment, numpy.uint8, 1).__array_interface__["data"][0]
+    segment.close_fd = weakref.finalize(segment, os.close, fd)
+    segment.close_fd.atexit = False
+    return segment
+
+
+def _numpy():
+    import numpy
+
+    return numpy
+
+
+def shared_array(shape, dtype=float, order: str = "C"):
+    """A new numpy array of ``shape`` and ``dtype`` (C or Fortran ``order``), filled with
+    zeros, that already lives in shared memory: sending it to a spawned coprocess (as an
+    item, inside an item, or a result coming back) passes only a handle, whatever its
+    size, and the consumer gets an array over the same memory. So do views of it (slices,
+    transposes, reshapes). Arrays of object dtype are refused (TypeError): their elements
+    are pointers into this process.
+
+    Who may write, and when: both ends see the same bytes. Fill it before send(); until the
+    consumer has handled the item (its result arrived, or ``acknowledged`` passed it) do
+    not write to it, or the consumer may see a half-written array. The consumer may write
+    to what it got, and the sender sees those writes. The memory is freed when the last
+    array over it, in either process, is gone, or when the processes end, however they
+    end. Each such array holds one file descriptor while it lives.
+    """
+    numpy = _numpy()
+    dtype = numpy.dtype(dtype)
+    if dtype.hasobject:
+        raise TypeError(f"shared_array: dtype must not hold Python objects, got {dtype}")
+    if order not in ("C", "F"):
+        raise ValueError(f"shared_array: order must be 'C' or 'F', got {order!r}")
+    dims = (shape,) if not isinstance(shape, tuple) else shape
+    dims = tuple(_checks.integer("shared_array", "shape", dim, maximum=None) for dim in dims)
+    count = 1
+    for dim in dims:
+        count *= dim
+    nbytes = count * dtype.itemsize
+    if nbytes > sys.maxsize - HEADER:
+        raise OverflowError(f"shared_array: shape {dims} of {dtype} needs {nbytes} bytes, "
+                            "more than a mapping can hold")
+    segment = _new_segment(nbytes)
+    return numpy.ndarray(dims, dtype, buffer=segment, offset=HEADER, order=order)
+
+
+def _owning_segment(array):
+    """The _Mapping of a shared_array() that ``array`` lies in (a view's base chain ends at
+    it), or None."""
+    base = array.base
+    while base is not None:
+        if type(base) is _Mapping:
+            return base if base.fd >= 0 else None
+        base = getattr(base, "base", None)
+    return None
+
+
+def is_shared(array) -> bool:
+    """Whether ``array`` lives in memory from shared_array(), so that sending it passes only
+    a handle."""
+    return _owning_segment(array) is not None
+
+
+def side_pair():
+    """Two connected Unix sockets for the descriptors of one channel: ``(near, far)``. The
+    far one goes to the other end (spawn() passes it to its child)."""
+    import socket
+
+    return socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+
+
+def _release(flag: mmap.mmap) -> None:
+    # The receiver's last array over a pooled segment is gone: the sender may reuse it.
+    flag[0] = _FREE
+    flag.close()
+
+
+class SharedMemory:
+    """One end's share of the memory of a channel to a process on this host, over ``side``,
+    a connected AF_UNIX SOCK_SEQPACKET socket (see side_pair()), which it owns.
+
+    Sending: export(), a pickler's persistent_id, turns each numpy array of SHARED_MIN
+    bytes or more (no object dtype, not a subclass) into a handle: an array from
+    shared_array() as it is (its descriptor crosses again, no copy), any other copied once
+    into a pooled segment. Receiving: attach(), an unpickler's persistent_load, maps the
+    segment a handle names and returns an array over it, copying nothing; loaded() ends a
+    frame. Descriptors cross ahead of the frame that names them, numbered, in order.
+
+    Trouble: a side socket that breaks raises OSError (the peer is gone); a handle that
+    names a descriptor that never came, or an array that does not fit its segment, raises
+    ProtocolError. close() releases every descriptor and mapping held here; what the peer
+    has mapped stays valid until it lets go, and the kernel frees each segment then.
+    """
+
+    def __init__(self, side):
+        self._side = side
+        side.setblocking(False)
+        self._poller = select.poll()
+        self._poller.register(side.fileno(), select.POLLOUT)
+        self._cancelled = False
+        self._numbers_out = 0
+        self._numbers_in = 0
+        self._fds_in: dict[int, int] = {}
+        self._frame: dict[int, mmap.mmap] = {}
+        self._pool: list[_Mapping] = []
+        self._exports: dict[int, tuple] = {}
+        # Bytes of arrays exported since the last end_dump(), and what the last dump moved.
+        self.exported_bytes = 0
+        self.moved = 0
+
+    # Sending ------------------------------------------------------------------------------
+
+    def export(self, obj):
+        """persistent_id for a pickler: a handle for a large numpy array, None otherwise."""
+        numpy = sys.modules.get("numpy")
+        if numpy is None or type(obj) is not numpy.ndarray:
+            return None
+        if obj.nbytes < SHARED_MIN or obj.dtype.hasobject:
+            return None
+        known = self._exports.get(id(obj))
+        if known is not None:
+            return known[1]
+        segment = _owning_segment(obj)
+        if segment is not None:
+            offset = obj.__array_interface__["data"][0] - segment.address
+            handle = (_MARK, self._pass(segment.fd), False, offset, obj.shape, obj.dtype,
+                      obj.strides)
+        else:
+            segment = self._take(obj.nbytes)
+            order = "F" if obj.flags.f_contiguous and not obj.flags.c_contiguous else "C"
+            copy = numpy.ndarray(obj.shape, obj.dtype, buffer=segment, offset=HEADER,
+                                 order=order)
+            numpy.copyto(copy, obj, casting="no")
+            handle = (_MARK, self._pass(segment.fd), True, HEADER, obj.shape, obj.dtype,
+                      copy.strides)
+            del copy
+        self._exports[id(obj)] = (obj, handle)
+        self.exported_bytes += obj.nbytes
+        return handle
+
+    def end_dump(self) -> None:
+        """Forget the arrays exported for one batch (a batch pickled again, split in two,
+        exports each array once); ``moved`` tells the bytes they held."""
+        self._exports.clear()
+        self.moved, self.exported_bytes = self.exported_bytes, 0
+
+    def _take(self, nbytes: int) -> _Mapping:
+        """A pooled segment for ``nbytes``, released by the receiver, else a new one."""
+        pool = self._pool
+        for index, segment in enumerate(pool):
+            if segment[0] == _FREE and nbytes <= segment.capacity <= _roomy(nbytes):
+                del pool[index]
+                break
+        else:
+            # Capacity rounded up to a MiB, so arrays of nearly the same size share segments.
+            segment = _new_segment(-(-nbytes // (1 << 20)) * (1 << 20))
+        segment[0] = _BUSY
+        pool.append(segment)
+        self._trim()
+        return segment
+
+    def _trim(self) -> None:
+        # Beyond POOL_BYTES, let go of the oldest segments, released ones first; one still
+        # in use lives on in the receiver's mapping until it lets go.
+        pool = self._pool
+        while len(pool) > 1 and sum(segment.capacity for segment in pool) > POOL_BYTES:
+            index = next((i for i, s in enumerate(pool[:-1]) if s[0] == _FREE), 0)
+            _unmap(pool.pop(index))
+
+    def _pass(self, fd: int) -> int:
+        """Send ``fd`` to the peer as the next numbered message; return its number."""
+        import socket
+
+        number = self._numbers_out
+        message = [_NUMBER.pack(number)]
+        ancillary = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("i", fd))]
+        while True:
+            try:
+                self._side.sendmsg(message, ancillary)
+                break
+            except BlockingIOError:
+                pass
+            while not self._poller.poll(_CANCEL_CHECK_MS):
+                if self._cancelled:
+                    raise BrokenPipeError(errno.EPIPE, "writes to this channel were cancelled")
+        self._numbers_out = number + 1
+        return number
+
+    def cancel(self) -> None:
+        """From any thread: a send waiting on a full side socket gives up (BrokenPipeError)
+        within 50 ms."""
+        self._cancelled = True
+
+    # Receiving ----------------------------------------------------------------------------
+
+    def attach(self, handle):
+        """persistent_load for an unpickler: the array a handle from export() names, over
+        the peer's segment. ProtocolError for anything else."""
+        if type(handle) is not tuple or len(handle) != 7 or handle[0] != _MARK:
+            raise ProtocolError(f"unknown persistent id in a pickle from the peer: "
+                                f"{handle!r:.80}")
+        _, number, pooled, offset, shape, dtype, strides = handle
+        numpy = _numpy()
+        if not isinstance(dtype, numpy.dtype) or dtype.hasobject:
+            raise ProtocolError(f"a shared array of dtype {dtype!r} was refused: only plain "
+                                "data may cross in shared memory")
+        segment = self._frame.get(number)
+        if segment is None:
+            fd = self._fd(number)
+            try:
+                size = os.fstat(fd).st_size
+                if size < HEADER:
+                    raise ProtocolError(f"shared segment {number} holds {size} bytes, less "
+                                        "than its header")
+                segment = mmap.mmap(fd, size)
+                if pooled:
+                    flag = mmap.mmap(fd, HEADER)
+                    weakref.finalize(segment, _release, flag).atexit = False
+            finally:
+                os.close(fd)
+            self._frame[number] = segment
+        try:
+            return numpy.ndarray(shape, dtype, buffer=segment, offset=offset, strides=strides)
+        except (TypeError, ValueError) as exc:
+            raise ProtocolError(f"a shared array does not fit its segment: {exc}") from None
+
+    def loaded(self) -> None:
+        """A frame is loaded: its mappings now live only in the arrays over them."""
+        self._frame.clear()
+
+    def _fd(self, number: int) -> int:
+        """The descriptor sent as message ``number``, reading messages up to it."""
+        fds = self._fds_in
+        while number not in fds:
+            if number < self._numbers_in:
+                raise ProtocolError(f"shared segment {number} was named twice")
+            self._receive()
+        return fds.pop(number)
+
+    def _receive(self) -> None:
+        import socket
+
+        poller = select.poll()
+        poller.register(self._side.fileno(), select.POLLIN)
+        if not poller.poll(_FD_TIMEOUT * 1000):
+            raise ProtocolError(f"a frame names shared segment {self._numbers_in}, whose "
+                                f"descriptor did not come within {_FD_TIMEOUT:g} s")
+        fds = []
+        message, ancillary, flags, _ = self._side.recvmsg(
+            _NUMBER.size, socket.CMSG_SPACE(struct.calcsize("i")))
+        for level, kind, data in ancillary:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                fds.extend(struct.unpack(f"{len(data) // 4}i", data[:len(data) // 4 * 4]))
+        if not message:
+            for fd in fds:
+                os.close(fd)
+            raise EOFError("the peer closed its side socket")
+        number = _NUMBER.unpack(message)[0] if len(message) == _NUMBER.size else None
+        if number != self._numbers_in or len(fds) != 1 or flags & socket.MSG_CTRUNC:
+            for fd in fds:
+                os.close(fd)
+            raise ProtocolError(f"malformed message on the side socket (number {number}, "
+                                f"{len(fds)} descriptors, expected number "
+                                f"{self._numbers_in} with one)")
+        os.set_inheritable(fds[0], False)
+        self._fds_in[number] = fds[0]
+        self._numbers_in = number + 1
+
+    # Ending -------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the side socket and every descriptor and mapping held here; idempotent."""
+        self._frame.clear()
+        self._exports.clear()
+        while self._fds_in:
+            os.close(self._fds_in.popitem()[1])
+        while self._pool:
+            _unmap(self._pool.pop())
+        self._side.close()
+
+
+def _roomy(nbytes: int) -> int:
+    # The largest segment worth reusing for ``nbytes``: a quarter more, plus the rounding.
+    return nbytes + nbytes // 4 + (1 << 20)
+
+
+def _unmap(segment: _Mapping) -> None:
+    segment.close_fd()
+    segment.fd = -1
+    try:
+        segment.close()
+    except BufferError:
+        pass  # an array of ours still lies over it: it goes with that array
