@@ -25,7 +25,7 @@ __all__ = ["spawn", "coprocesses", "SpawnedProcess", "check_factory", "setup_pay
 # The module a spawned interpreter runs; its main() is the child's end.
 CHILD_MODULE = "gilstudy.processes"
 
-# The child's first arguments when arrays go through shared memory: this, then the
+# The child's last arguments when arrays go through shared memory: this, then the
 # descriptor of its end of the side socket (see gilstudy.shared).
 _SHARED_OPTION = "--shared"
 
@@ -170,9 +170,9 @@ def spawn(factory: Callable, *args: Any, transport: str = "pipe", path=None, add
     side_near, side_far = side_pair()
     try:
         where, pass_fds = opener.prepare()
-        process = subprocess.Popen([sys.executable, "-m", CHILD_MODULE,
-                                    _SHARED_OPTION, str(side_far.fileno()), transport,
-                                    str(max_frame), *where],
+        process = subprocess.Popen([sys.executable, "-m", CHILD_MODULE, transport,
+                                    str(max_frame), *where,
+                                    _SHARED_OPTION, str(side_far.fileno())],
                                    pass_fds=(*pass_fds, side_far.fileno()))
         side_far.close()
         channel = opener.connect(process, options, flags)
@@ -269,7 +269,7 @@ def _read_key(fd: int) -> bytes:
 
 def main(argv: list[str]) -> int:
     """Entry point of a spawned coprocess, with the arguments spawn() passes:
-    ``[--shared SIDE_FD] TRANSPORT MAX_FRAME KEY_FD WHERE...``; SIDE_FD is the Unix socket
+    ``TRANSPORT MAX_FRAME KEY_FD WHERE... [--shared SIDE_FD]``; SIDE_FD is the Unix socket
     that descriptors of shared memory cross (gilstudy.shared), KEY_FD a pipe holding the
     key a socket channel authenticates with, or "-" for none."""
     # Ctrl-C reaches the whole foreground process group; the parent decides what happens
@@ -280,12 +280,12 @@ def main(argv: list[str]) -> int:
     except ValueError:
         pass  # not the main thread of the main interpreter
     side = None
-    if argv[:1] == [_SHARED_OPTION]:
+    if argv[-2:-1] == [_SHARED_OPTION]:
         import socket
 
-        side = socket.socket(fileno=int(argv[1]))
+        side = socket.socket(fileno=int(argv[-1]))
         side.set_inheritable(False)
-        argv = argv[2:]
+        argv = argv[:-2]
     transport, max_frame, key_fd, *where = argv
     authkey = None if key_fd == "-" else _read_key(int(key_fd))
     channel = TRANSPORTS[transport].open_child_end(where, int(max_frame))

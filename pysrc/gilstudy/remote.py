@@ -609,6 +609,9 @@ class _Link:
             self.reader_done.wait()
             self.reader.join()
             self.channel.close()
+            # Results are all delivered: the link lets go of them (and of the shared
+            # memory that arrays among them lie over).
+            self.results = None
         else:
             # Garbage collection ran the finalizer in the reader thread itself: the reader
             # closes the channel on its way out.

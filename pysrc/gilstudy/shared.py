@@ -10,6 +10,7 @@ import select
 import struct
 import sys
 import weakref
+from typing import Any
 
 from gilstudy import _checks
 from gilstudy.errors import ProtocolError
@@ -30,6 +31,7 @@ POOL_BYTES = 1 << 30
 # _FREE once the receiver dropped every array over it, so the sender may write it again.
 HEADER = mmap.PAGESIZE
 _BUSY, _FREE = 0, 1
+_BUSY_BYTE, _FREE_BYTE = bytes([_BUSY]), bytes([_FREE])
 
 # The first element of a persistent id that names a segment (see SharedMemory.export).
 _MARK = "gilstudy.shared"
@@ -45,26 +47,71 @@ _FD_TIMEOUT = 10.0
 _CANCEL_CHECK_MS = 50
 
 
-class _Mapping(mmap.mmap):
-    """A mapping of a whole segment, with ``fd`` (its memory file, or -1 once closed),
-    ``capacity`` (bytes after the header) and ``address`` (where the mapping starts, to
-    find an array's offset in it)."""
+def _libc():
+    # mmap(2) and munmap(2) themselves: Python's mmap keeps a duplicate of the descriptor
+    # open for as long as the mapping lives (until 3.13's trackfd=False), and a consumer
+    # that keeps a thousand arrays would hold a thousand descriptors.
+    global _LIBC
+    if _LIBC is None:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.mmap.restype = ctypes.c_void_p
+        libc.mmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
+                              ctypes.c_int, ctypes.c_long)
+        libc.munmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t)
+        _LIBC = libc
+    return _LIBC
 
 
-def _new_segment(capacity: int) -> _Mapping:
+_LIBC = None
+
+
+def _map(fd: int, size: int):
+    """The first ``size`` bytes of the memory file ``fd``, mapped shared and writable, as a
+    ctypes char array (a buffer numpy arrays can lie over, and check their bounds
+    against); ``address`` and ``size`` are set on it. Unmapped by _unmap()."""
+    import ctypes
+
+    address = _libc().mmap(None, size, mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_SHARED,
+                           fd, 0)
+    if address is None or address == ctypes.c_void_p(-1).value:
+        number = ctypes.get_errno()
+        raise OSError(number, f"mmap of a shared segment of {size} bytes: "
+                              f"{os.strerror(number)}")
+    segment = (ctypes.c_char * size).from_address(address)
+    segment.address = address
+    segment.size = size
+    return segment
+
+
+def _unmap(address: int, size: int, fd: int, release: bool) -> None:
+    """A segment's end here: mark it released for its sender (``release``), unmap it, and
+    close its descriptor (``fd`` >= 0)."""
+    if release:
+        import ctypes
+
+        ctypes.memset(address, _FREE, 1)
+    _libc().munmap(address, size)
+    if fd >= 0:
+        os.close(fd)
+
+
+def _new_segment(capacity: int):
+    """A new memory file of HEADER + ``capacity`` bytes, mapped here; it keeps its
+    descriptor as ``fd`` (to send) and is unmapped and closed once garbage, or by
+    ``segment.end()``."""
     fd = os.memfd_create("gilstudy-array", os.MFD_CLOEXEC)
     try:
         os.ftruncate(fd, HEADER + capacity)
-        segment = _Mapping(fd, HEADER + capacity)
+        segment = _map(fd, HEADER + capacity)
     except BaseException:
         os.close(fd)
         raise
     segment.fd = fd
     segment.capacity = capacity
-    numpy = _numpy()
-    segment.address = numpy.frombuffer(segment, numpy.uint8, 1).__array_interface__["data"][0]
-    segment.close_fd = weakref.finalize(segment, os.close, fd)
-    segment.close_fd.atexit = False
+    segment.end = weakref.finalize(segment, _unmap, segment.address, segment.size, fd, False)
+    segment.end.atexit = False
     return segment
 
 
@@ -109,12 +156,12 @@ def shared_array(shape, dtype=float, order: str = "C"):
 
 
 def _owning_segment(array):
-    """The _Mapping of a shared_array() that ``array`` lies in (a view's base chain ends at
+    """The segment of a shared_array() that ``array`` lies in (a view's base chain ends at
     it), or None."""
     base = array.base
     while base is not None:
-        if type(base) is _Mapping:
-            return base if base.fd >= 0 else None
+        if getattr(base, "fd", -1) >= 0 and getattr(base, "end", None) is not None:
+            return base
         base = getattr(base, "base", None)
     return None
 
@@ -131,12 +178,6 @@ def side_pair():
     import socket
 
     return socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-
-
-def _release(flag: mmap.mmap) -> None:
-    # The receiver's last array over a pooled segment is gone: the sender may reuse it.
-    flag[0] = _FREE
-    flag.close()
 
 
 class SharedMemory:
@@ -165,8 +206,8 @@ class SharedMemory:
         self._numbers_out = 0
         self._numbers_in = 0
         self._fds_in: dict[int, int] = {}
-        self._frame: dict[int, mmap.mmap] = {}
-        self._pool: list[_Mapping] = []
+        self._frame: dict[int, Any] = {}
+        self._pool: list = []
         self._exports: dict[int, tuple] = {}
         # Bytes of arrays exported since the last end_dump(), and what the last dump moved.
         self.exported_bytes = 0
@@ -194,7 +235,13 @@ class SharedMemory:
             order = "F" if obj.flags.f_contiguous and not obj.flags.c_contiguous else "C"
             copy = numpy.ndarray(obj.shape, obj.dtype, buffer=segment, offset=HEADER,
                                  order=order)
-            numpy.copyto(copy, obj, casting="no")
+            if obj.dtype.fields is None:
+                numpy.copyto(copy, obj, casting="no")
+            else:
+                # Records are copied whole, padding included, as pickle would: a copy
+                # field by field would leave the padding bytes behind.
+                whole = numpy.dtype((numpy.void, obj.dtype.itemsize))
+                numpy.copyto(copy.view(whole), obj.view(whole), casting="no")
             handle = (_MARK, self._pass(segment.fd), True, HEADER, obj.shape, obj.dtype,
                       copy.strides)
             del copy
@@ -208,17 +255,17 @@ class SharedMemory:
         self._exports.clear()
         self.moved, self.exported_bytes = self.exported_bytes, 0
 
-    def _take(self, nbytes: int) -> _Mapping:
+    def _take(self, nbytes: int):
         """A pooled segment for ``nbytes``, released by the receiver, else a new one."""
         pool = self._pool
         for index, segment in enumerate(pool):
-            if segment[0] == _FREE and nbytes <= segment.capacity <= _roomy(nbytes):
+            if segment[0] == _FREE_BYTE and nbytes <= segment.capacity <= _roomy(nbytes):
                 del pool[index]
                 break
         else:
             # Capacity rounded up to a MiB, so arrays of nearly the same size share segments.
             segment = _new_segment(-(-nbytes // (1 << 20)) * (1 << 20))
-        segment[0] = _BUSY
+        segment[0] = _BUSY_BYTE
         pool.append(segment)
         self._trim()
         return segment
@@ -228,8 +275,8 @@ class SharedMemory:
         # in use lives on in the receiver's mapping until it lets go.
         pool = self._pool
         while len(pool) > 1 and sum(segment.capacity for segment in pool) > POOL_BYTES:
-            index = next((i for i, s in enumerate(pool[:-1]) if s[0] == _FREE), 0)
-            _unmap(pool.pop(index))
+            index = next((i for i, s in enumerate(pool[:-1]) if s[0] == _FREE_BYTE), 0)
+            pool.pop(index).end()
 
     def _pass(self, fd: int) -> int:
         """Send ``fd`` to the peer as the next numbered message; return its number."""
@@ -276,12 +323,11 @@ class SharedMemory:
                 if size < HEADER:
                     raise ProtocolError(f"shared segment {number} holds {size} bytes, less "
                                         "than its header")
-                segment = mmap.mmap(fd, size)
-                if pooled:
-                    flag = mmap.mmap(fd, HEADER)
-                    weakref.finalize(segment, _release, flag).atexit = False
+                segment = _map(fd, size)
             finally:
-                os.close(fd)
+                os.close(fd)  # the mapping holds the memory; no descriptor is kept
+            weakref.finalize(segment, _unmap, segment.address, size, -1,
+                             bool(pooled)).atexit = False
             self._frame[number] = segment
         try:
             return numpy.ndarray(shape, dtype, buffer=segment, offset=offset, strides=strides)
@@ -339,19 +385,10 @@ class SharedMemory:
         while self._fds_in:
             os.close(self._fds_in.popitem()[1])
         while self._pool:
-            _unmap(self._pool.pop())
+            self._pool.pop().end()
         self._side.close()
 
 
 def _roomy(nbytes: int) -> int:
     # The largest segment worth reusing for ``nbytes``: a quarter more, plus the rounding.
     return nbytes + nbytes // 4 + (1 << 20)
-
-
-def _unmap(segment: _Mapping) -> None:
-    segment.close_fd()
-    segment.fd = -1
-    try:
-        segment.close()
-    except BufferError:
-        pass  # an array of ours still lies over it: it goes with that array

@@ -408,6 +408,8 @@ class Channel:
         shared = getattr(self, "shared", None)
         try:
             if shared is None:
+                if buffers is None:
+                    return self.loads(data)
                 return self.loads(data, buffers=buffers)
             if self._permits is None:
                 unpickler = pickle.Unpickler(io.BytesIO(data), buffers=buffers)
