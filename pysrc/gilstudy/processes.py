@@ -25,9 +25,10 @@ __all__ = ["spawn", "coprocesses", "SpawnedProcess", "check_factory", "setup_pay
 # The module a spawned interpreter runs; its main() is the child's end.
 CHILD_MODULE = "gilstudy.processes"
 
-# The child's last arguments when arrays go through shared memory: this, then the
-# descriptor of its end of the side socket (see gilstudy.shared).
-_SHARED_OPTION = "--shared"
+# The environment variable that tells a spawned child the descriptor of its end of the
+# side socket, which shared memory crosses (see gilstudy.shared). The child removes it, so
+# that processes its consumer starts do not take a stranger's descriptor for one.
+SIDE_FD_ENV = "GILSTUDY_SIDE_FD"
 
 
 def _reap(process, timeout: float) -> bool:
@@ -171,9 +172,9 @@ def spawn(factory: Callable, *args: Any, transport: str = "pipe", path=None, add
     try:
         where, pass_fds = opener.prepare()
         process = subprocess.Popen([sys.executable, "-m", CHILD_MODULE, transport,
-                                    str(max_frame), *where,
-                                    _SHARED_OPTION, str(side_far.fileno())],
-                                   pass_fds=(*pass_fds, side_far.fileno()))
+                                    str(max_frame), *where],
+                                   pass_fds=(*pass_fds, side_far.fileno()),
+                                   env={**os.environ, SIDE_FD_ENV: str(side_far.fileno())})
         side_far.close()
         channel = opener.connect(process, options, flags)
     except BaseException:
@@ -269,9 +270,10 @@ def _read_key(fd: int) -> bytes:
 
 def main(argv: list[str]) -> int:
     """Entry point of a spawned coprocess, with the arguments spawn() passes:
-    ``TRANSPORT MAX_FRAME KEY_FD WHERE... [--shared SIDE_FD]``; SIDE_FD is the Unix socket
-    that descriptors of shared memory cross (gilstudy.shared), KEY_FD a pipe holding the
-    key a socket channel authenticates with, or "-" for none."""
+    ``TRANSPORT MAX_FRAME KEY_FD WHERE...``; KEY_FD is a pipe holding the key a socket
+    channel authenticates with, or "-" for none. When the environment has SIDE_FD_ENV,
+    large arrays cross through shared memory, their descriptors over that Unix socket
+    (gilstudy.shared)."""
     # Ctrl-C reaches the whole foreground process group; the parent decides what happens
     # to its coprocesses, and this one ends when its input closes. A subinterpreter
     # (gilstudy.interpreters) runs this too, where signals are not its own to set.
@@ -280,12 +282,12 @@ def main(argv: list[str]) -> int:
     except ValueError:
         pass  # not the main thread of the main interpreter
     side = None
-    if argv[-2:-1] == [_SHARED_OPTION]:
+    side_fd = os.environ.pop(SIDE_FD_ENV, None)
+    if side_fd is not None:
         import socket
 
-        side = socket.socket(fileno=int(argv[-1]))
+        side = socket.socket(fileno=int(side_fd))
         side.set_inheritable(False)
-        argv = argv[:-2]
     transport, max_frame, key_fd, *where = argv
     authkey = None if key_fd == "-" else _read_key(int(key_fd))
     channel = TRANSPORTS[transport].open_child_end(where, int(max_frame))

@@ -218,12 +218,21 @@ class _Link:
     # Failures -------------------------------------------------------------------------
 
     def fail(self, exc: BaseException) -> None:
-        """Record ``exc`` as the failure, unless one was recorded first."""
+        """Record ``exc`` as the failure, unless one was recorded first. A results consumer
+        with a ``fail(exc)`` method (Collect has one) is told at once, so a caller waiting
+        for results raises instead of waiting for ever."""
         with self.state_lock:
-            if self.failure is None:
+            first = self.failure is None
+            if first:
                 self.failure = exc
             self.limit = 0
         self.flow.wake()
+        tell = getattr(self.results, "fail", None)
+        if first and callable(tell):
+            try:
+                tell(exc)
+            except Exception:
+                pass  # the caller still gets the failure from send() or close()
 
     def break_writer(self) -> None:
         """A write failed: the peer is gone; the reader will say how."""
