@@ -91,7 +91,7 @@ def echo_all(arrays: list, transport: str) -> list:
     with spawn(cc.ArrayEcho, transport=transport, results=results) as echo:
         for array in arrays:
             echo.send(array)
-    assert len(results.items) == len(arrays)
+    assert len(results.items) == len(arrays) + 1   # and "closed"
     return results.items
 
 
@@ -400,3 +400,33 @@ def test_ending_the_parent_mid_transfer_frees_every_segment(transport, how):
         time.sleep(0.01)
     assert shmem_bytes() <= baseline + 128 * MIB, "shared memory outlived both ends"
     assert not {name for name in os.listdir("/dev/shm") if "gilstudy" in name} - shm_before
+
+
+# --- A producer faster than its consumer ------------------------------------------------------
+
+def test_the_window_of_arrays_in_flight_asks_for_the_frames_beyond_its_limit():
+    window = shared.InFlight(limit=10)
+    assert window.awaits(0) is None
+    window.add(1, 6)
+    assert window.awaits(0) is None      # 6 of 10 bytes in flight: room
+    window.add(3, 6)
+    assert window.awaits(0) == 1         # 12: the first frame must be acknowledged
+    assert window.awaits(1) is None and window.bytes == 6
+    window.add(4, 20)
+    assert window.awaits(3) == 4 and window.awaits(4) is None and window.bytes == 0
+
+
+@pytest.mark.timeout(TIMEOUT)
+def test_a_fast_producer_waits_while_the_arrays_in_flight_fill_the_window(monkeypatch):
+    monkeypatch.setattr(shared, "SHARED_IN_FLIGHT", 4 * MIB)
+    arrays = [filled("u1", 2 * MIB) for _ in range(8)]
+    results = Collect()
+    most = 0
+    with spawn(cc.Sleepy, 0.05, results=results) as slow:
+        for array in arrays:
+            slow.send(array)
+            most = max(most, slow.pending)
+    # Two frames of 2 MiB fill the 4 MiB window; the third waits until the first is
+    # acknowledged, so at most three arrays are ever unacknowledged.
+    assert most <= 3
+    assert len(results.items) == len(arrays) + 1   # and "closed"

@@ -22,7 +22,8 @@ class FarChannel(Protocol):
     ``load(payload)`` unpickles an ITEMS payload (ProtocolError when it cannot);
     ``write_frames(frames)`` writes ``(kind, payload[, buffers])`` frames to the sender,
     raising OSError when it is gone; ``peer_max_frame`` is the longest frame the sender
-    reads.
+    reads. A channel to a process on this host may also have ``shared`` (a
+    gilstudy.shared.SharedMemory): results that carry large arrays then go through it.
     """
 
     peer_max_frame: int

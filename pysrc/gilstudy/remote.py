@@ -5,7 +5,6 @@
 # spawned process, a server's connection, a later kind of worker) stands behind it as a
 # Peer: is it alive, how did it end, stop it.
 
-import collections
 import contextlib
 import enum
 import pickle
@@ -19,6 +18,7 @@ from gilstudy import _checks, wire
 from gilstudy._exit_rule import ExitRule
 from gilstudy.errors import CoprocessDied, CoprocessStalled, ProtocolError, RemoteError
 from gilstudy.flow import MAX_IN_FLIGHT, POLL, FlowControl, Patience
+from gilstudy.shared import InFlight
 
 __all__ = ["Peer", "RemoteConsumer", "FLUSH_INTERVAL", "EXIT_TIMEOUT", "MAX_IN_FLIGHT"]
 
@@ -28,10 +28,6 @@ FLUSH_INTERVAL = wire.FLUSH_INTERVAL
 # is killed; close() raises CoprocessDied for a dead one at the latest this long after the
 # death, and usually within milliseconds.
 EXIT_TIMEOUT = 5.0
-
-# The most bytes of arrays in shared memory sent and not yet acknowledged; the batch that
-# would exceed it waits (one larger array alone still goes).
-SHARED_IN_FLIGHT = 1 << 30
 
 # Batches start small and grow (at most 4x per frame) towards frames of about _FRAME_BYTES,
 # so small items travel a few thousand to a frame and a large item travels alone at once.
@@ -173,10 +169,7 @@ class _Link:
         self.taken = 0            # items taken out of the batch to be written
         self.flushes = 0
         self.last_flush = 0.0
-        # Frames whose arrays went through shared memory and are not yet acknowledged:
-        # (items taken once the frame was written, bytes), and their sum.
-        self.shared_in_flight = collections.deque()
-        self.shared_bytes = 0
+        self.shared_in_flight = InFlight()
         # The failure is an item of ours that could not be sent: the send() that wrote it
         # raises it at once.
         self.item_failed = False
@@ -392,8 +385,7 @@ class _Link:
                 return True
             moved = shared.moved if shared is not None else 0
             if moved:
-                self.shared_in_flight.append((self.taken, moved))
-                self.shared_bytes += moved
+                self.shared_in_flight.add(self.taken, moved)
             try:
                 self.channel.write_frames([(wire.ITEMS, payload, buffers)
                                            for payload, buffers in frames], patience)
@@ -411,27 +403,20 @@ class _Link:
             self.write_lock.release()
 
     def _wait_for_shared_room(self, patience: Patience, caller: str) -> bool:
-        """Before a batch is copied into shared memory: wait while the arrays of earlier
-        frames not yet acknowledged hold SHARED_IN_FLIGHT bytes or more, so a producer
-        faster than its consumer cannot fill the machine's memory. False when the link
-        halted meanwhile."""
-        pending = self.shared_in_flight
-        while True:
-            acknowledged = self.flow.acknowledged
-            while pending and pending[0][0] <= acknowledged:
-                self.shared_bytes -= pending.popleft()[1]
-            if self.shared_bytes < SHARED_IN_FLIGHT:
-                return True
-            # Wait until the peer has acknowledged the oldest such frame's last item:
-            # flow control's wait for room, asked for a window that ends just there.
-            through = pending[0][0]
+        """Before a batch is copied into shared memory, wait while the window of arrays in
+        flight is full (see gilstudy.shared.InFlight). False when the link halted
+        meanwhile."""
+        while (through := self.shared_in_flight.awaits(self.flow.acknowledged)) is not None:
+            # Flow control's wait for room, asked for a window that ends at ``through``:
+            # it returns once the peer has acknowledged that many items.
             try:
                 if not self.flow.wait_for_room(
                         lambda: through - 1 + self.flow.max_in_flight, 1, patience,
-                        lambda: self._cannot_write()):
+                        self._cannot_write):
                     return False
             except TimeoutError:
                 self.stall(caller, patience, "no array acknowledged and no byte read")
+        return True
 
     def _unpicklable(self, chunk: list, exc: Exception) -> None:
         first = self.taken - len(chunk)

@@ -15,8 +15,8 @@ from typing import Any
 from gilstudy import _checks
 from gilstudy.errors import ProtocolError
 
-__all__ = ["SHARED_MIN", "POOL_BYTES", "shared_array", "is_shared", "SharedMemory",
-           "side_pair"]
+__all__ = ["SHARED_MIN", "POOL_BYTES", "SHARED_IN_FLIGHT", "shared_array", "is_shared",
+           "SharedMemory", "InFlight", "side_pair"]
 
 # Arrays of at least this many bytes travel through shared memory; smaller ones are copied
 # through the stream, where a separate segment would cost more than the copy.
@@ -25,6 +25,10 @@ SHARED_MIN = 1 << 20
 # Segments a sender keeps mapped for reuse, in bytes. Faulting fresh pages in costs more
 # than the copy itself, so a sender copies into segments the receiver has released.
 POOL_BYTES = 1 << 30
+
+# The most bytes of arrays in shared memory that a sender has sent and its peer not yet
+# acknowledged: the batch that would exceed it waits (one larger array alone still goes).
+SHARED_IN_FLIGHT = 1 << 30
 
 # Every segment starts with one page of header; the data follows. Byte 0 of a pooled
 # segment says who holds it: _BUSY while the receiver may use it (a new segment's zero),
@@ -392,3 +396,29 @@ class SharedMemory:
 def _roomy(nbytes: int) -> int:
     # The largest segment worth reusing for ``nbytes``: a quarter more, plus the rounding.
     return nbytes + nbytes // 4 + (1 << 20)
+
+
+class InFlight:
+    """The arrays a sender has moved through shared memory and its peer not yet
+    acknowledged, frame by frame, so that a producer faster than its consumer waits
+    instead of filling the machine's memory with copies (gilstudy.remote asks it)."""
+
+    def __init__(self, limit: int | None = None):
+        import collections
+
+        self.limit = SHARED_IN_FLIGHT if limit is None else limit
+        self.frames = collections.deque()   # (items sent once the frame went, bytes)
+        self.bytes = 0
+
+    def add(self, through: int, nbytes: int) -> None:
+        """A frame moved ``nbytes`` and took the items sent to ``through``."""
+        self.frames.append((through, nbytes))
+        self.bytes += nbytes
+
+    def awaits(self, acknowledged: int) -> int | None:
+        """None when there is room (``acknowledged`` items handled so far); else how many
+        items must be acknowledged before the next batch may go."""
+        frames = self.frames
+        while frames and frames[0][0] <= acknowledged:
+            self.bytes -= frames.popleft()[1]
+        return frames[0][0] if self.bytes >= self.limit else None
