@@ -56,7 +56,7 @@ def _reply(channel: FarChannel, results: list, handled: int, *last) -> None:
         try:
             dumped = wire.dumps_in_frames(results, channel.peer_max_frame,
                                           getattr(channel, "shared", None))
-        except OSError as exc:  # the side socket of shared memory broke
+        except ConnectionError as exc:  # the side socket of shared memory broke
             raise PeerGone(str(exc)) from exc
         for payload, buffers in dumped:
             frames.append((wire.RESULTS, payload, buffers))

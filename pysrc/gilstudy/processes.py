@@ -135,7 +135,9 @@ def spawn(factory: Callable, *args: Any, transport: str = "pipe", path=None, add
     must not wait for the thread that calls ``send`` here.
 
     ``max_frame`` (bytes, 64 MiB by default) bounds each frame both ways: a batch of items,
-    a batch of results, their out-of-band buffers included. With ``allowed`` (see
+    a batch of results, their out-of-band buffers included. numpy arrays of 1 MiB or more,
+    items or results, cross through shared memory instead (gilstudy.shared), and the frame
+    holds only their handles: no frame limit applies to them. With ``allowed`` (see
     gilstudy.wire.RestrictedUnpickler) results load only the globals it permits.
     ``max_in_flight`` bounds the items sent and not yet acknowledged (see gilstudy.flow):
     the send() that would exceed it waits for the consumer.

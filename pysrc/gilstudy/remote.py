@@ -377,7 +377,7 @@ class _Link:
                 return True
             try:
                 frames = wire.dumps_in_frames(chunk, self.channel.peer_max_frame, shared)
-            except OSError:
+            except ConnectionError:
                 self.break_writer()  # the side socket broke: the peer is gone
                 return True
             except Exception as exc:
@@ -626,9 +626,11 @@ class RemoteConsumer(ExitRule):
     and close()) are passed to ``results.send`` from a reader thread, in order.
 
     Items are pickled when their batch is written, not by send(): do not change an item
-    after sending it. Contiguous numpy arrays (and anything else that pickles with
-    protocol-5 out-of-band buffers) of 64 KiB or more travel beside the pickle, not copied
-    into it, and arrive in fresh buffers of their own.
+    after sending it. To a spawned coprocess, numpy arrays of 1 MiB or more are copied
+    once into shared memory (none for a gilstudy.shared_array) and the consumer gets an
+    array over it (see gilstudy.shared); elsewhere, contiguous arrays (and anything else
+    that pickles with protocol-5 out-of-band buffers) of 64 KiB or more travel beside the
+    pickle, not copied into it, and arrive in fresh buffers of their own.
 
     Trouble: when the remote consumer raises, the next send() or close() raises
     RemoteError (a ConsumerError; the remote traceback is its ``__cause__``); when the

@@ -195,7 +195,8 @@ class SharedMemory:
     segment a handle names and returns an array over it, copying nothing; loaded() ends a
     frame. Descriptors cross ahead of the frame that names them, numbered, in order.
 
-    Trouble: a side socket that breaks raises OSError (the peer is gone); a handle that
+    Trouble: a side socket that breaks raises ConnectionError (the peer is gone); memory
+    or descriptors that run out raise OSError (ENOMEM, EMFILE); a handle that
     names a descriptor that never came, or an array that does not fit its segment, raises
     ProtocolError. close() releases every descriptor and mapping held here; what the peer
     has mapped stays valid until it lets go, and the kernel frees each segment then.
