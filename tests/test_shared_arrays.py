@@ -383,15 +383,23 @@ def test_ending_the_parent_mid_transfer_frees_every_segment(transport, how):
     baseline = shmem_bytes()
     parent = subprocess.Popen([sys.executable, "-c", _PARENT, transport], cwd=HERE,
                               stdout=subprocess.PIPE, env={**os.environ, "PYTHONPATH": HERE})
-    child = int(parent.stdout.readline())
-    deadline = time.monotonic() + TIMEOUT / 2
-    while shmem_bytes() < baseline + 256 * MIB and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert shmem_bytes() >= baseline + 256 * MIB, "the arrays never piled up"
-    assert segments(child)
-    parent.send_signal(how)
-    parent.wait(TIMEOUT)
-    parent.stdout.close()
+    try:
+        child = int(parent.stdout.readline())
+        # The parent copies ahead of a child that is still starting: wait until the child
+        # itself maps arrays too.
+        deadline = time.monotonic() + TIMEOUT / 2
+        while (not segments(child) or shmem_bytes() < baseline + 256 * MIB) and (
+                time.monotonic() < deadline):
+            time.sleep(0.01)
+        assert segments(child), "the child never mapped an array"
+        assert shmem_bytes() >= baseline + 256 * MIB, "the arrays never piled up"
+        parent.send_signal(how)
+        parent.wait(TIMEOUT)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait()
+        parent.stdout.close()
     deadline = time.monotonic() + EXIT_TIMEOUT + 10
     while not gone(child) and time.monotonic() < deadline:
         time.sleep(0.01)
