@@ -46,3 +46,16 @@ class Bytes:
 
     def close(self):
         return self.total
+
+
+class Arrival:
+    """Returns when each array reached it (time.perf_counter(), one clock for every process
+    on Linux) and its size."""
+
+    def send(self, item):
+        import time
+
+        return time.perf_counter(), item.nbytes
+
+    def close(self):
+        return None

@@ -1,6 +1,8 @@
-# How fast large numpy arrays cross to a coprocess: 1, 16 and 256 MiB arrays over a pipe and
-# a loopback socket (pickle protocol 5, the array data out of band, read into a fresh buffer
-# on the other side), next to numpy.copyto of the same size in this process, the ceiling.
+# How fast large numpy arrays reach a spawned coprocess: 1, 16 and 256 MiB distinct arrays
+# over a pipe and a loopback socket (through shared memory when the size calls for it, see
+# gilstudy.shared), next to numpy.copyto of the same size in this process, the ceiling; how
+# long an array from gilstudy.shared_array() takes to reach the consumer; and a 256 MiB
+# array sent with spawn()'s default settings.
 # extra_info holds GB/s (10^9 bytes a second, from the median round) and, for a transport,
 # the fraction of the copyto ceiling measured in the same run.
 # Run: python -m pytest bench/bench_arrays.py --benchmark-only --benchmark-group-by=group
@@ -17,10 +19,13 @@ from gilstudy.coprocess import spawn
 # Only reached when something deadlocks.
 TIMEOUT = 120
 MIB = 1 << 20
-# Arrays per round: about 64 MiB to 512 MiB a round, so that a round lasts tens of
+# Distinct arrays per round: 64 MiB to 512 MiB a round, so that a round lasts tens of
 # milliseconds at least and the default run stays near a minute.
 SIZES = {1: 64, 16: 16, 256: 2}
 ROUNDS = 3
+# Sends of one shared array per round of the latency benchmark: the median of these is
+# the figure, each a send until the consumer stamped its arrival.
+ARRIVALS = 21
 _ceilings: dict[int, float] = {}
 
 
@@ -45,6 +50,12 @@ def _timed(call) -> float:
     return time.perf_counter() - start
 
 
+def distinct_arrays(size: int, count: int) -> list:
+    """``count`` arrays of ``size`` bytes, each filled with its own number, so no two are
+    the same object or hold the same bytes."""
+    return [np.full(size, index % 251, np.uint8) for index in range(count)]
+
+
 @pytest.mark.benchmark(group="large numpy arrays")
 @pytest.mark.parametrize("mib", list(SIZES), ids=lambda mib: f"{mib}MiB")
 def test_numpy_copyto_in_process(benchmark, mib):
@@ -65,23 +76,29 @@ def test_numpy_copyto_in_process(benchmark, mib):
 @pytest.mark.parametrize("transport", ["pipe", "socket"])
 @pytest.mark.parametrize("mib", list(SIZES), ids=lambda mib: f"{mib}MiB")
 def test_arrays_to_a_coprocess(benchmark, mib, transport):
-    # A round runs from the first send until the coprocess has handled the last array (its
-    # result is back); starting and ending the coprocess are not timed.
+    # A round runs from the first send until the consumer has had every array (its result,
+    # the size and whether it is writable, is back); starting and ending the coprocess are not
+    # timed. max_frame is raised so that the same bench runs on a stream-only gilstudy.
     size, count = mib * MIB, SIZES[mib]
-    array = np.ones(size, np.uint8)
+    arrays = distinct_arrays(size, count)
 
     def setup():
+        # One untimed pass of the round's arrays: numpy imported there, batches sized for
+        # arrays, and the shared-memory segments the sender reuses faulted in (a new
+        # worker's first pass pays for fresh pages: test_256mib_with_default_settings
+        # shows that cost).
         arrivals = Collect()
         consumer = spawn(bc.Bytes, transport=transport, results=arrivals,
                          max_frame=size + MIB)
-        consumer.send(array)  # numpy imported there, batches sized for arrays
+        for array in arrays:
+            consumer.send(array)
         consumer.flush()
-        arrivals.take(1, timeout=TIMEOUT)
+        arrivals.take(count, timeout=TIMEOUT)
         return (consumer, arrivals), {}
 
     def run(consumer, arrivals):
         send = consumer.send
-        for _ in range(count):
+        for array in arrays:
             send(array)
         consumer.flush()
         return arrivals.take(count, timeout=TIMEOUT)
@@ -95,3 +112,67 @@ def test_arrays_to_a_coprocess(benchmark, mib, transport):
     benchmark.extra_info["gb_per_s"] = round(speed, 2)
     benchmark.extra_info["copyto_gb_per_s"] = round(copyto_ceiling(size), 2)
     benchmark.extra_info["fraction_of_copyto"] = round(speed / copyto_ceiling(size), 3)
+
+
+@pytest.mark.benchmark(group="a shared array's arrival")
+@pytest.mark.timeout(TIMEOUT)
+@pytest.mark.parametrize("transport", ["pipe", "socket"])
+def test_shared_array_arrival(benchmark, transport):
+    # One round sends a 256 MiB shared_array ARRIVALS times, one at a time, each timed from
+    # send() (and the flush() that writes it at once) until the consumer stamped its
+    # arrival (time.perf_counter is CLOCK_MONOTONIC, one clock for both processes);
+    # extra_info has the median of those in ms.
+    from gilstudy import shared_array
+
+    array = shared_array(256 * MIB, np.uint8)
+    array[::4096] = 7
+    latencies = []
+
+    def setup():
+        arrivals = Collect()
+        consumer = spawn(bc.Arrival, transport=transport, results=arrivals)
+        consumer.send(array)
+        consumer.flush()
+        arrivals.take(1, timeout=TIMEOUT)
+        return (consumer, arrivals), {}
+
+    def run(consumer, arrivals):
+        for _ in range(ARRIVALS):
+            start = time.perf_counter()
+            consumer.send(array)
+            consumer.flush()
+            arrived, size = arrivals.take(1, timeout=TIMEOUT)[0]
+            latencies.append(arrived - start)
+            assert size == array.nbytes
+        return len(latencies)
+
+    def teardown(consumer, arrivals):
+        consumer.close()
+
+    benchmark.pedantic(run, setup=setup, teardown=teardown, rounds=ROUNDS)
+    latencies.sort()
+    benchmark.extra_info["arrival_ms_median"] = round(latencies[len(latencies) // 2] * 1e3, 3)
+    benchmark.extra_info["arrival_ms_worst"] = round(latencies[-1] * 1e3, 3)
+
+
+@pytest.mark.benchmark(group="256 MiB with default settings")
+@pytest.mark.timeout(TIMEOUT)
+def test_256mib_with_default_settings(benchmark):
+    # spawn() as a new user calls it: no max_frame. One array a round, to a new worker:
+    # its shared memory is fresh pages, faulted in by the copy.
+    array = np.full(256 * MIB, 3, np.uint8)
+
+    def setup():
+        arrivals = Collect()
+        return (spawn(bc.Bytes, results=arrivals), arrivals), {}
+
+    def run(consumer, arrivals):
+        consumer.send(array)
+        return arrivals.take(1, timeout=TIMEOUT)
+
+    def teardown(consumer, arrivals):
+        consumer.close()
+
+    assert benchmark.pedantic(run, setup=setup, teardown=teardown,
+                              rounds=ROUNDS) == [(array.nbytes, True)]
+    benchmark.extra_info["gb_per_s"] = round(gb_per_s(benchmark, array.nbytes), 2)

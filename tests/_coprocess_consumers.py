@@ -251,3 +251,55 @@ class IgnoresTerm(Blocker):
         super().__init__(path)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         open(ready, "w").close()
+
+
+class ArrayEcho:
+    """Returns each numpy array it gets, with what it saw of it: the SHA-256 of its bytes
+    in C order, whether it lies over a mapping of shared memory (a ctypes array at the end
+    of its bases, see gilstudy.shared) and whether it is writable; so a test sees both
+    directions of a transfer and the data on arrival."""
+
+    def send(self, item):
+        import ctypes
+        import hashlib
+
+        import numpy
+
+        base = item
+        while isinstance(base, numpy.ndarray):
+            base = base.base
+        digest = hashlib.sha256(numpy.ascontiguousarray(item).tobytes()).hexdigest()
+        return item, digest, isinstance(base, ctypes.Array), item.flags.writeable
+
+    def close(self):
+        return None
+
+
+class Fill:
+    """Writes ``value`` into every array it gets, in place, and returns its size: for
+    arrays from gilstudy.shared_array, the sender sees the write."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def send(self, item):
+        item[...] = self.value
+        return item.nbytes
+
+    def close(self):
+        return None
+
+
+class Keep:
+    """Keeps every item it gets (arrays stay mapped until it is closed) and returns the
+    count so far."""
+
+    def __init__(self):
+        self.items = []
+
+    def send(self, item):
+        self.items.append(item)
+        return len(self.items)
+
+    def close(self):
+        return None

@@ -514,7 +514,9 @@ def test_a_crashed_coprocess_makes_close_raise_coprocess_died(how, exitcode, sig
     with pytest.raises(CoprocessDied) as info:
         consumer.close()
     assert (info.value.exitcode, info.value.signal) == (exitcode, signum)
-    assert (info.value.sent, info.value.acknowledged) == (10, 0)
+    # The first item, sent after a quiet spell, left alone and was handled; the rest went
+    # in one batch, in which the consumer died at item 3 before acknowledging any.
+    assert (info.value.sent, info.value.acknowledged) == (10, 1)
     consumer.close()
     assert_reaped(consumer.pid)
 
@@ -1025,3 +1027,37 @@ def test_connect_to_a_server_that_never_answers_times_out():
                                                r"not finish the handshake within 0\.3 s$"):
             connect(listener.getsockname(), authkey=KEY, timeout=0.3)
         assert time.monotonic() - start < 0.3 + 2
+
+
+# --- Errors never wait for the next call ------------------------------------------------------
+
+@pytest.mark.timeout(TIMEOUT)
+def test_an_item_the_flusher_cannot_pickle_is_raised_to_a_caller_waiting_for_results():
+    results = Collect()
+    consumer = spawn(cc.Echo, results=results)
+    try:
+        time.sleep(0.02)
+        consumer.send(1)                    # alone after a quiet spell: written at once
+        consumer.send(threading.Lock())     # the flusher writes it 5 ms later, and fails
+        start = time.monotonic()
+        with pytest.raises(TypeError, match="lock"):
+            results.wait(2)                 # without a timeout: it must not wait for ever
+        assert time.monotonic() - start < EXIT_TIMEOUT
+        with pytest.raises(TypeError):
+            consumer.close()
+    finally:
+        consumer.abort()
+
+
+@pytest.mark.timeout(TIMEOUT)
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_a_consumer_error_is_raised_to_a_caller_waiting_for_results(transport):
+    results = Collect()
+    with pytest.raises(RemoteError):
+        with spawn(cc.FailOn, 2, transport=transport, results=results) as consumer:
+            for item in range(3):
+                consumer.send(item)
+            consumer.flush()
+            with pytest.raises(RemoteError, match="2"):
+                results.wait(3)
+    assert results.items == [0, 1]

@@ -227,7 +227,10 @@ def provoke(runner, fault: Fault) -> tuple[BaseException, float]:
     """Send the fault's items and make it show; return the exception and how long the call
     that raised it took."""
     if fault.fault is not None:
-        runner.send(fault.fault)
+        try:
+            runner.send(fault.fault)
+        except fault.expected as exc:   # an item that cannot be sent: its own send() raises
+            return exc, 0.0
         if fault.how == "close":
             for item in range(TRAILING):
                 try:

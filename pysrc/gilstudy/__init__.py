@@ -35,6 +35,8 @@ _EXPORTS = {
     "CoprocessServer": "gilstudy.server",
     "RemoteConsumer": "gilstudy.remote",
     "Peer": "gilstudy.remote",
+    "shared_array": "gilstudy.shared",
+    "is_shared": "gilstudy.shared",
     "Coprocess": "gilstudy.stream",
     "CoprocessSender": "gilstudy.stream",
     # subinterpreters (Python 3.14+)
@@ -64,7 +66,8 @@ _RENAMED = {"describe_machine": "describe"}
 # Submodules reachable as attributes. ``processes`` and ``server`` hold spawn and serve,
 # whose names are public functions here, so no submodule may be named after a function.
 _SUBMODULES = ("kernels", "consumers", "dispatch", "coprocess", "remote", "farside",
-               "processes", "server", "stream", "transports", "wire", "interpreters", "mpi",
+               "processes", "server", "stream", "transports", "wire", "shared", "interpreters",
+               "mpi",
                "compare",
                "experiments", "pythons", "errors", "machine")
 

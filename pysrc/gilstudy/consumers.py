@@ -107,6 +107,7 @@ class Collect:
 
     def __init__(self, items: Iterable[Any] = ()):
         self.items = list(items)
+        self.failure: BaseException | None = None
         self._arrived = threading.Condition(threading.Lock())
 
     def send(self, item: Any) -> None:
@@ -117,16 +118,27 @@ class Collect:
     def close(self) -> None:
         return None
 
+    def fail(self, exc: BaseException) -> None:
+        """A runner that sends here failed with ``exc`` (gilstudy.remote calls this): a
+        wait() or take() that the items already here do not satisfy raises ``exc`` now,
+        instead of waiting for results that will never come."""
+        with self._arrived:
+            self.failure = exc
+            self._arrived.notify_all()
+
     def wait(self, count: int, timeout: float | None = None) -> None:
         """Block until at least ``count`` items have arrived. With ``timeout`` (seconds),
         raise TimeoutError once that long passes with no item arriving: a worker that keeps
-        delivering is waited for however long it takes, one that went silent is not."""
+        delivering is waited for however long it takes, one that went silent is not. A
+        runner's failure reported through fail() is raised instead of waiting."""
         _checks.integer("Collect.wait", "count", count)
         timeout = _checks.timeout("Collect.wait", timeout)
         with self._arrived:
             seen = len(self.items)
             last_arrival = time.monotonic()
             while len(self.items) < count:
+                if self.failure is not None:
+                    raise self.failure
                 if timeout is None:
                     self._arrived.wait()
                     continue

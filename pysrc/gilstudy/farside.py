@@ -22,7 +22,8 @@ class FarChannel(Protocol):
     ``load(payload)`` unpickles an ITEMS payload (ProtocolError when it cannot);
     ``write_frames(frames)`` writes ``(kind, payload[, buffers])`` frames to the sender,
     raising OSError when it is gone; ``peer_max_frame`` is the longest frame the sender
-    reads.
+    reads. A channel to a process on this host may also have ``shared`` (a
+    gilstudy.shared.SharedMemory): results that carry large arrays then go through it.
     """
 
     peer_max_frame: int
@@ -52,7 +53,12 @@ def _reply(channel: FarChannel, results: list, handled: int, *last) -> None:
     several."""
     frames = []
     if results:
-        for payload, buffers in wire.dumps_in_frames(results, channel.peer_max_frame):
+        try:
+            dumped = wire.dumps_in_frames(results, channel.peer_max_frame,
+                                          getattr(channel, "shared", None))
+        except ConnectionError as exc:  # the side socket of shared memory broke
+            raise PeerGone(str(exc)) from exc
+        for payload, buffers in dumped:
             frames.append((wire.RESULTS, payload, buffers))
         results.clear()
     frames.append((wire.ACK, wire.ACK_BODY.pack(handled)))
@@ -159,6 +165,9 @@ def run_far_side(channel: FarChannel, make_consumer: Callable[[], Any],
                             stride = 1
                         last_check = now
                         next_check = handled + stride
+                # Arrays over shared memory are released once the consumer lets them go,
+                # not when the next frame replaces these names.
+                items = item = result = None
                 _reply(channel, results, handled)
                 acknowledged = handled
             else:

@@ -16,6 +16,7 @@ from gilstudy import _checks, wire
 from gilstudy.errors import AuthenticationError, PeerGone, ProtocolError
 from gilstudy.farside import run_far_side
 from gilstudy.flow import MAX_IN_FLIGHT
+from gilstudy.shared import SharedMemory, side_pair
 from gilstudy.transports import TRANSPORTS
 
 __all__ = ["spawn", "coprocesses", "SpawnedProcess", "check_factory", "setup_payload",
@@ -23,6 +24,11 @@ __all__ = ["spawn", "coprocesses", "SpawnedProcess", "check_factory", "setup_pay
 
 # The module a spawned interpreter runs; its main() is the child's end.
 CHILD_MODULE = "gilstudy.processes"
+
+# The environment variable that tells a spawned child the descriptor of its end of the
+# side socket, which shared memory crosses (see gilstudy.shared). The child removes it, so
+# that processes its consumer starts do not take a stranger's descriptor for one.
+SIDE_FD_ENV = "GILSTUDY_SIDE_FD"
 
 
 def _reap(process, timeout: float) -> bool:
@@ -129,7 +135,9 @@ def spawn(factory: Callable, *args: Any, transport: str = "pipe", path=None, add
     must not wait for the thread that calls ``send`` here.
 
     ``max_frame`` (bytes, 64 MiB by default) bounds each frame both ways: a batch of items,
-    a batch of results, their out-of-band buffers included. With ``allowed`` (see
+    a batch of results, their out-of-band buffers included. numpy arrays of 1 MiB or more,
+    items or results, cross through shared memory instead (gilstudy.shared), and the frame
+    holds only their handles: no frame limit applies to them. With ``allowed`` (see
     gilstudy.wire.RestrictedUnpickler) results load only the globals it permits.
     ``max_in_flight`` bounds the items sent and not yet acknowledged (see gilstudy.flow):
     the send() that would exceed it waits for the consumer.
@@ -162,17 +170,24 @@ def spawn(factory: Callable, *args: Any, transport: str = "pipe", path=None, add
         opener = TRANSPORTS[transport](address)
     flags = wire.WANT_RESULTS if results is not None else 0
     process = None
+    side_near, side_far = side_pair()
     try:
         where, pass_fds = opener.prepare()
         process = subprocess.Popen([sys.executable, "-m", CHILD_MODULE, transport,
-                                    str(max_frame), *where], pass_fds=pass_fds)
+                                    str(max_frame), *where],
+                                   pass_fds=(*pass_fds, side_far.fileno()),
+                                   env={**os.environ, SIDE_FD_ENV: str(side_far.fileno())})
+        side_far.close()
         channel = opener.connect(process, options, flags)
     except BaseException:
         if process is not None:
             process.kill()
             process.wait()
         opener.cleanup()
+        side_far.close()
+        side_near.close()
         raise
+    channel.shared = SharedMemory(side_near)
     return open_link(channel, SpawnedProcess(process), setup, flags, results=results,
                      where=opener.name, hello=not opener.handshakes, cleanups=[opener.cleanup],
                      max_in_flight=max_in_flight)
@@ -258,7 +273,9 @@ def _read_key(fd: int) -> bytes:
 def main(argv: list[str]) -> int:
     """Entry point of a spawned coprocess, with the arguments spawn() passes:
     ``TRANSPORT MAX_FRAME KEY_FD WHERE...``; KEY_FD is a pipe holding the key a socket
-    channel authenticates with, or "-" for none."""
+    channel authenticates with, or "-" for none. When the environment has SIDE_FD_ENV,
+    large arrays cross through shared memory, their descriptors over that Unix socket
+    (gilstudy.shared)."""
     # Ctrl-C reaches the whole foreground process group; the parent decides what happens
     # to its coprocesses, and this one ends when its input closes. A subinterpreter
     # (gilstudy.interpreters) runs this too, where signals are not its own to set.
@@ -266,9 +283,18 @@ def main(argv: list[str]) -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
     except ValueError:
         pass  # not the main thread of the main interpreter
+    side = None
+    side_fd = os.environ.pop(SIDE_FD_ENV, None)
+    if side_fd is not None:
+        import socket
+
+        side = socket.socket(fileno=int(side_fd))
+        side.set_inheritable(False)
     transport, max_frame, key_fd, *where = argv
     authkey = None if key_fd == "-" else _read_key(int(key_fd))
     channel = TRANSPORTS[transport].open_child_end(where, int(max_frame))
+    if side is not None:
+        channel.shared = SharedMemory(side)
     try:
         hello = wire.handshake(channel, pid=os.getpid(), authkey=authkey, accepting=False)
         run_far_side(channel, lambda: _build_from_setup(channel),

@@ -18,6 +18,7 @@ from gilstudy import _checks, wire
 from gilstudy._exit_rule import ExitRule
 from gilstudy.errors import CoprocessDied, CoprocessStalled, ProtocolError, RemoteError
 from gilstudy.flow import MAX_IN_FLIGHT, POLL, FlowControl, Patience
+from gilstudy.shared import InFlight
 
 __all__ = ["Peer", "RemoteConsumer", "FLUSH_INTERVAL", "EXIT_TIMEOUT", "MAX_IN_FLIGHT"]
 
@@ -168,6 +169,10 @@ class _Link:
         self.taken = 0            # items taken out of the batch to be written
         self.flushes = 0
         self.last_flush = 0.0
+        self.shared_in_flight = InFlight()
+        # The failure is an item of ours that could not be sent: the send() that wrote it
+        # raises it at once.
+        self.item_failed = False
         # Set when the finalizer ran in the reader thread itself: it closes the channel
         # on its way out.
         self.reader_closes_channel = False
@@ -206,12 +211,21 @@ class _Link:
     # Failures -------------------------------------------------------------------------
 
     def fail(self, exc: BaseException) -> None:
-        """Record ``exc`` as the failure, unless one was recorded first."""
+        """Record ``exc`` as the failure, unless one was recorded first. A results consumer
+        with a ``fail(exc)`` method (Collect has one) is told at once, so a caller waiting
+        for results raises instead of waiting for ever."""
         with self.state_lock:
-            if self.failure is None:
+            first = self.failure is None
+            if first:
                 self.failure = exc
             self.limit = 0
         self.flow.wake()
+        tell = getattr(self.results, "fail", None)
+        if first and callable(tell):
+            try:
+                tell(exc)
+            except Exception:
+                pass  # the caller still gets the failure from send() or close()
 
     def break_writer(self) -> None:
         """A write failed: the peer is gone; the reader will say how."""
@@ -274,7 +288,10 @@ class _Link:
         while True:
             with self.state_lock:
                 refused = self.halted
-                full = len(batch) + 1 >= self.batch_size
+                # A lone item after a quiet spell goes out from here at once, as the flusher
+                # would send it: so a send() whose item cannot be sent raises itself.
+                full = len(batch) + 1 >= self.batch_size or (
+                    not batch and time.monotonic() - self.last_flush >= FLUSH_INTERVAL)
                 room = self.flow.room(self.taken)
                 if not refused and not full and len(batch) < room:
                     batch.append(item)
@@ -288,6 +305,8 @@ class _Link:
                 # The item fills the batch: it goes out with it, once the window has room.
                 if not self.flush(patience, "send()", item):
                     self.refuse()
+                if self.item_failed and not self.failure_raised:
+                    self.raise_failure()  # its batch could not be sent: it was not delivered
                 return
             # The window is full: wait for acknowledgements, then the item joins the batch.
             try:
@@ -353,11 +372,20 @@ class _Link:
                 return True
             self.flushes += 1
             self.last_flush = time.monotonic()
+            shared = getattr(self.channel, "shared", None)
+            if shared is not None and not self._wait_for_shared_room(patience, caller):
+                return True
             try:
-                frames = wire.dumps_in_frames(chunk, self.channel.peer_max_frame)
+                frames = wire.dumps_in_frames(chunk, self.channel.peer_max_frame, shared)
+            except ConnectionError:
+                self.break_writer()  # the side socket broke: the peer is gone
+                return True
             except Exception as exc:
                 self._unpicklable(chunk, exc)
                 return True
+            moved = shared.moved if shared is not None else 0
+            if moved:
+                self.shared_in_flight.add(self.taken, moved)
             try:
                 self.channel.write_frames([(wire.ITEMS, payload, buffers)
                                            for payload, buffers in frames], patience)
@@ -367,12 +395,28 @@ class _Link:
             except OSError:
                 self.break_writer()
                 return True
-            per_item = sum(wire.frame_size(*frame) for frame in frames) / count
+            per_item = (sum(wire.frame_size(*frame) for frame in frames) + moved) / count
             self.batch_size = max(1, min(self.max_batch, self.batch_size * 4,
                                          int(_FRAME_BYTES / per_item)))
             return True
         finally:
             self.write_lock.release()
+
+    def _wait_for_shared_room(self, patience: Patience, caller: str) -> bool:
+        """Before a batch is copied into shared memory, wait while the window of arrays in
+        flight is full (see gilstudy.shared.InFlight). False when the link halted
+        meanwhile."""
+        while (through := self.shared_in_flight.awaits(self.flow.acknowledged)) is not None:
+            # Flow control's wait for room, asked for a window that ends at ``through``:
+            # it returns once the peer has acknowledged that many items.
+            try:
+                if not self.flow.wait_for_room(
+                        lambda: through - 1 + self.flow.max_in_flight, 1, patience,
+                        self._cannot_write):
+                    return False
+            except TimeoutError:
+                self.stall(caller, patience, "no array acknowledged and no byte read")
+        return True
 
     def _unpicklable(self, chunk: list, exc: Exception) -> None:
         first = self.taken - len(chunk)
@@ -394,6 +438,7 @@ class _Link:
         exc.add_note(f"gilstudy: item number {first} sent to {self.peer.name} could not be "
                      "pickled; the worker was abandoned with its consumer unclosed")
         self.fail(exc)
+        self.item_failed = self.failure is exc
 
     def _flush_loop(self) -> None:
         # Woken when the batch goes from empty to one item. A lone item after a quiet
@@ -558,6 +603,9 @@ class _Link:
             self.reader_done.wait()
             self.reader.join()
             self.channel.close()
+            # Results are all delivered: the link lets go of them (and of the shared
+            # memory that arrays among them lie over).
+            self.results = None
         else:
             # Garbage collection ran the finalizer in the reader thread itself: the reader
             # closes the channel on its way out.
@@ -578,9 +626,11 @@ class RemoteConsumer(ExitRule):
     and close()) are passed to ``results.send`` from a reader thread, in order.
 
     Items are pickled when their batch is written, not by send(): do not change an item
-    after sending it. Contiguous numpy arrays (and anything else that pickles with
-    protocol-5 out-of-band buffers) of 64 KiB or more travel beside the pickle, not copied
-    into it, and arrive in fresh buffers of their own.
+    after sending it. To a spawned coprocess, numpy arrays of 1 MiB or more are copied
+    once into shared memory (none for a gilstudy.shared_array) and the consumer gets an
+    array over it (see gilstudy.shared); elsewhere, contiguous arrays (and anything else
+    that pickles with protocol-5 out-of-band buffers) of 64 KiB or more travel beside the
+    pickle, not copied into it, and arrive in fresh buffers of their own.
 
     Trouble: when the remote consumer raises, the next send() or close() raises
     RemoteError (a ConsumerError; the remote traceback is its ``__cause__``); when the

@@ -120,11 +120,13 @@ OutOfBand = collections.namedtuple("OutOfBand", ["pickle", "buffers"])
 
 # -- Pickling for frames ----------------------------------------------------------------------
 
-def dumps(obj) -> tuple[bytes, list]:
+def dumps(obj, shared=None) -> tuple[bytes, list]:
     """Pickle ``obj`` for a frame: ``(payload, buffers)``. Buffers of OUT_OF_BAND_MIN bytes
     or more that ``obj`` exposes with pickle protocol 5 (contiguous numpy arrays do) are
     not copied into the pickle: ``buffers`` holds a memoryview of each, to be written
-    after it."""
+    after it. With ``shared`` (a gilstudy.shared.SharedMemory, for a peer on this host),
+    a pickle that would carry large buffers is made again with numpy arrays of
+    shared.SHARED_MIN bytes or more as handles to shared memory instead."""
     buffers = []
 
     def out_of_band(buffer: pickle.PickleBuffer) -> bool:
@@ -134,7 +136,21 @@ def dumps(obj) -> tuple[bytes, list]:
         buffers.append(view)
         return False
 
-    return pickle.dumps(obj, PICKLE_PROTOCOL, buffer_callback=out_of_band), buffers
+    payload = pickle.dumps(obj, PICKLE_PROTOCOL, buffer_callback=out_of_band)
+    if shared is None or not (buffers or len(payload) >= _SHARED_WORTH):
+        return payload, buffers
+    # Pickled twice only when large data showed up: the first pass copied no buffer.
+    buffers = []
+    stream = io.BytesIO()
+    pickler = pickle.Pickler(stream, PICKLE_PROTOCOL, buffer_callback=out_of_band)
+    pickler.persistent_id = shared.export
+    pickler.dump(obj)
+    return stream.getvalue(), buffers
+
+
+# An in-band pickle this long may hold a large array that pickle copied (a non-contiguous
+# one): worth a second pass that moves it through shared memory.
+_SHARED_WORTH = 1 << 20
 
 
 def frame_size(payload: bytes, buffers=()) -> int:
@@ -145,18 +161,23 @@ def frame_size(payload: bytes, buffers=()) -> int:
             + sum(view.nbytes for view in buffers))
 
 
-def dumps_in_frames(items: list, limit: int) -> list:
+def dumps_in_frames(items: list, limit: int, shared=None) -> list:
     """Pickle the list ``items`` into as few ``(payload, buffers)`` frames as keep each
     within ``limit`` bytes, in order: the whole list when it fits, else halves, recursively.
     Raises ProtocolError, its ``index`` attribute telling which, when one item alone does
-    not fit, and whatever pickle raises for an item that cannot be pickled."""
+    not fit, and whatever pickle raises for an item that cannot be pickled. ``shared`` as
+    for dumps(); afterwards ``shared.moved`` tells how many bytes went through it."""
     frames = []
-    _dump_into(items, 0, limit, frames)
+    try:
+        _dump_into(items, 0, limit, frames, shared)
+    finally:
+        if shared is not None:
+            shared.end_dump()
     return frames
 
 
-def _dump_into(items: list, first: int, limit: int, frames: list) -> None:
-    payload, buffers = dumps(items)
+def _dump_into(items: list, first: int, limit: int, frames: list, shared) -> None:
+    payload, buffers = dumps(items, shared)
     size = frame_size(payload, buffers)
     if size <= limit:
         frames.append((payload, buffers))
@@ -168,8 +189,8 @@ def _dump_into(items: list, first: int, limit: int, frames: list) -> None:
         exc.index = first
         raise exc
     half = len(items) // 2
-    _dump_into(items[:half], first, limit, frames)
-    _dump_into(items[half:], first + half, limit, frames)
+    _dump_into(items[:half], first, limit, frames, shared)
+    _dump_into(items[half:], first + half, limit, frames, shared)
 
 
 # -- Restricted unpickling ----------------------------------------------------------------
@@ -280,6 +301,10 @@ class Channel:
         self.max_frame = max_frame
         self.peer_max_frame = max_frame
         self.loads = restricted_loads(allowed)
+        self._permits = None if allowed is None else _permits(allowed)
+        # A gilstudy.shared.SharedMemory when the peer is a process on this host that
+        # takes arrays through shared memory (spawn() sets it), else None.
+        self.shared = None
         self._cancelled = False
         self._poller = select.poll()
         self._poller.register(write_fd, select.POLLOUT)
@@ -372,18 +397,40 @@ class Channel:
         return OutOfBand(data, buffers)
 
     def load(self, payload):
-        """Unpickle the payload of an ITEMS, RESULTS, SETUP or ERROR frame with ``loads``.
-        Anything that keeps it from loading (a refused global, a malformed pickle, an
-        object whose reconstruction raises) raises ProtocolError, the cause chained."""
+        """Unpickle the payload of an ITEMS, RESULTS, SETUP or ERROR frame with ``loads``
+        (with the channel's shared memory, if any, for arrays sent as handles). Anything
+        that keeps it from loading (a refused global, a malformed pickle, an object whose
+        reconstruction raises) raises ProtocolError, the cause chained."""
+        if type(payload) is OutOfBand:
+            data, buffers = payload.pickle, payload.buffers
+        else:
+            data, buffers = payload, None
+        shared = getattr(self, "shared", None)
         try:
-            if type(payload) is OutOfBand:
-                return self.loads(payload.pickle, buffers=payload.buffers)
-            return self.loads(payload)
+            if shared is None:
+                if buffers is None:
+                    return self.loads(data)
+                return self.loads(data, buffers=buffers)
+            if self._permits is None:
+                unpickler = pickle.Unpickler(io.BytesIO(data), buffers=buffers)
+            else:
+                unpickler = RestrictedUnpickler(io.BytesIO(data), allowed=self._permits,
+                                                buffers=buffers)
+            unpickler.persistent_load = shared.attach
+            try:
+                return unpickler.load()
+            finally:
+                shared.loaded()
         except ProtocolError:
             raise
         except Exception as exc:
             raise ProtocolError(f"unreadable pickle from the peer: {type(exc).__name__}: "
                                 f"{exc}") from exc
+
+    def dump_frames(self, items: list) -> list:
+        """dumps_in_frames() for this channel: within peer_max_frame, large arrays through
+        its shared memory when it has some."""
+        return dumps_in_frames(items, self.peer_max_frame, getattr(self, "shared", None))
 
     # Writing ----------------------------------------------------------------------------
 
@@ -456,6 +503,8 @@ class Channel:
         """From any thread: a write waiting for the peer to read raises BrokenPipeError
         within 50 ms, and so does every later one. For abandoning a stalled peer."""
         self._cancelled = True
+        if self.shared is not None:
+            self.shared.cancel()
 
     # Ending -----------------------------------------------------------------------------
 
@@ -497,6 +546,9 @@ class Channel:
         sock, self._sock = self._sock, None
         if sock is not None:
             sock.close()
+        shared, self.shared = self.shared, None
+        if shared is not None:
+            shared.close()
 
 
 # What other protocols send first, for telling a peer that connected to the wrong port
