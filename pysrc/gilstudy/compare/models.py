@@ -13,12 +13,12 @@ from gilstudy.dispatch import start_runners
 from gilstudy.kernels import IMPLS
 from gilstudy.processes import spawn
 
-__all__ = ["QUEUE_DEPTH"]
+__all__ = ["QUEUE_DEPTH", "DispatchWorkers", "one_at_a_time", "probe_items", "register_pair"]
 
 
 # ---- workers of the built-in models -------------------------------------------------
 
-def _probe_items(workload: Work, count: int) -> list[tuple[int, tuple]]:
+def probe_items(workload: Work, count: int) -> list[tuple[int, tuple]]:
     # Negative indexes keep probe results apart from the workload's items.
     return [(-1 - k, workload.probe_args()) for k in range(count)]
 
@@ -61,12 +61,14 @@ class _PrangeWorkers:
 QUEUE_DEPTH = 8
 
 
-class _DispatchWorkers:
-    """``workers`` runners, each running the workload's consumer, started with
-    gilstudy.dispatch.start_runners (so fed through one Dispatch, least-loaded first);
-    results come back through one Collect. ``start_one(workload, impl, results)`` starts
-    one runner: a ConsumerThread or a coprocess. Start-up ends when every worker has
-    answered a probe item, sent to each directly so that none is left unconfirmed.
+class DispatchWorkers:
+    """``workers`` runners, each running the workload's consumer, behind one Dispatch (so
+    fed least-loaded first); results come back through one Collect.
+    ``start_fan(workload, impl, workers, results)`` starts them and returns the Dispatch:
+    through gilstudy.dispatch.start_runners, either directly (one_at_a_time: ConsumerThreads,
+    coprocesses) or inside a function that does (gilstudy.mpi.ranks,
+    gilstudy.interpreters.subinterpreters). Start-up ends when every worker has answered
+    a probe item, sent to each directly so that none is left unconfirmed.
 
     If a worker fails, its error (ConsumerError, RemoteError, CoprocessDied) is raised by
     the next ``run`` or by ``close``; a worker that stops answering makes ``run`` raise
@@ -74,12 +76,11 @@ class _DispatchWorkers:
     """
 
     def __init__(self, workload: Work, impl: str, workers: int,
-                 start_one: Callable[[Work, str, object], object]):
+                 start_fan: Callable[[Work, str, int, object], object]):
         self._results = Collect()
-        self._dispatch = start_runners(lambda index: start_one(workload, impl, self._results),
-                                       workers)
+        self._dispatch = start_fan(workload, impl, workers, self._results)
         try:
-            for runner, probe in zip(self._dispatch.consumers, _probe_items(workload, workers)):
+            for runner, probe in zip(self._dispatch.consumers, probe_items(workload, workers)):
                 runner.send(probe)
             self._results.take(workers, timeout=_START_PATIENCE_S)
         except BaseException:
@@ -113,6 +114,16 @@ class _DispatchWorkers:
 _START_PATIENCE_S = 120.0
 
 
+def one_at_a_time(start_one: Callable[[Work, str, object], object]):
+    """A ``start_fan`` for DispatchWorkers that starts each runner with
+    ``start_one(workload, impl, results)`` through gilstudy.dispatch.start_runners."""
+
+    def start_fan(workload: Work, impl: str, workers: int, results) -> object:
+        return start_runners(lambda index: start_one(workload, impl, results), workers)
+
+    return start_fan
+
+
 def _thread_worker(workload: Work, impl: str, results) -> object:
     return ConsumerThread(workload.consumer(impl), maxsize=QUEUE_DEPTH, results=results)
 
@@ -135,7 +146,7 @@ class _PoolWorkers:
         self._consumer = workload.consumer(impl)
         self._executor = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
         try:
-            list(self._executor.map(self._consumer.send, _probe_items(workload, workers)))
+            list(self._executor.map(self._consumer.send, probe_items(workload, workers)))
         except BaseException:
             self._executor.shutdown(wait=True, cancel_futures=True)
             raise
@@ -166,7 +177,7 @@ class _JoblibWorkers:
         self._executor = None
         try:
             self._parallel(self._delayed(self._consumer.send)(probe)
-                           for probe in _probe_items(workload, workers))
+                           for probe in probe_items(workload, workers))
             # The executor joblib just used (reuse=True returns it as it is).
             self._executor = get_reusable_executor(reuse=True)
         except BaseException:
@@ -189,27 +200,28 @@ class _JoblibWorkers:
 _JOBLIB = registry.needs_module("joblib", hint="pip install 'gilstudy[compare]'")
 
 
-def _register_pair(family: str, summary: str, start, **options) -> None:
+def register_pair(family: str, summary: str, start, **options) -> None:
+    """Register ``family``-python and ``family``-cython, the summary's ``{impl}`` filled in."""
     for impl in IMPLS:
         registry.register(registry.Model(f"{family}-{impl}", impl, summary.format(impl=impl),
                                          start, **options))
 
 
-_register_pair("serial", "the {impl} kernel on every item in turn, in this thread: the baseline",
+register_pair("serial", "the {impl} kernel on every item in turn, in this thread: the baseline",
                _SerialWorkers, max_workers=1, shares_gil=True)
-_register_pair("threads", "N ConsumerThreads fed through Dispatch, running the {impl} kernel",
-               functools.partial(_DispatchWorkers, start_one=_thread_worker), shares_gil=True)
-_register_pair("coprocess", "N coprocesses (pickle over pipes) fed through Dispatch, running "
+register_pair("threads", "N ConsumerThreads fed through Dispatch, running the {impl} kernel",
+               functools.partial(DispatchWorkers, start_fan=one_at_a_time(_thread_worker)), shares_gil=True)
+register_pair("coprocess", "N coprocesses (pickle over pipes) fed through Dispatch, running "
                "the {impl} kernel",
-               functools.partial(_DispatchWorkers, start_one=_coprocess_worker),
+               functools.partial(DispatchWorkers, start_fan=one_at_a_time(_coprocess_worker)),
                requires_work=(registry.needs_new_process,))
 registry.register(registry.Model(
     "prange-cython", "cython", "one call whose loop Cython prange splits over N OpenMP threads "
     "(dynamic schedule)", _PrangeWorkers, requires=(registry.needs_openmp,), shares_gil=True,
     requires_work=(registry.needs_parallel_call,), dispatches_items=False))
-_register_pair("pool", "concurrent.futures.ProcessPoolExecutor with N workers running the "
+register_pair("pool", "concurrent.futures.ProcessPoolExecutor with N workers running the "
                "{impl} kernel", _PoolWorkers, requires=(registry.needs_process_pools,),
                requires_work=(registry.needs_new_process,))
-_register_pair("joblib", "joblib.Parallel (loky backend) with N workers running the {impl} "
+register_pair("joblib", "joblib.Parallel (loky backend) with N workers running the {impl} "
                "kernel", _JoblibWorkers, requires=(_JOBLIB, registry.needs_process_pools),
                requires_work=(registry.needs_new_process,))
