@@ -179,10 +179,10 @@ class _MpiPoolWorkers:
 
 class _DaskWorkers:
     """A Dask distributed LocalCluster of ``workers`` worker processes with one thread
-    each (``processes=True, threads_per_worker=1``), no dashboard, and a Client to it;
-    items go through ``client.map`` (one task per item, ``pure=False`` so that none is
-    deduplicated) and ``client.gather``. Start-up ends when the cluster has answered one
-    probe item per worker.
+    each (``processes=True, threads_per_worker=1``) on 127.0.0.1, no dashboard, and a
+    Client to it; items go through ``client.map`` (one task per item, ``pure=False`` so
+    that none is deduplicated) and ``client.gather``. Start-up ends when the cluster has
+    answered one probe item per worker.
 
     Trouble: an item's consumer that raises makes ``run`` raise it (Dask re-raises the
     task's exception); a worker process that dies is restarted by its nanny and its tasks
@@ -195,8 +195,12 @@ class _DaskWorkers:
         from distributed import Client, LocalCluster
 
         self._consumer = workload.consumer(impl)
+        # The scheduler serves HTTP even without a dashboard, on port 8787 unless told: a
+        # free port instead, so that two clusters (or another user's) never collide.
         self._cluster = LocalCluster(n_workers=workers, processes=True, threads_per_worker=1,
-                                     dashboard_address=None, silence_logs=logging.ERROR)
+                                     host="127.0.0.1", dashboard_address=":0",
+                                     scheduler_kwargs={"dashboard": False},
+                                     silence_logs=logging.ERROR)
         self._client = None
         try:
             self._client = Client(self._cluster, set_as_default=False)
@@ -210,7 +214,8 @@ class _DaskWorkers:
         from distributed import wait
 
         futures = self._client.map(self._consumer.send, items, pure=False)
-        wait(futures, timeout=None if patience_s == float("inf") else patience_s)
+        with self._client.as_current():  # wait() waits through the current client
+            wait(futures, timeout=None if patience_s == float("inf") else patience_s)
         return self._client.gather(futures)
 
     def run(self, workload: Work, patience_s: float) -> object:

@@ -210,7 +210,8 @@ def register_pair(family: str, summary: str, start, **options) -> None:
 register_pair("serial", "the {impl} kernel on every item in turn, in this thread: the baseline",
                _SerialWorkers, max_workers=1, shares_gil=True)
 register_pair("threads", "N ConsumerThreads fed through Dispatch, running the {impl} kernel",
-               functools.partial(DispatchWorkers, start_fan=one_at_a_time(_thread_worker)), shares_gil=True)
+               functools.partial(DispatchWorkers, start_fan=one_at_a_time(_thread_worker)),
+               shares_gil=True)
 register_pair("coprocess", "N coprocesses (pickle over pipes) fed through Dispatch, running "
                "the {impl} kernel",
                functools.partial(DispatchWorkers, start_fan=one_at_a_time(_coprocess_worker)),
