@@ -113,25 +113,32 @@ class _MpiPoolWorkers:
         finally:
             listener.close()
 
+    def _died(self, exitcode: int | None, detail: str) -> CoprocessDied:
+        return CoprocessDied(self._process.pid, exitcode, detail,
+                             where=f"the MPI pool job (mpiexec {self._process.pid})")
+
     def _check_alive(self, when: str) -> None:
         status = self._process.poll()
         if status is not None:
-            raise CoprocessDied(f"the MPI pool job (mpiexec {self._process.pid}) ended {when}, "
-                                f"with exit status {status}", exitcode=status)
+            raise self._died(status, f"it ended {when}")
 
     def _call(self, items: list, patience_s: float) -> list:
-        self._link.send(items)
-        deadline = time.monotonic() + patience_s
-        while not self._link.poll(0.1):
-            self._check_alive("before answering")
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"the MPI pool job gave no answer for {patience_s:g} s")
         try:
+            self._link.send(items)
+            deadline = time.monotonic() + patience_s
+            while not self._link.poll(0.1):
+                self._check_alive("before answering")
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"the MPI pool job gave no answer for {patience_s:g} s")
             outcome, value = self._link.recv()
-        except EOFError:
-            self._process.wait(_STOP_PATIENCE_S)
+        except (OSError, EOFError) as exc:
+            # Its link broke: the job is ending (a rank died, and MPI ends them all).
+            try:
+                self._process.wait(_STOP_PATIENCE_S)
+            except subprocess.TimeoutExpired:
+                pass
             self._check_alive("before answering")
-            raise
+            raise self._died(None, f"its link broke: {type(exc).__name__}: {exc}") from exc
         if outcome == "error":
             raise value
         return value
@@ -173,8 +180,7 @@ class _MpiPoolWorkers:
         self._end(force=False)
         status = self._process.returncode
         if status != 0:
-            raise CoprocessDied(f"the MPI pool job (mpiexec {self._process.pid}) ended with "
-                                f"exit status {status}", exitcode=status)
+            raise self._died(status, "when told to end")
 
 
 class _DaskWorkers:
