@@ -39,9 +39,9 @@ def differs_in_other_processes(n):
     return n if os.getpid() == FIRST_PID else -n
 
 
-def fails_in_other_processes(n):
-    """The plain function in this process; in any other it raises: a process model's
-    worker fails while serial-python succeeds."""
+def fails_in_workers(n):
+    """The plain function in the test process; in any other process it raises: a worker
+    fails while serial-python succeeds."""
     if os.getpid() != FIRST_PID:
         raise ValueError(f"not in the test process (got {n})")
     return n

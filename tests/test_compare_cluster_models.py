@@ -86,7 +86,7 @@ def test_each_cluster_model_gives_serials_answer_in_the_table_json_and_plot(tmp_
 def test_a_worker_that_raises_fails_the_model_by_name_with_its_own_error(model):
     with pytest.raises(ModelFailed, match=rf"^{model} with 1 worker: .*ValueError: not in the "
                                           r"test process \(got \d+\)") as caught:
-        compare.run(function="_compare_functions:fails_in_other_processes",
+        compare.run(function="_compare_functions:fails_in_workers",
                     inputs="_compare_functions:make_inputs", models=[model], workers=[1],
                     repeat=1, idle_timeout_s=0, min_time_s=0)
     assert isinstance(caught.value.__cause__, ValueError)

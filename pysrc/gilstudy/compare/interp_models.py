@@ -4,12 +4,13 @@
 # On an older Python they are unavailable, with the version they need as the reason.
 
 import functools
+import sys
 
 from gilstudy.compare import registry
 from gilstudy.compare.models import DispatchWorkers, probe_items, register_pair
 from gilstudy.compare.workload import Work
 
-__all__ = ["needs_subinterpreters"]
+__all__ = ["needs_subinterpreters", "needs_consumer_without_numpy"]
 
 
 def needs_subinterpreters() -> str | None:
@@ -18,6 +19,18 @@ def needs_subinterpreters() -> str | None:
     from gilstudy.interpreters import unavailable_reason
 
     return unavailable_reason()
+
+
+def needs_consumer_without_numpy(workload: Work, impl: str) -> str | None:
+    """A workload check: the workload's consumer can be built in a subinterpreter, where
+    numpy cannot load. The built-in kernels' consumer can; a user's function runs through a
+    consumer of gilstudy.compare, which imports numpy."""
+    factory, _ = workload.consumer_factory(impl)
+    if factory.__module__.split(".")[:2] == ["gilstudy", "compare"]:
+        return (f"its consumer, {factory.__module__}.{factory.__qualname__}, is part of "
+                "gilstudy.compare, which imports numpy, and numpy cannot be imported in a "
+                "subinterpreter")
+    return None
 
 
 def _subinterpreters(workload: Work, impl: str, workers: int, results) -> object:
@@ -31,7 +44,10 @@ class _InterpreterPoolWorkers:
     """concurrent.futures.InterpreterPoolExecutor with ``workers`` interpreters; items go
     through ``executor.map`` with its defaults (one item per task: the consumer's bound
     ``send`` and the item are pickled into the worker's interpreter, the result back).
-    Start-up ends when the pool has answered one probe item per worker. A consumer that
+    Each interpreter first takes this one's sys.path, as a spawned process does (a
+    subinterpreter starts from the process's initial one), so that it finds the consumer's
+    module wherever this process found it. Start-up ends when the pool has answered one
+    probe item per worker. A consumer that
     raises makes ``run`` raise its error (the executor's ExecutionFailed or the exception
     itself); ``close`` shuts the pool down, cancelling what has not started, and waits."""
 
@@ -39,7 +55,10 @@ class _InterpreterPoolWorkers:
         from concurrent.futures import InterpreterPoolExecutor
 
         self._consumer = workload.consumer(impl)
-        self._executor = InterpreterPoolExecutor(workers)
+        # exec and a string: both cross into a new interpreter as they are, unlike a function
+        # of gilstudy.compare, whose import would need numpy there.
+        self._executor = InterpreterPoolExecutor(
+            workers, initializer=exec, initargs=(f"import sys; sys.path[:] = {sys.path!r}",))
         try:
             list(self._executor.map(self._consumer.send, probe_items(workload, workers)))
         except BaseException:
@@ -58,8 +77,10 @@ class _InterpreterPoolWorkers:
 register_pair("interp", "N isolated subinterpreters, each with its own GIL "
               "(gilstudy.interpreters.subinterpreters), fed through Dispatch, running the "
               "{impl} kernel", functools.partial(DispatchWorkers, start_fan=_subinterpreters),
-              requires=(needs_subinterpreters,), requires_work=(registry.needs_new_process,))
+              requires=(needs_subinterpreters,),
+              requires_work=(registry.needs_new_process, needs_consumer_without_numpy))
 registry.register(registry.Model(
     "interppool-python", "python", "concurrent.futures.InterpreterPoolExecutor with N "
     "interpreters running the python kernel", _InterpreterPoolWorkers,
-    requires=(needs_subinterpreters,), requires_work=(registry.needs_new_process,)))
+    requires=(needs_subinterpreters,),
+    requires_work=(registry.needs_new_process, needs_consumer_without_numpy)))

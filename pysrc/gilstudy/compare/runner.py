@@ -512,8 +512,10 @@ def run(kernel: str | None = None, size: int | None = None, items: int | None = 
     footprints, footprint_kernel = [], None
     if footprint:
         footprint_kernel = getattr(workload, "kernel", "count_primes")
+        # Each interpreter as it was given: another's path may be a wrapper (a chroot's).
         footprints = worker_costs.measure_all(
-            [(i.label, i.executable) for i in interpreters],
+            [(session.label, session.python.path if isinstance(session, RemoteSession)
+              else session.executable) for session in sessions],
             worker_costs.footprint_workers(counts, machine.usable_cores()), footprint_kernel)
     return CompareResult(workload=workload, workers=counts, repeat=repeat,
                          reference=reference_label, models=infos, rows=rows, answer=expected,
