@@ -57,6 +57,8 @@ def test_without_its_extra_a_model_is_unavailable_with_one_line_naming_it(
     assert result.table().endswith(f"\nunavailable: {', '.join(models)}: {reason}")
 
 
+# About 20 s on the loaded 2-core machine: six jobs or clusters, each started once, is the
+# only way to see each model give its answer.
 @pytest.mark.timeout(TIMEOUT)
 def test_each_cluster_model_gives_serials_answer_in_the_table_json_and_plot(tmp_path):
     threads_before = set(threading.enumerate())
