@@ -7,7 +7,7 @@ import functools
 import sys
 
 from gilstudy.compare import registry
-from gilstudy.compare.models import DispatchWorkers, probe_items, register_pair
+from gilstudy.compare.models import DispatchWorkers, ExecutorWorkers, register_pair
 from gilstudy.compare.workload import Work
 
 __all__ = ["needs_subinterpreters", "needs_consumer_without_numpy"]
@@ -40,38 +40,18 @@ def _subinterpreters(workload: Work, impl: str, workers: int, results) -> object
     return subinterpreters(factory, workers, *args, results=results)
 
 
-class _InterpreterPoolWorkers:
-    """concurrent.futures.InterpreterPoolExecutor with ``workers`` interpreters; items go
-    through ``executor.map`` with its defaults (one item per task: the consumer's bound
-    ``send`` and the item are pickled into the worker's interpreter, the result back).
-    Each interpreter first takes this one's sys.path, as a spawned process does (a
-    subinterpreter starts from the process's initial one), so that it finds the consumer's
-    module wherever this process found it. Start-up ends when the pool has answered one
-    probe item per worker. A consumer that
-    raises makes ``run`` raise its error (the executor's ExecutionFailed or the exception
-    itself); ``close`` shuts the pool down, cancelling what has not started, and waits."""
+def _interpreter_pool(workers: int) -> object:
+    """concurrent.futures.InterpreterPoolExecutor with ``workers`` interpreters, each of
+    which first takes this one's sys.path, as a spawned process does (a subinterpreter
+    starts from the process's initial one), so that it finds the consumer's module wherever
+    this process found it. Each task pickles the consumer's bound ``send`` and the item
+    into the worker's interpreter, and the result back."""
+    from concurrent.futures import InterpreterPoolExecutor
 
-    def __init__(self, workload: Work, impl: str, workers: int):
-        from concurrent.futures import InterpreterPoolExecutor
-
-        self._consumer = workload.consumer(impl)
-        # exec and a string: both cross into a new interpreter as they are, unlike a function
-        # of gilstudy.compare, whose import would need numpy there.
-        self._executor = InterpreterPoolExecutor(
-            workers, initializer=exec, initargs=(f"import sys; sys.path[:] = {sys.path!r}",))
-        try:
-            list(self._executor.map(self._consumer.send, probe_items(workload, workers)))
-        except BaseException:
-            self._executor.shutdown(wait=True, cancel_futures=True)
-            raise
-
-    def run(self, workload: Work, patience_s: float) -> object:
-        return workload.combine(self._executor.map(
-            self._consumer.send, workload.items(),
-            timeout=None if patience_s == float("inf") else patience_s))
-
-    def close(self) -> None:
-        self._executor.shutdown(wait=True, cancel_futures=True)
+    # exec and a string: both cross into a new interpreter as they are, unlike a function
+    # of gilstudy.compare, whose import would need numpy there.
+    return InterpreterPoolExecutor(
+        workers, initializer=exec, initargs=(f"import sys; sys.path[:] = {sys.path!r}",))
 
 
 register_pair("interp", "N isolated subinterpreters, each with its own GIL "
@@ -81,6 +61,7 @@ register_pair("interp", "N isolated subinterpreters, each with its own GIL "
               requires_work=(registry.needs_new_process, needs_consumer_without_numpy))
 registry.register(registry.Model(
     "interppool-python", "python", "concurrent.futures.InterpreterPoolExecutor with N "
-    "interpreters running the python kernel", _InterpreterPoolWorkers,
+    "interpreters running the python kernel",
+    functools.partial(ExecutorWorkers, make_executor=_interpreter_pool),
     requires=(needs_subinterpreters,),
     requires_work=(registry.needs_new_process, needs_consumer_without_numpy)))

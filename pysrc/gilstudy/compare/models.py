@@ -13,7 +13,8 @@ from gilstudy.dispatch import start_runners
 from gilstudy.kernels import IMPLS
 from gilstudy.processes import spawn
 
-__all__ = ["QUEUE_DEPTH", "DispatchWorkers", "one_at_a_time", "probe_items", "register_pair"]
+__all__ = ["QUEUE_DEPTH", "DispatchWorkers", "ExecutorWorkers", "one_at_a_time", "probe_items",
+           "register_pair"]
 
 
 # ---- workers of the built-in models -------------------------------------------------
@@ -133,18 +134,19 @@ def _coprocess_worker(workload: Work, impl: str, results) -> object:
     return spawn(factory, *args, results=results)
 
 
-class _PoolWorkers:
-    """concurrent.futures.ProcessPoolExecutor with ``workers`` processes, started with
-    "spawn" (a fresh interpreter each, like a coprocess, and no forking of a process that
-    has threads); items go through ``executor.map`` with its defaults (one item per task).
-    Start-up ends when the pool has answered one probe item per worker. ``close`` shuts
-    the pool down, cancelling what has not started, and waits for the processes."""
+class ExecutorWorkers:
+    """A concurrent.futures executor with ``workers`` workers, made by
+    ``make_executor(workers)``; items go through ``executor.map`` with its defaults (one
+    item per task, a call of the consumer's ``send``, pickled to the worker). Start-up ends
+    when the executor has answered one probe item per worker. An item whose consumer
+    raised makes ``run`` raise that error, as the executor reports it; no result for
+    ``patience_s`` makes it raise TimeoutError. ``close`` shuts the executor down,
+    cancelling what has not started, and waits for its workers."""
 
-    def __init__(self, workload: Work, impl: str, workers: int):
-        from concurrent.futures import ProcessPoolExecutor
-
+    def __init__(self, workload: Work, impl: str, workers: int,
+                 make_executor: Callable[[int], object]):
         self._consumer = workload.consumer(impl)
-        self._executor = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+        self._executor = make_executor(workers)
         try:
             list(self._executor.map(self._consumer.send, probe_items(workload, workers)))
         except BaseException:
@@ -152,10 +154,20 @@ class _PoolWorkers:
             raise
 
     def run(self, workload: Work, patience_s: float) -> object:
-        return workload.combine(self._executor.map(self._consumer.send, workload.items()))
+        return workload.combine(self._executor.map(
+            self._consumer.send, workload.items(),
+            timeout=None if patience_s == float("inf") else patience_s))
 
     def close(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _process_pool(workers: int) -> object:
+    """concurrent.futures.ProcessPoolExecutor started with "spawn": a fresh interpreter
+    each, like a coprocess, and no forking of a process that has threads."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
 
 
 class _JoblibWorkers:
@@ -221,7 +233,8 @@ registry.register(registry.Model(
     "(dynamic schedule)", _PrangeWorkers, requires=(registry.needs_openmp,), shares_gil=True,
     requires_work=(registry.needs_parallel_call,), dispatches_items=False))
 register_pair("pool", "concurrent.futures.ProcessPoolExecutor with N workers running the "
-               "{impl} kernel", _PoolWorkers, requires=(registry.needs_process_pools,),
+               "{impl} kernel", functools.partial(ExecutorWorkers, make_executor=_process_pool),
+               requires=(registry.needs_process_pools,),
                requires_work=(registry.needs_new_process,))
 register_pair("joblib", "joblib.Parallel (loky backend) with N workers running the {impl} "
                "kernel", _JoblibWorkers, requires=(_JOBLIB, registry.needs_process_pools),
