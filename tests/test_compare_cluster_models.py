@@ -12,7 +12,7 @@ import threading
 
 import pytest
 
-from gilstudy import compare
+from gilstudy import cli, compare
 from gilstudy.compare import registry
 from gilstudy.errors import CoprocessDied, ModelFailed
 
@@ -55,6 +55,18 @@ def test_without_its_extra_a_model_is_unavailable_with_one_line_naming_it(
     assert result.unavailable == {name: reason for name in models}
     assert [r.model for r in result.rows] == ["serial-python"]
     assert result.table().endswith(f"\nunavailable: {', '.join(models)}: {reason}")
+
+
+def test_on_the_command_line_a_missing_extra_is_a_note_never_a_traceback(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "distributed", None)  # as if not installed
+    status = cli.main(["compare", "--models", "dask-*", "--workers", "1", "--size", "3000",
+                       "--items", "8", "--repeat", "1", "--idle-timeout", "0", "--quiet",
+                       "--min-time", "0", "--no-footprint"])
+    out, err = capsys.readouterr()
+    assert (status, err) == (0, "")
+    assert ("\nunavailable: dask-python, dask-cython: distributed not installed (pip install "
+            "'gilstudy[dask]')\n") in out
+    assert "Traceback" not in out
 
 
 # About 20 s on the loaded 2-core machine: six jobs or clusters, each started once, is the
