@@ -126,3 +126,22 @@ def test_an_mpi_pool_job_that_dies_is_coprocess_died_within_bounded_time():
         workers.close()
     assert job_processes(workers._marker) == set()
     workers.close()  # idempotent
+
+
+@pytest.mark.timeout(TIMEOUT)
+def test_an_mpi_pool_job_that_stops_answering_times_out_and_is_ended(monkeypatch):
+    from gilstudy.compare import cluster_models
+    from gilstudy.compare.workload import make_workload
+    from gilstudy.mpi import job_processes
+
+    monkeypatch.setattr(cluster_models, "_STOP_PATIENCE_S", 1.0)
+    workload = make_workload("count_primes", 3000, 8)
+    workers = registry.get("mpipool-python").launch(workload, 1)
+    stopped = job_processes(workers._marker) - {workers._process.pid}
+    for pid in stopped:  # every rank and proxy, frozen: nothing answers, nothing ends
+        os.kill(pid, signal.SIGSTOP)
+    with pytest.raises(TimeoutError, match=r"^the MPI pool job gave no answer for 1 s$"):
+        workers.run(workload, 1.0)
+    with pytest.raises(CoprocessDied, match=r"was killed by signal 9: when told to end$"):
+        workers.close()
+    assert job_processes(workers._marker) == set()

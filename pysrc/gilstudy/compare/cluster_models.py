@@ -123,15 +123,15 @@ class _MpiPoolWorkers:
             raise self._died(status, f"it ended {when}")
 
     def _call(self, items: list, patience_s: float) -> list:
+        deadline = time.monotonic() + patience_s
         try:
             self._link.send(items)
-            deadline = time.monotonic() + patience_s
             while not self._link.poll(0.1):
                 self._check_alive("before answering")
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"the MPI pool job gave no answer for {patience_s:g} s")
             outcome, value = self._link.recv()
-        except (OSError, EOFError) as exc:
+        except (ConnectionError, EOFError) as exc:
             # Its link broke: the job is ending (a rank died, and MPI ends them all).
             try:
                 self._process.wait(_STOP_PATIENCE_S)
