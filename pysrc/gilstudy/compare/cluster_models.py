@@ -165,11 +165,16 @@ class _MpiPoolWorkers:
                 except ProcessLookupError:
                     pass
                 process.wait()
-        for pid in job_processes(self._marker):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        # What is left of the job (a proxy or rank that mpiexec did not take down with it)
+        # is killed, and waited for until it is gone, briefly.
+        deadline = time.monotonic() + _STOP_PATIENCE_S
+        while (left := job_processes(self._marker)) and time.monotonic() < deadline:
+            for pid in left:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            time.sleep(0.01)
         if self._link is not None:
             self._link.close()
             self._link = None
