@@ -46,7 +46,7 @@ def test_before_python_3_14_they_are_unavailable_naming_the_version_needed():
 
 @needs_interpreters
 @pytest.mark.timeout(TIMEOUT)
-def test_each_interpreter_model_gives_serials_answer_in_the_table_and_json():
+def test_each_interpreter_model_gives_serials_answer_in_the_table_json_and_plot(tmp_path):
     threads_before = set(threading.enumerate())
     result = compare.run(kernel="count_primes", size=3000, items=8, models=INTERP_MODELS,
                          workers=[1, 2], **TINY)
@@ -58,6 +58,9 @@ def test_each_interpreter_model_gives_serials_answer_in_the_table_and_json():
         assert f"\n{name} " in result.table()
     assert {m["name"] for m in json.loads(result.to_json())["models"] if m["available"]} == {
         "serial-python", *INTERP_MODELS}
+    png = tmp_path / "interp.png"
+    result.plot(png)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert threads_left(threads_before) == set()
 
 
