@@ -7,6 +7,7 @@ import json
 import platform
 import sys
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -83,10 +84,10 @@ def test_a_consumer_that_raises_in_an_interpreter_raises_its_error_from_run(mode
     bad = Workload("count_primes", 3000, 1, ((0, (10, 3)),))  # an item the kernel refuses
     workers = registry.get(model).launch(bad, 1)
     try:
-        # A worker fed through Dispatch reports its error when next used: here when run()
-        # gives up waiting for the item's result, after the patience it is given.
+        started = time.monotonic()
         with pytest.raises(Exception, match=r"count_primes: hi \(3\) must be >= lo \(10\)"):
-            workers.run(bad, 3)
+            workers.run(bad, 60)
+        assert time.monotonic() - started < 30  # at once, not after the patience
     finally:
         try:
             workers.close()

@@ -290,6 +290,19 @@ def test_threads_models_run_consumer_threads_through_dispatch(monkeypatch):
 
 # ---- nothing left behind --------------------------------------------------------------
 
+@pytest.mark.timeout(TIMEOUT)
+@pytest.mark.parametrize("model", ["coprocess-python", "mpi-python"])
+def test_a_far_side_worker_that_raises_fails_the_run_at_once_not_after_the_patience(model):
+    started = time.monotonic()
+    with pytest.raises(ModelFailed, match=rf"^{model} with 1 worker: repeat 1 failed: "
+                                          r"RemoteError: .*ValueError: not in the test "
+                                          r"process \(got \d+\)"):
+        compare.run(function="_compare_functions:fails_in_workers",
+                    inputs="_compare_functions:make_inputs", models=[model], workers=[1],
+                    repeat=1, idle_timeout_s=0, min_time_s=0)
+    assert time.monotonic() - started < 50  # the patience is 60 s and more
+
+
 @pytest.mark.timeout(360)  # every model starts twice: slow on a loaded machine
 def test_no_thread_or_process_is_left_behind_after_a_run():
     threads_before = set(threading.enumerate())

@@ -4,6 +4,7 @@
 
 import functools
 import multiprocessing
+import time
 from typing import Callable
 
 from gilstudy.compare import registry
@@ -72,8 +73,9 @@ class DispatchWorkers:
     a probe item, sent to each directly so that none is left unconfirmed.
 
     If a worker fails, its error (ConsumerError, RemoteError, CoprocessDied) is raised by
-    the next ``run`` or by ``close``; a worker that stops answering makes ``run`` raise
-    after ``patience_s`` seconds without a result.
+    ``run``: within a tenth of a second for a worker behind a framed channel (a coprocess,
+    a rank, a subinterpreter), by the next ``run`` or ``close`` for a thread; a worker that
+    stops answering makes ``run`` raise after ``patience_s`` seconds without a result.
     """
 
     def __init__(self, workload: Work, impl: str, workers: int,
@@ -94,21 +96,34 @@ class DispatchWorkers:
             self._dispatch.send(item)
         # Nothing more comes: runners that batch (coprocesses) write their last batch now
         # rather than after their flush interval, which would idle the workers each pass.
+        self._flush_all()
+        deadline = time.monotonic() + patience_s
+        while True:
+            try:
+                pairs = self._results.take(
+                    len(items), max(0.0, min(_CHECK_EVERY_S, deadline - time.monotonic())))
+                break
+            except TimeoutError:
+                if time.monotonic() >= deadline:
+                    self.close()  # raises the failed worker's own error when it has one
+                    raise
+                # A far-side worker whose consumer raised has halted its link, and flush()
+                # raises its error now, not after the whole patience.
+                self._flush_all()
+        return workload.combine(pairs)
+
+    def _flush_all(self) -> None:
         for runner in self._dispatch.consumers:
             flush = getattr(runner, "flush", None)
             if flush is not None:
                 flush()
-        try:
-            pairs = self._results.take(len(items), None if patience_s == float("inf")
-                                       else patience_s)
-        except TimeoutError:
-            self.close()  # raises the failed worker's own error when it has one
-            raise
-        return workload.combine(pairs)
 
     def close(self) -> None:
         self._dispatch.close()
 
+
+# How often run() looks for a failed worker while it waits for results.
+_CHECK_EVERY_S = 0.1
 
 # Seconds a new worker may take to answer its probe: a fresh interpreter importing numpy
 # on a loaded machine takes a second or two; this is only reached if one hangs.
