@@ -29,7 +29,7 @@ $(VENV)/.installed-test: $(VENV)/bin/python $(SOURCES)
 	touch $@
 
 $(VENV)/.installed-run: $(VENV)/bin/python $(SOURCES)
-	$(PY) -m pip install --quiet ".[compare,mpi]"
+	$(PY) -m pip install --quiet ".[compare,mpi,dask]"
 	touch $@
 
 # The main job: the single-thread kernel table, then every execution model side by side.

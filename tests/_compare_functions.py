@@ -39,6 +39,14 @@ def differs_in_other_processes(n):
     return n if os.getpid() == FIRST_PID else -n
 
 
+def fails_in_workers(n):
+    """The plain function in the test process; in any other process it raises: a worker
+    fails while serial-python succeeds."""
+    if os.getpid() != FIRST_PID:
+        raise ValueError(f"not in the test process (got {n})")
+    return n
+
+
 NOT_TUPLES = [1, 2, 3]
 
 

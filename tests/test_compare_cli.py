@@ -141,7 +141,7 @@ def test_bad_input_is_refused_before_any_work_in_one_line(capsys, tmp_path, comm
 @pytest.mark.timeout(TIMEOUT)
 def test_a_plot_named_without_a_suffix_is_written_and_reported_as_png(capsys, tmp_path):
     status, out, err = run_cli(capsys, *TINY, "--workers", "1", "--models", "serial-*",
-                               "--plot", str(tmp_path / "speedups"))
+                               "--no-footprint", "--plot", str(tmp_path / "speedups"))
     assert status == 0, err
     assert out.endswith(f"plot written to {tmp_path / 'speedups.png'}\n")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["speedups.png"]
@@ -227,8 +227,13 @@ SCHEMA = {
     "projections": [{"model": str, "interpreter": str, "law": str, "points": list,
                      "params": (dict, type(None)), "rms_error": (float, type(None)),
                      "projected": (dict, type(None)), "reason": (str, type(None))}],
+    "footprints": list, "footprint_kernel": (str, type(None)),
     "verdict": list,
 }
+FOOTPRINT = {"kind": str, "interpreter": str, "workers": int,
+             "startup_s": (float, type(None)), "startup_per_worker_s": (float, type(None)),
+             "rss_bytes": (int, type(None)), "pss_bytes": (int, type(None)),
+             "unavailable": (str, type(None))}
 ENVIRONMENT = {
     "machine": {"python", "interpreter", "gil_enabled", "cpu_model", "usable_cores"},
     "build": {"cython_version", "compiler", "cflags", "openmp"},
@@ -251,10 +256,17 @@ def check_schema(document, schema, where="document"):
         assert isinstance(document, schema), f"{where}: {document!r}"
 
 
+# Every model but those that start an MPI job or a Dask cluster (seconds each: they run once,
+# in tests/test_compare_cluster_models.py).
+ONE_MACHINE_MODELS = ",".join(name for name in registry.names()
+                              if not name.startswith(("mpi-", "mpipool-", "dask-")))
+
+
 @pytest.mark.timeout(3 * TIMEOUT)  # every model starts twice: slow on a loaded machine
 def test_a_tiny_run_prints_the_report_and_writes_json_and_png(capsys, tmp_path):
     json_path, png_path = tmp_path / "compare.json", tmp_path / "compare.png"
     status, out, err = run_cli(capsys, *TINY, "--workers", "1,2", "--markdown",
+                               "--models", ONE_MACHINE_MODELS,
                                "--json", str(json_path), "--plot", str(png_path))
     assert status == 0, err
     assert err == ""
@@ -262,6 +274,8 @@ def test_a_tiny_run_prints_the_report_and_writes_json_and_png(capsys, tmp_path):
             in out)
     assert "\nVerdict:\n- Fastest for count_primes here: " in out
     assert "PROJECTION, not a measurement" in out
+    assert "```\nkind            python  workers  start-up s  per worker s  RSS MiB/worker" in out
+    assert "\n- Per worker (start-up, resident memory): @" in out
     assert png_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     document = json.loads(json_path.read_text())
@@ -282,6 +296,9 @@ def test_a_tiny_run_prints_the_report_and_writes_json_and_png(capsys, tmp_path):
     assert interpreter["default"] and interpreter["executable"] == sys.executable
     assert {r["interpreter"] for r in document["rows"]} == {interpreter["label"]}
     assert document["settings"]["pythons"] == []
+    check_schema(document["footprints"], [FOOTPRINT])
+    assert [f["kind"] for f in document["footprints"]] == ["thread", "subinterpreter",
+                                                           "coprocess"]
 
 
 def test_the_progress_bar_redraws_one_line_and_clears_it():

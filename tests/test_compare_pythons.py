@@ -345,8 +345,8 @@ def test_the_command_line_merges_into_one_table_json_and_plot(capsys, tmp_path):
     status, out, err = run_cli(
         capsys, "--size", "3000", "--items", "8", "--repeat", "1", "--idle-timeout", "0",
         "--quiet", "--min-time", "0", "--models", MODELS, "--workers", "1,2",
-        "--python", sys.executable, "--markdown", "--json", str(json_path), "--plot",
-        str(png_path))
+        "--python", sys.executable, "--no-footprint", "--markdown", "--json", str(json_path),
+        "--plot", str(png_path))
     assert (status, err) == (0, "")
     assert (f"| model | workers | start-up s | passes | median s | spread | "
             f"vs serial-python@{HERE} | vs serial-python@own | vs own 1 worker | "

@@ -2,8 +2,6 @@
 # a reason, every answer is checked against serial-python's, failures name the model, and
 # nothing (thread or process) is left running afterwards.
 
-import multiprocessing
-import os
 import threading
 import time
 
@@ -16,8 +14,15 @@ from gilstudy.compare.measure import PROBE_ITEMS
 from gilstudy.errors import ConsumerError, ModelFailed, WrongAnswer
 from gilstudy.kernels.work import KernelConsumer
 
+from _leftovers import child_pids, threads_left
+
 # Only reached in case of a deadlock.
 TIMEOUT = 60
+
+# Every model but those that start an MPI job or a Dask cluster (seconds each: they run once,
+# in tests/test_compare_cluster_models.py).
+CLUSTER_FAMILIES = ("mpi-", "mpipool-", "dask-")
+ONE_MACHINE_MODELS = [name for name in registry.names() if not name.startswith(CLUSTER_FAMILIES)]
 
 # One pass per repeat and no re-runs, so that the events of a run can be counted exactly.
 TINY = dict(kernel="count_primes", size=3000, items=8, repeat=2, idle_timeout_s=0, min_time_s=0,
@@ -66,13 +71,17 @@ def test_registry_holds_every_model_by_its_exact_name():
     assert registry.names() == [
         "serial-python", "serial-cython", "threads-python", "threads-cython",
         "coprocess-python", "coprocess-cython", "prange-cython", "pool-python", "pool-cython",
-        "joblib-python", "joblib-cython"]
+        "joblib-python", "joblib-cython", "interp-python", "interp-cython", "interppool-python",
+        "mpi-python", "mpi-cython", "mpipool-python", "mpipool-cython", "dask-python",
+        "dask-cython"]
 
 
 def test_select_takes_names_and_glob_patterns_in_registry_order():
     chosen = registry.select("prange-cython, *-python")
     assert [m.name for m in chosen] == ["serial-python", "threads-python", "coprocess-python",
-                                        "prange-cython", "pool-python", "joblib-python"]
+                                        "prange-cython", "pool-python", "joblib-python",
+                                        "interp-python", "interppool-python", "mpi-python",
+                                        "mpipool-python", "dask-python"]
     assert [m.name for m in registry.select(["serial-*"])] == ["serial-python", "serial-cython"]
 
 
@@ -281,40 +290,27 @@ def test_threads_models_run_consumer_threads_through_dispatch(monkeypatch):
 
 # ---- nothing left behind --------------------------------------------------------------
 
-def _child_pids() -> set[int]:
-    """Our live child processes, less multiprocessing's and loky's resource trackers
-    (one per interpreter, by design alive until it exits)."""
-    me = os.getpid()
-    try:
-        tasks = os.listdir(f"/proc/{me}/task")
-        pids = set()
-        for task in tasks:
-            with open(f"/proc/{me}/task/{task}/children") as f:
-                pids.update(int(p) for p in f.read().split())
-    except OSError:
-        return {p.pid for p in multiprocessing.active_children()}
-
-    def is_tracker(pid):
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                return b"resource_tracker" in f.read()
-        except OSError:
-            return True  # already gone
-
-    return {p for p in pids if not is_tracker(p)}
+@pytest.mark.timeout(TIMEOUT)
+@pytest.mark.parametrize("model", ["coprocess-python", "mpi-python"])
+def test_a_far_side_worker_that_raises_fails_the_run_at_once_not_after_the_patience(model):
+    started = time.monotonic()
+    with pytest.raises(ModelFailed, match=rf"^{model} with 1 worker: repeat 1 failed: "
+                                          r"RemoteError: .*ValueError: not in the test "
+                                          r"process \(got \d+\)"):
+        compare.run(function="_compare_functions:fails_in_workers",
+                    inputs="_compare_functions:make_inputs", models=[model], workers=[1],
+                    repeat=1, idle_timeout_s=0, min_time_s=0)
+    assert time.monotonic() - started < 50  # the patience is 60 s and more
 
 
 @pytest.mark.timeout(360)  # every model starts twice: slow on a loaded machine
 def test_no_thread_or_process_is_left_behind_after_a_run():
     threads_before = set(threading.enumerate())
-    children_before = _child_pids()
-    result = compare.run(workers=[1, 2], **TINY)
-    assert len({r.model for r in result.rows}) == len(registry.names()) - len(result.unavailable)
-    # A closed queue's feeder thread (loky's) may take a moment to end: join, then check.
-    for thread in set(threading.enumerate()) - threads_before:
-        thread.join(10)
-    assert {t for t in threading.enumerate() if t.is_alive()} - threads_before == set()
-    assert _child_pids() - children_before == set()
+    children_before = child_pids()
+    result = compare.run(workers=[1, 2], models=ONE_MACHINE_MODELS, **TINY)
+    assert len({r.model for r in result.rows}) == len(ONE_MACHINE_MODELS) - len(result.unavailable)
+    assert threads_left(threads_before) == set()
+    assert child_pids() - children_before == set()
 
 
 # ---- equal time, outside load, dispatch cost ---------------------------------------------

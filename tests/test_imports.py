@@ -126,4 +126,6 @@ def test_importing_the_registry_registers_the_built_in_models():
     assert json.loads(done.stdout) == [
         "serial-python", "serial-cython", "threads-python", "threads-cython",
         "coprocess-python", "coprocess-cython", "prange-cython", "pool-python", "pool-cython",
-        "joblib-python", "joblib-cython"]
+        "joblib-python", "joblib-cython", "interp-python", "interp-cython", "interppool-python",
+        "mpi-python", "mpi-cython", "mpipool-python", "mpipool-cython", "dask-python",
+        "dask-cython"]

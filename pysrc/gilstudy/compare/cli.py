@@ -190,7 +190,7 @@ def main(args: argparse.Namespace, out: TextIO | None = None) -> int:
     return run_command(PROG, args, _check, lambda args, progress: run(
         workload=args.workload, workers=args.workers, models=args.models, repeat=args.repeat,
         progress=progress, idle_timeout_s=args.idle_timeout, pythons=args.pythons,
-        **timing_arguments(args)), out)
+        footprint=args.footprint, **timing_arguments(args)), out)
 
 
 def timing_arguments(args) -> dict:
@@ -291,5 +291,9 @@ def add_subcommand(subparsers) -> None:
                              "one; rows are labelled model@3.11, model@3.13t, ... and "
                              "speedups stay relative to serial-python under this interpreter, "
                              "with a column against each interpreter's own serial-python")
+    parser.add_argument("--no-footprint", dest="footprint", action="store_false",
+                        help="leave out the table of start-up time and memory per worker "
+                             "(thread, subinterpreter, coprocess under each interpreter), "
+                             "which takes a few seconds after the timing")
     add_output_options(parser, "speedup against workers")
     parser.set_defaults(run=main)

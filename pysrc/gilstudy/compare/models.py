@@ -4,6 +4,7 @@
 
 import functools
 import multiprocessing
+import time
 from typing import Callable
 
 from gilstudy.compare import registry
@@ -13,12 +14,13 @@ from gilstudy.dispatch import start_runners
 from gilstudy.kernels import IMPLS
 from gilstudy.processes import spawn
 
-__all__ = ["QUEUE_DEPTH"]
+__all__ = ["QUEUE_DEPTH", "DispatchWorkers", "ExecutorWorkers", "one_at_a_time", "probe_items",
+           "register_pair"]
 
 
 # ---- workers of the built-in models -------------------------------------------------
 
-def _probe_items(workload: Work, count: int) -> list[tuple[int, tuple]]:
+def probe_items(workload: Work, count: int) -> list[tuple[int, tuple]]:
     # Negative indexes keep probe results apart from the workload's items.
     return [(-1 - k, workload.probe_args()) for k in range(count)]
 
@@ -61,25 +63,27 @@ class _PrangeWorkers:
 QUEUE_DEPTH = 8
 
 
-class _DispatchWorkers:
-    """``workers`` runners, each running the workload's consumer, started with
-    gilstudy.dispatch.start_runners (so fed through one Dispatch, least-loaded first);
-    results come back through one Collect. ``start_one(workload, impl, results)`` starts
-    one runner: a ConsumerThread or a coprocess. Start-up ends when every worker has
-    answered a probe item, sent to each directly so that none is left unconfirmed.
+class DispatchWorkers:
+    """``workers`` runners, each running the workload's consumer, behind one Dispatch (so
+    fed least-loaded first); results come back through one Collect.
+    ``start_fan(workload, impl, workers, results)`` starts them and returns the Dispatch:
+    through gilstudy.dispatch.start_runners, either directly (one_at_a_time: ConsumerThreads,
+    coprocesses) or inside a function that does (gilstudy.mpi.ranks,
+    gilstudy.interpreters.subinterpreters). Start-up ends when every worker has answered
+    a probe item, sent to each directly so that none is left unconfirmed.
 
     If a worker fails, its error (ConsumerError, RemoteError, CoprocessDied) is raised by
-    the next ``run`` or by ``close``; a worker that stops answering makes ``run`` raise
-    after ``patience_s`` seconds without a result.
+    ``run``: within a tenth of a second for a worker behind a framed channel (a coprocess,
+    a rank, a subinterpreter), by the next ``run`` or ``close`` for a thread; a worker that
+    stops answering makes ``run`` raise after ``patience_s`` seconds without a result.
     """
 
     def __init__(self, workload: Work, impl: str, workers: int,
-                 start_one: Callable[[Work, str, object], object]):
+                 start_fan: Callable[[Work, str, int, object], object]):
         self._results = Collect()
-        self._dispatch = start_runners(lambda index: start_one(workload, impl, self._results),
-                                       workers)
+        self._dispatch = start_fan(workload, impl, workers, self._results)
         try:
-            for runner, probe in zip(self._dispatch.consumers, _probe_items(workload, workers)):
+            for runner, probe in zip(self._dispatch.consumers, probe_items(workload, workers)):
                 runner.send(probe)
             self._results.take(workers, timeout=_START_PATIENCE_S)
         except BaseException:
@@ -92,25 +96,48 @@ class _DispatchWorkers:
             self._dispatch.send(item)
         # Nothing more comes: runners that batch (coprocesses) write their last batch now
         # rather than after their flush interval, which would idle the workers each pass.
+        self._flush_all()
+        deadline = time.monotonic() + patience_s
+        while True:
+            try:
+                pairs = self._results.take(
+                    len(items), max(0.0, min(_CHECK_EVERY_S, deadline - time.monotonic())))
+                break
+            except TimeoutError:
+                if time.monotonic() >= deadline:
+                    self.close()  # raises the failed worker's own error when it has one
+                    raise
+                # A far-side worker whose consumer raised has halted its link, and flush()
+                # raises its error now, not after the whole patience.
+                self._flush_all()
+        return workload.combine(pairs)
+
+    def _flush_all(self) -> None:
         for runner in self._dispatch.consumers:
             flush = getattr(runner, "flush", None)
             if flush is not None:
                 flush()
-        try:
-            pairs = self._results.take(len(items), None if patience_s == float("inf")
-                                       else patience_s)
-        except TimeoutError:
-            self.close()  # raises the failed worker's own error when it has one
-            raise
-        return workload.combine(pairs)
 
     def close(self) -> None:
         self._dispatch.close()
 
 
+# How often run() looks for a failed worker while it waits for results.
+_CHECK_EVERY_S = 0.1
+
 # Seconds a new worker may take to answer its probe: a fresh interpreter importing numpy
 # on a loaded machine takes a second or two; this is only reached if one hangs.
 _START_PATIENCE_S = 120.0
+
+
+def one_at_a_time(start_one: Callable[[Work, str, object], object]):
+    """A ``start_fan`` for DispatchWorkers that starts each runner with
+    ``start_one(workload, impl, results)`` through gilstudy.dispatch.start_runners."""
+
+    def start_fan(workload: Work, impl: str, workers: int, results) -> object:
+        return start_runners(lambda index: start_one(workload, impl, results), workers)
+
+    return start_fan
 
 
 def _thread_worker(workload: Work, impl: str, results) -> object:
@@ -122,29 +149,40 @@ def _coprocess_worker(workload: Work, impl: str, results) -> object:
     return spawn(factory, *args, results=results)
 
 
-class _PoolWorkers:
-    """concurrent.futures.ProcessPoolExecutor with ``workers`` processes, started with
-    "spawn" (a fresh interpreter each, like a coprocess, and no forking of a process that
-    has threads); items go through ``executor.map`` with its defaults (one item per task).
-    Start-up ends when the pool has answered one probe item per worker. ``close`` shuts
-    the pool down, cancelling what has not started, and waits for the processes."""
+class ExecutorWorkers:
+    """A concurrent.futures executor with ``workers`` workers, made by
+    ``make_executor(workers)``; items go through ``executor.map`` with its defaults (one
+    item per task, a call of the consumer's ``send``, pickled to the worker). Start-up ends
+    when the executor has answered one probe item per worker. An item whose consumer
+    raised makes ``run`` raise that error, as the executor reports it; no result for
+    ``patience_s`` makes it raise TimeoutError. ``close`` shuts the executor down,
+    cancelling what has not started, and waits for its workers."""
 
-    def __init__(self, workload: Work, impl: str, workers: int):
-        from concurrent.futures import ProcessPoolExecutor
-
+    def __init__(self, workload: Work, impl: str, workers: int,
+                 make_executor: Callable[[int], object]):
         self._consumer = workload.consumer(impl)
-        self._executor = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+        self._executor = make_executor(workers)
         try:
-            list(self._executor.map(self._consumer.send, _probe_items(workload, workers)))
+            list(self._executor.map(self._consumer.send, probe_items(workload, workers)))
         except BaseException:
             self._executor.shutdown(wait=True, cancel_futures=True)
             raise
 
     def run(self, workload: Work, patience_s: float) -> object:
-        return workload.combine(self._executor.map(self._consumer.send, workload.items()))
+        return workload.combine(self._executor.map(
+            self._consumer.send, workload.items(),
+            timeout=None if patience_s == float("inf") else patience_s))
 
     def close(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _process_pool(workers: int) -> object:
+    """concurrent.futures.ProcessPoolExecutor started with "spawn": a fresh interpreter
+    each, like a coprocess, and no forking of a process that has threads."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
 
 
 class _JoblibWorkers:
@@ -166,7 +204,7 @@ class _JoblibWorkers:
         self._executor = None
         try:
             self._parallel(self._delayed(self._consumer.send)(probe)
-                           for probe in _probe_items(workload, workers))
+                           for probe in probe_items(workload, workers))
             # The executor joblib just used (reuse=True returns it as it is).
             self._executor = get_reusable_executor(reuse=True)
         except BaseException:
@@ -189,27 +227,30 @@ class _JoblibWorkers:
 _JOBLIB = registry.needs_module("joblib", hint="pip install 'gilstudy[compare]'")
 
 
-def _register_pair(family: str, summary: str, start, **options) -> None:
+def register_pair(family: str, summary: str, start, **options) -> None:
+    """Register ``family``-python and ``family``-cython, the summary's ``{impl}`` filled in."""
     for impl in IMPLS:
         registry.register(registry.Model(f"{family}-{impl}", impl, summary.format(impl=impl),
                                          start, **options))
 
 
-_register_pair("serial", "the {impl} kernel on every item in turn, in this thread: the baseline",
+register_pair("serial", "the {impl} kernel on every item in turn, in this thread: the baseline",
                _SerialWorkers, max_workers=1, shares_gil=True)
-_register_pair("threads", "N ConsumerThreads fed through Dispatch, running the {impl} kernel",
-               functools.partial(_DispatchWorkers, start_one=_thread_worker), shares_gil=True)
-_register_pair("coprocess", "N coprocesses (pickle over pipes) fed through Dispatch, running "
+register_pair("threads", "N ConsumerThreads fed through Dispatch, running the {impl} kernel",
+               functools.partial(DispatchWorkers, start_fan=one_at_a_time(_thread_worker)),
+               shares_gil=True)
+register_pair("coprocess", "N coprocesses (pickle over pipes) fed through Dispatch, running "
                "the {impl} kernel",
-               functools.partial(_DispatchWorkers, start_one=_coprocess_worker),
+               functools.partial(DispatchWorkers, start_fan=one_at_a_time(_coprocess_worker)),
                requires_work=(registry.needs_new_process,))
 registry.register(registry.Model(
     "prange-cython", "cython", "one call whose loop Cython prange splits over N OpenMP threads "
     "(dynamic schedule)", _PrangeWorkers, requires=(registry.needs_openmp,), shares_gil=True,
     requires_work=(registry.needs_parallel_call,), dispatches_items=False))
-_register_pair("pool", "concurrent.futures.ProcessPoolExecutor with N workers running the "
-               "{impl} kernel", _PoolWorkers, requires=(registry.needs_process_pools,),
+register_pair("pool", "concurrent.futures.ProcessPoolExecutor with N workers running the "
+               "{impl} kernel", functools.partial(ExecutorWorkers, make_executor=_process_pool),
+               requires=(registry.needs_process_pools,),
                requires_work=(registry.needs_new_process,))
-_register_pair("joblib", "joblib.Parallel (loky backend) with N workers running the {impl} "
+register_pair("joblib", "joblib.Parallel (loky backend) with N workers running the {impl} "
                "kernel", _JoblibWorkers, requires=(_JOBLIB, registry.needs_process_pools),
                requires_work=(registry.needs_new_process,))

@@ -9,7 +9,7 @@ import math
 from dataclasses import dataclass, field
 
 from gilstudy._table import format_table
-from gilstudy.compare import projection
+from gilstudy.compare import projection, worker_costs
 from gilstudy.compare.fit import PROJECT_AT
 from gilstudy.compare.measure import Repeat, Timing
 from gilstudy.compare.plot import plot as write_plot
@@ -66,6 +66,11 @@ __all__ = ["SCHEMA_VERSION", "ModelInfo", "Row", "Projection", "Ceiling", "Inter
 #   projections     [{model, interpreter, law "amdahl"|"usl", points [[workers, speedup vs
 #                   own 1 worker]], params {s}|{a, b}|null, rms_error|null, projected {"4",
 #                   "16","64": speedup}|null, reason|null (why there is no fit)}]
+#   footprints      [{kind "thread"|"subinterpreter"|"coprocess", interpreter (label),
+#                   workers, startup_s|null, startup_per_worker_s|null, rss_bytes|null,
+#                   pss_bytes|null (per worker), unavailable|null (why not)}]: what a worker
+#                   costs before any work (gilstudy.footprint); [] when not measured
+#   footprint_kernel  the kernel those workers ran, or null
 #   verdict         [sentences]
 SCHEMA_VERSION = 3
 
@@ -228,6 +233,10 @@ class CompareResult:
     gilstudy.compare.run(); show it with table(), to_markdown(), verdict(),
     projections(), report(); save it with to_json() or gilstudy.compare.plot().
 
+    ``footprints`` (gilstudy.footprint.Footprint, for each interpreter and kind) are
+    the start-up and memory per worker, measured after the timing, running
+    ``footprint_kernel``; empty when not asked for.
+
     ``interpreters`` lists the interpreters the models ran under, the default first;
     ``environment`` and ``reference_run_s`` are the default interpreter's. ``models`` and
     ``rows`` hold each model once per interpreter (ModelInfo.interpreter, Row.interpreter).
@@ -245,6 +254,8 @@ class CompareResult:
     environment: dict
     interpreters: list[Interpreter]
     timing: Timing = field(default_factory=Timing)
+    footprints: list = field(default_factory=list)
+    footprint_kernel: str | None = None
     created: str = field(default_factory=lambda: datetime.datetime.now(
         datetime.timezone.utc).isoformat(timespec="seconds"))
 
@@ -406,6 +417,9 @@ class CompareResult:
                              f"{_fmt(top.speedup_vs_serial, '.2f', 'x')}).")
         lines.extend(self._interpreter_lines())
         lines.extend(self._startup_lines())
+        costs = worker_costs.summary_line(self.footprints)
+        if costs:
+            lines.append(costs)
         lines.extend(self._gil_lines())
         if not self.idle.idle:
             lines.append(f"Caution: {self.idle.describe()} before timing; other load makes "
@@ -524,10 +538,21 @@ class CompareResult:
                      f"{self.idle.describe()}")
         return "\n".join(lines)
 
+    def footprint_table(self) -> str | None:
+        """Start-up time and resident memory per worker for thread, subinterpreter and
+        coprocess, side by side, under each interpreter; None when not measured."""
+        if not self.footprints:
+            return None
+        return worker_costs.table_text(self.footprints, self.footprint_kernel)
+
     def report(self, markdown: bool = False) -> str:
-        """Header, table, verdict and projections: what the CLI prints."""
-        parts = [self.header(), self.to_markdown() if markdown else self.table(),
-                 "Verdict:\n" + "\n".join(f"- {line}" for line in self._verdict_lines())]
+        """Header, table, the start-up and memory table, verdict and projections: what the
+        CLI prints."""
+        parts = [self.header(), self.to_markdown() if markdown else self.table()]
+        costs = self.footprint_table()
+        if costs:
+            parts.append(f"```\n{costs}\n```" if markdown else costs)
+        parts.append("Verdict:\n" + "\n".join(f"- {line}" for line in self._verdict_lines()))
         projections = self.projection_text()
         if projections:
             parts.append(f"```\n{projections}\n```" if markdown else projections)
@@ -591,6 +616,8 @@ class CompareResult:
                 "projected": None if p.fit is None else {str(n): p.at(n) for n in PROJECT_AT},
                 "reason": p.reason,
             } for p in self.projections()],
+            "footprints": worker_costs.to_dicts(self.footprints),
+            "footprint_kernel": self.footprint_kernel,
             "verdict": self._verdict_lines(),
         }
 

@@ -11,7 +11,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 from gilstudy import _checks, kernels, machine
-from gilstudy.compare import registry
+from gilstudy.compare import registry, worker_costs
 from gilstudy.compare.function import make_function_workload
 from gilstudy.compare.measure import (DEFAULT_MAX_OUTSIDE_CORES, DEFAULT_MIN_TIME_S,
                                       DEFAULT_RERUNS, Timing, dispatch_cost, measure_repeat)
@@ -368,7 +368,7 @@ def run(kernel: str | None = None, size: int | None = None, items: int | None = 
         function=None, inputs=None, nogil=None, workload: Work | None = None,
         min_time_s: float = DEFAULT_MIN_TIME_S,
         max_outside_cores: float = DEFAULT_MAX_OUTSIDE_CORES,
-        reruns: int = DEFAULT_RERUNS) -> CompareResult:
+        reruns: int = DEFAULT_RERUNS, footprint: bool = False) -> CompareResult:
     """Run a workload in every selected model at every worker count, under this
     interpreter and each of ``pythons``; return the CompareResult.
 
@@ -407,6 +407,13 @@ def run(kernel: str | None = None, size: int | None = None, items: int | None = 
     which they used more than ``max_outside_cores`` cores is run again, at most
     ``reruns`` times (compare.measure). The median of the repeats is the figure, because
     one burst of outside load moves a mean but not a median.
+
+    With ``footprint``, after the timing and with every model stopped, it measures what a
+    worker costs before any work, under each interpreter: the start-up time and memory of
+    a thread, a subinterpreter and a coprocess (gilstudy.footprint, each kind in a fresh
+    process; a few seconds in all), at the widest worker count within the usable cores.
+    The result's ``footprints`` hold them (a kind that cannot run, or whose measurement
+    failed, with the reason).
 
     Raises UnknownKernelError, TypeError, ValueError or OverflowError for bad arguments,
     before anything runs (ValueError ``pythons: PATH: what is wrong`` for an interpreter
@@ -502,8 +509,17 @@ def run(kernel: str | None = None, size: int | None = None, items: int | None = 
     rows.sort(key=lambda r: (model_order[r.model], label_order[r.interpreter], r.workers))
     infos.sort(key=lambda m: (model_order[m.name], label_order[m.interpreter]))
     _speedups(rows, reference_label, labels[0])
+    footprints, footprint_kernel = [], None
+    if footprint:
+        footprint_kernel = getattr(workload, "kernel", "count_primes")
+        # Each interpreter as it was given: another's path may be a wrapper (a chroot's).
+        footprints = worker_costs.measure_all(
+            [(session.label, session.python.path if isinstance(session, RemoteSession)
+              else session.executable) for session in sessions],
+            worker_costs.footprint_workers(counts, machine.usable_cores()), footprint_kernel)
     return CompareResult(workload=workload, workers=counts, repeat=repeat,
                          reference=reference_label, models=infos, rows=rows, answer=expected,
                          reference_run_s=reference_run_s, idle=idle,
                          environment=interpreters[0].environment, interpreters=interpreters,
-                         timing=timing)
+                         timing=timing, footprints=footprints,
+                         footprint_kernel=footprint_kernel)
