@@ -18,6 +18,8 @@ from gilstudy.errors import CoprocessDied, ModelFailed
 
 from _leftovers import child_pids, threads_left
 
+pytestmark = pytest.mark.one_pass
+
 # Only reached in case of a deadlock; a job on a loaded machine starts in a few seconds.
 TIMEOUT = 240
 

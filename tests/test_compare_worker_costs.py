@@ -12,6 +12,8 @@ from gilstudy import compare, machine
 from gilstudy.compare import worker_costs
 from gilstudy.footprint import Footprint
 
+pytestmark = pytest.mark.one_pass
+
 # Only reached in case of a deadlock; each kind is measured in a fresh process.
 TIMEOUT = 120
 
