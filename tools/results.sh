@@ -2,13 +2,14 @@
 # Regenerate the tracked result tables in docs/results/ on this machine: each file holds the
 # commands that printed it and their output, verbatim. Run it on an idle machine, after
 # `make test` (it uses .venv and .venv-3.13t):
-#     bash tools/results.sh [compare|examples|breakeven|freethreaded|history]...
+#     bash tools/results.sh [compare|examples|breakeven|freethreaded|interpreters|history]...
 # With no argument it regenerates every file it knows. Each target takes a few minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 gilstudy=.venv/bin/gilstudy
 ftpython=.venv-3.13t/bin/python3.13t
+py315=.venv-3.15/bin/python
 out=docs/results
 mkdir -p "$out"
 [ -x "$gilstudy" ] || { echo "results: $gilstudy is missing; run make test first" >&2; exit 1; }
@@ -45,7 +46,7 @@ compare() {
     run "$file" "$gilstudy" compare --quiet --markdown --json "$out/compare-2core.json" \
         --plot "$out/compare-2core.png"
     run "$file" .venv/bin/python tools/check_scaling.py "$out/compare-2core.json" \
-        --models threads-cython,coprocess-cython,prange-cython --min 1.8 || true
+        --models threads-cython,coprocess-cython,prange-cython,mpi-cython --min 1.8 || true
     run "$file" "$gilstudy" compare --quiet --markdown --kernel count_primes --size 4000000 \
         --models '*-cython' --workers 1,2
     run "$file" "$gilstudy" compare --quiet --markdown --kernel mandelbrot --size 2000 \
@@ -89,6 +90,20 @@ freethreaded() {
         --repeat 3 --python "$ftpython"
 }
 
+# Subinterpreters (CPython 3.15 from make py315) beside the same models under 3.11 and the
+# free-threaded 3.13t, with the start-up and memory table of each interpreter.
+interpreters() {
+    [ -x "$ftpython" ] || { echo "results: $ftpython is missing; run make ftpython" >&2; exit 1; }
+    [ -x "$py315" ] || { echo "results: $py315 is missing; run make py315" >&2; exit 1; }
+    local file=$out/compare-interpreters-2core.md
+    header "$file" "Subinterpreters under CPython 3.15 beside 3.11 and the free-threaded 3.13t"
+    run "$file" "$gilstudy" compare --quiet --markdown --kernel count_primes --workers 1,2 \
+        --repeat 3 --models 'serial-*,threads-*,coprocess-*,interp*' \
+        --python "$ftpython,$py315" --json "$out/compare-interpreters-2core.json"
+    run "$file" .venv/bin/python tools/check_scaling.py "$out/compare-interpreters-2core.json" \
+        --models interp-python@3.15,interp-cython@3.15 --min 1.8 || true
+}
+
 # The race and the convoy under every CPython on this machine (pyenv's 2.7 to 3.13 and the
 # free-threaded build), then both as one table. The JSON goes to the ignored results/.
 history() {
@@ -105,12 +120,12 @@ history() {
 }
 
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(compare examples breakeven freethreaded history)
+[ ${#targets[@]} -gt 0 ] || targets=(compare examples breakeven freethreaded interpreters history)
 for target in "${targets[@]}"; do
     case "$target" in
-        compare | examples | breakeven | freethreaded | history) "$target" ;;
+        compare | examples | breakeven | freethreaded | interpreters | history) "$target" ;;
         *) echo "results: unknown target $target (compare, examples, breakeven, freethreaded," \
-                "history)" >&2
+                "interpreters, history)" >&2
            exit 2 ;;
     esac
 done
