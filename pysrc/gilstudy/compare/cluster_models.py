@@ -244,13 +244,18 @@ class _DaskWorkers:
 _DASK = registry.needs_module("distributed", hint=DASK_HINT)
 
 
+# Idle, these models' workers still use CPU (ranks and the relay poll with a back-off, the
+# pool's ranks likewise, Dask's scheduler and workers beat their hearts), and they are this
+# process's children, so the outside-load check cannot see it: kept alive beside the other
+# models, they cut every model's 2-worker speedup (threads-cython 1.87x alone, 1.41x beside
+# them, in one idle hour). So they live only around their own repeats (reusable=False).
 register_pair("mpi", "N MPI ranks (gilstudy.mpi.ranks, a job mpiexec runs) fed through "
                "Dispatch, running the {impl} kernel",
                functools.partial(DispatchWorkers, start_fan=_ranks), requires=(needs_mpi,),
-               requires_work=(registry.needs_new_process,))
+               requires_work=(registry.needs_new_process,), reusable=False)
 register_pair("mpipool", "mpi4py.futures.MPIPoolExecutor with N worker ranks running the "
                "{impl} kernel", _MpiPoolWorkers, requires=(needs_mpi,),
-               requires_work=(registry.needs_new_process,))
+               requires_work=(registry.needs_new_process,), reusable=False)
 register_pair("dask", "a Dask distributed LocalCluster of N single-threaded worker "
                "processes running the {impl} kernel", _DaskWorkers, requires=(_DASK,),
-               requires_work=(registry.needs_new_process,))
+               requires_work=(registry.needs_new_process,), reusable=False)

@@ -45,7 +45,8 @@ class Model:
     impl (a process model needs work that a new process can import). ``max_workers`` caps
     the worker counts (1 for the serial baselines, which run at one worker whatever is
     asked). ``reusable=False`` makes the runner start and stop the workers around every
-    repeat. ``shares_gil`` says the workers are threads of this interpreter, so pure
+    repeat: for workers that cannot be reused, or whose idle workers use CPU and would
+    disturb the models timed beside them. ``shares_gil`` says the workers are threads of this interpreter, so pure
     Python on them contends for its GIL; the verdict reports on those models.
     ``dispatches_items=False`` says the model hands no items to workers (prange splits one
     call's loop), so it has no per-item dispatch cost to measure.

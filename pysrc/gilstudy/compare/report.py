@@ -375,8 +375,9 @@ class CompareResult:
             notes.append(f"* more workers than the {self.usable_cores} usable cores "
                          "(oversubscribed)")
         if any(r.restarted for r in self.rows):
-            notes.append("(each): the model cannot reuse its workers, so they were started "
-                         "and stopped around every repeat; the median start-up is shown")
+            notes.append("(each): the model's workers were started and stopped around every "
+                         "repeat (they cannot be reused, or use CPU while idle); the median "
+                         "start-up is shown")
         notes.extend(unavailable_notes(self.unavailable))
         return notes
 
