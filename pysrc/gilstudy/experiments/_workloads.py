@@ -149,6 +149,8 @@ def race(n, repeat, variants, progress):
 
 # ---- the convoy: an I/O thread beside a CPU-bound thread ----------------------------------
 
+# The pure-Python kernel's prime test, repeated here on purpose: this script may import
+# nothing of gilstudy, since the interpreter running it may not have it (or be 2.7).
 def _is_prime(p):
     if p < 2:
         return False
