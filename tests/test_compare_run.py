@@ -303,6 +303,7 @@ def test_a_far_side_worker_that_raises_fails_the_run_at_once_not_after_the_patie
     assert time.monotonic() - started < 50  # the patience is 60 s and more
 
 
+@pytest.mark.one_pass  # the other passes' compare tests start every model of theirs too
 @pytest.mark.timeout(360)  # every model starts twice: slow on a loaded machine
 def test_no_thread_or_process_is_left_behind_after_a_run():
     threads_before = set(threading.enumerate())

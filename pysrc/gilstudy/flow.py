@@ -43,7 +43,7 @@ class Patience:
 
     def lock_wait(self) -> float:
         """How long to block on a lock before asking stalled() again (and before a
-        pending Ctrl-C is handled: see gilstudy.remote._Gate)."""
+        pending Ctrl-C is handled: see gilstudy._waits.Gate)."""
         return POLL
 
 

@@ -5,10 +5,8 @@
 # spawned process, a server's connection, a later kind of worker) stands behind it as a
 # Peer: is it alive, how did it end, stop it.
 
-import contextlib
 import enum
 import pickle
-import signal
 import threading
 import time
 import weakref
@@ -16,6 +14,7 @@ from typing import Any, Protocol
 
 from gilstudy import _checks, wire
 from gilstudy._exit_rule import ExitRule
+from gilstudy._waits import Gate, interrupts_held
 from gilstudy.errors import CoprocessDied, CoprocessStalled, ProtocolError, RemoteError
 from gilstudy.flow import MAX_IN_FLIGHT, POLL, FlowControl, Patience
 from gilstudy.shared import InFlight
@@ -58,66 +57,6 @@ class Peer(Protocol):
     def wait(self, timeout: float) -> int | None: ...
 
     def stop(self, force: bool) -> bool: ...
-
-
-class _Gate:
-    """A one-way door: closed until open() is called, then open for good. wait() uses a
-    plain lock, because Ctrl-C interrupts a lock's acquire cleanly, while an Event's
-    Condition can be left inconsistent by an interrupt on the free-threaded build. It
-    waits in slices of at most POLL seconds: on 3.13t a Ctrl-C that arrives just before
-    the acquire blocks is otherwise handled only once the lock comes free, which for a
-    close() waiting on a stuck consumer is never."""
-
-    def __init__(self):
-        self._lock = threading.Lock()
-        self._lock.acquire()
-
-    def open(self) -> None:
-        self._lock.release()
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """True once open; False if ``timeout`` seconds passed first."""
-        give_up = None if timeout is None else time.monotonic() + timeout
-        while True:
-            wait = POLL if give_up is None else min(POLL, give_up - time.monotonic())
-            if self._lock.acquire(timeout=max(0.0, wait)):
-                self._lock.release()
-                return True
-            if give_up is not None and time.monotonic() >= give_up:
-                return False
-
-
-@contextlib.contextmanager
-def _interrupts_held(first_raises: bool):
-    """Ctrl-C while a runner is being ended. In the main thread under Python's own SIGINT
-    handler, the first interrupt raises KeyboardInterrupt as usual when ``first_raises``
-    (so a close() that waits for ever can be interrupted), and every later one until the
-    block ends is only noted, since ending the runner is what it asks for; a cleanup cut
-    short by a second Ctrl-C would leave pipes and processes behind. Without
-    ``first_raises`` all are noted and one KeyboardInterrupt is raised after the block.
-    Anywhere else (another thread, a handler of the program's own) nothing changes."""
-    noted = []
-
-    def on_interrupt(signum, frame):
-        noted.append(signum)
-        if first_raises and len(noted) == 1:
-            raise KeyboardInterrupt
-
-    holding = False
-    if (threading.current_thread() is threading.main_thread()
-            and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
-        try:
-            signal.signal(signal.SIGINT, on_interrupt)
-            holding = True
-        except ValueError:
-            pass  # not the main interpreter: signals are not ours to handle
-    try:
-        yield
-    finally:
-        if holding:
-            signal.signal(signal.SIGINT, signal.default_int_handler)
-    if noted and not first_raises:
-        raise KeyboardInterrupt
 
 
 class _Phase(enum.Enum):
@@ -179,8 +118,8 @@ class _Link:
         # Opened by each thread as it leaves. Ending waits on these rather than on
         # Thread.join(): on 3.11 and 3.12 a join interrupted by Ctrl-C marks the thread
         # stopped while it still runs (bpo-45274), so a later join would not wait for it.
-        self.reader_done = _Gate()
-        self.flusher_done = _Gate()
+        self.reader_done = Gate()
+        self.flusher_done = Gate()
         self.write_lock = threading.Lock()
         self.state_lock = threading.Lock()
         self.wake = threading.Event()
@@ -729,7 +668,7 @@ class RemoteConsumer(ExitRule):
         Ctrl-Cs until then are absorbed, so nothing is left open however many arrive."""
         timeout = _checks.timeout("close", timeout)
         link = self._link
-        with _interrupts_held(first_raises=True):
+        with interrupts_held(first_raises=True):
             try:
                 link.close(timeout)
             except BaseException as exc:
@@ -746,7 +685,7 @@ class RemoteConsumer(ExitRule):
         process is terminated (killed after EXIT_TIMEOUT), no failure is raised. Ctrl-C
         meanwhile raises KeyboardInterrupt only once all that is done."""
         self._finalizer.detach()
-        with _interrupts_held(first_raises=False):
+        with interrupts_held(first_raises=False):
             self._link.abort()
 
     def __reduce__(self):

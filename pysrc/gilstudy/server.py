@@ -12,12 +12,13 @@ import time
 from typing import Any, Callable
 
 from gilstudy import _checks, wire
+from gilstudy._waits import Gate
 from gilstudy.admission import (MAX_CONNECTIONS, Admission, RefusalLog, format_address,
                                 log_refusal)
 from gilstudy.errors import AuthenticationError, CoprocessDied
 from gilstudy.farside import run_far_side
 from gilstudy.flow import MAX_IN_FLIGHT
-from gilstudy.remote import RemoteConsumer, _Gate, _Link
+from gilstudy.remote import RemoteConsumer, _Link
 from gilstudy.transports import CONNECT_TIMEOUT, family, open_socket
 
 __all__ = ["AUTHKEY_ENV", "CONNECT_TIMEOUT", "MAX_CONNECTIONS", "CLOSE_GRACE", "connect",
@@ -186,8 +187,8 @@ class CoprocessServer:
             listener.close()
             raise
         self._closing = False
-        self._acceptor_done = _Gate()
-        self._closed = _Gate()
+        self._acceptor_done = Gate()
+        self._closed = Gate()
         self._is_closed = False
         self._acceptor = threading.Thread(target=self._accept_loop, daemon=True,
                                           name=f"gilstudy-serve-{self.address[1]}")
