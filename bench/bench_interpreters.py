@@ -14,8 +14,7 @@ import sys
 import pytest
 
 import _bench_consumers as bc
-from bench_coprocess import (ROUND_TRIP_ITEMS, ROUNDS, TIMEOUT, report, small_items,
-                             time_executor_map)
+from bench_coprocess import (ROUNDS, TIMEOUT, time_executor_map, time_round_trip)
 from gilstudy.compare.workload import make_workload
 from gilstudy.consumers import Collect, ConsumerThread
 from gilstudy.dispatch import start_runners
@@ -114,26 +113,7 @@ def test_speedup_at_two_workers_on_the_default_count_primes_workload(benchmark, 
 @pytest.mark.timeout(TIMEOUT)
 @pytest.mark.parametrize("kind", list(STARTERS))
 def test_round_trip_through_dispatch(benchmark, kind):
-    items = small_items(ROUND_TRIP_ITEMS)
-
-    def setup():
-        results = Collect()
-        fan = start_runners(lambda index: STARTERS[kind](results), WORKERS)
-        for worker in fan.consumers:
-            worker.send((-1, 0))
-        results.take(WORKERS, timeout=TIMEOUT)  # every worker up and answering
-        return (fan, results), {}
-
-    def run(fan, results):
-        send = fan.send
-        for item in items:
-            send(item)
-        fan.close()
-        return len(results.items)
-
-    count = benchmark.pedantic(run, setup=setup, rounds=ROUNDS)
-    assert count == ROUND_TRIP_ITEMS
-    report(benchmark, ROUND_TRIP_ITEMS)
+    time_round_trip(benchmark, STARTERS[kind], WORKERS)
 
 
 def _take_path(path: tuple) -> None:
