@@ -1,6 +1,7 @@
-# Argument checks shared across the package, so that every entry point rejects a bad value
-# with the same exception and the same words: the caller, the argument, the rule, the value.
-# Each check returns the value it accepted (converted where the rule says so).
+"""Argument checks shared across the package, so that every entry point rejects a bad value
+with the same exception and the same words: the caller, the argument, the rule, the value.
+Each check returns the value it accepted (converted where the rule says so).
+"""
 
 import ctypes
 import operator

@@ -1,7 +1,8 @@
-# The one exit rule every runner's context manager follows, written once: leaving a with
-# block normally closes the runner (everything sent is delivered, a worker's error raised);
-# leaving it because the block raised aborts the runner, so the block's own exception
-# reaches the caller at once and unchanged.
+"""The one exit rule every runner's context manager follows, written once: leaving a with
+block normally closes the runner (everything sent is delivered, a worker's error raised);
+leaving it because the block raised aborts the runner, so the block's own exception
+reaches the caller at once and unchanged.
+"""
 
 __all__ = ["ExitRule"]
 

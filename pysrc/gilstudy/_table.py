@@ -1,5 +1,6 @@
-# Plain-text tables, the one layout every report prints (gilstudy kernels, gilstudy compare,
-# the experiments): columns padded to their widest cell, a rule of dashes under the header.
+"""Plain-text tables, the one layout every report prints (gilstudy kernels, gilstudy compare,
+the experiments): columns padded to their widest cell, a rule of dashes under the header.
+"""
 
 from typing import Collection, Sequence
 

@@ -1,6 +1,7 @@
-# Waits that Ctrl-C can always end, and a guard that keeps a second Ctrl-C from cutting a
-# runner's cleanup short: what the near side of a channel (gilstudy.remote) and the server
-# (gilstudy.server) wait with.
+"""Waits that Ctrl-C can always end, and a guard that keeps a second Ctrl-C from cutting a
+runner's cleanup short: what the near side of a channel (gilstudy.remote) and the server
+(gilstudy.server) wait with.
+"""
 
 import contextlib
 import signal

@@ -1,7 +1,8 @@
-# How a listening socket lets connections in, under limits: a cap on connections, one total
-# deadline for each handshake, back-off and a log line when accept() or starting a thread
-# fails, and a log that summarises repeated refusals. serve() and spawn()'s socket both
-# admit connections through it, so no stranger can hold either for long.
+"""How a listening socket lets connections in, under limits: a cap on connections, one total
+deadline for each handshake, back-off and a log line when accept() or starting a thread
+fails, and a log that summarises repeated refusals. serve() and spawn()'s socket both
+admit connections through it, so no stranger can hold either for long.
+"""
 
 import errno
 import logging

@@ -1,7 +1,8 @@
-# The `gilstudy` command (also `python -m gilstudy`). Each subcommand lives in the module
-# that does its work, as an ``add_subcommand(subparsers)`` function listed in SUBCOMMANDS;
-# this file assembles them and holds what they share: add_command() and the option types.
-# Bad options exit with status 2 and a one-line message, never a traceback.
+"""The `gilstudy` command (also `python -m gilstudy`). Each subcommand lives in the module
+that does its work, as an ``add_subcommand(subparsers)`` function listed in SUBCOMMANDS;
+this file assembles them and holds what they share: add_command() and the option types.
+Bad options exit with status 2 and a one-line message, never a traceback.
+"""
 
 import argparse
 import importlib

@@ -1,8 +1,9 @@
-# The consumer interface (an object with send(item) and close()) and the runners that run a
-# consumer in this process: Inline in the caller's thread, ConsumerThread in a thread of its
-# own (threads() starts N of them behind a Dispatch), plus Collect, the results consumer a
-# caller can wait on, and @coroutine for generator consumers. Fan-out lives in
-# gilstudy.dispatch; runners in other processes in gilstudy.remote and gilstudy.processes.
+"""The consumer interface (an object with send(item) and close()) and the runners that run a
+consumer in this process: Inline in the caller's thread, ConsumerThread in a thread of its
+own (threads() starts N of them behind a Dispatch), plus Collect, the results consumer a
+caller can wait on, and @coroutine for generator consumers. Fan-out lives in
+gilstudy.dispatch; runners in other processes in gilstudy.remote and gilstudy.processes.
+"""
 
 import functools
 import inspect

@@ -1,12 +1,14 @@
-# The coprocess API in one import: consumers that run in another Python process, fed with
-# pickled items. The work is done by modules with one job each, re-exported here:
-#   gilstudy.stream      the plain protocol (CoprocessSender, Coprocess): a bare pickle stream
-#   gilstudy.remote      RemoteConsumer, the framed sending end, and the Peer interface
-#   gilstudy.farside     the loop every worker runs on the far side of a framed channel
-#   gilstudy.transports  pipe, FIFO and socket, both ends of each
-#   gilstudy.processes   spawn() and coprocesses(), and the spawned child's entry point
-#   gilstudy.server      serve(), connect() and the `gilstudy serve` command
-#   gilstudy.wire        frames, the handshake, restricted unpickling
+"""The coprocess API in one import: consumers that run in another Python process, fed with
+pickled items. The work is done by modules with one job each, re-exported here::
+
+  gilstudy.stream      the plain protocol (CoprocessSender, Coprocess): a bare pickle stream
+  gilstudy.remote      RemoteConsumer, the framed sending end, and the Peer interface
+  gilstudy.farside     the loop every worker runs on the far side of a framed channel
+  gilstudy.transports  pipe, FIFO and socket, both ends of each
+  gilstudy.processes   spawn() and coprocesses(), and the spawned child's entry point
+  gilstudy.server      serve(), connect() and the `gilstudy serve` command
+  gilstudy.wire        frames, the handshake, restricted unpickling
+"""
 
 from gilstudy.processes import coprocesses, spawn
 from gilstudy.remote import EXIT_TIMEOUT, FLUSH_INTERVAL, Peer, RemoteConsumer

@@ -1,7 +1,8 @@
-# Fan-out on the producer's side: Dispatch gives each item to one of several consumers (the
-# least loaded), Broadcast gives every item to all of them, and start_runners() is the one
-# way to start N runners of any kind (threads, coprocesses, and whatever runs the far-side
-# loop next) and put them behind a Dispatch.
+"""Fan-out on the producer's side: Dispatch gives each item to one of several consumers (the
+least loaded), Broadcast gives every item to all of them, and start_runners() is the one
+way to start N runners of any kind (threads, coprocesses, and whatever runs the far-side
+loop next) and put them behind a Dispatch.
+"""
 
 import heapq
 import threading

@@ -1,8 +1,9 @@
-# Every exception gilstudy defines, in one place. Each subclasses the nearest built-in
-# exception, so callers who catch the built-in catch ours too; each carries the facts a
-# caller needs to act (which kernel, which worker, how many items got through). Errors of
-# workers form one family: a consumer that raised is a ConsumerError wherever it ran, and
-# the worker's own traceback is the __cause__, so a plain traceback print shows both sides.
+"""Every exception gilstudy defines, in one place. Each subclasses the nearest built-in
+exception, so callers who catch the built-in catch ours too; each carries the facts a
+caller needs to act (which kernel, which worker, how many items got through). Errors of
+workers form one family: a consumer that raised is a ConsumerError wherever it ran, and
+the worker's own traceback is the __cause__, so a plain traceback print shows both sides.
+"""
 
 __all__ = [
     "GilstudyError",

@@ -1,7 +1,8 @@
-# Small consumers for examples, tests and benchmarks: Countdown announces each number it is
-# sent; Checksum folds a stream into (count, checksum) so a test can prove that no item was
-# lost, repeated or reordered on the way, in this process or in another; Count only counts
-# (the cheapest consumer, for timing a handoff); Square is the tiniest task with a result.
+"""Small consumers for examples, tests and benchmarks: Countdown announces each number it is
+sent; Checksum folds a stream into (count, checksum) so a test can prove that no item was
+lost, repeated or reordered on the way, in this process or in another; Count only counts
+(the cheapest consumer, for timing a handoff); Square is the tiniest task with a result.
+"""
 
 import zlib
 from typing import Any, Iterable

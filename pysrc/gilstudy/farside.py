@@ -1,8 +1,9 @@
-# The far side of every framed channel: the loop that builds a consumer, feeds it the items
-# the sender writes, and answers with results, acknowledgements and the error with its
-# traceback. It takes a channel and a factory and nothing else (no process, pid or argv),
-# so whatever can carry frames can run it: a spawned coprocess, a server's connection, and
-# any later kind of worker. It imports only what that needs, so a coprocess starts fast.
+"""The far side of every framed channel: the loop that builds a consumer, feeds it the items
+the sender writes, and answers with results, acknowledgements and the error with its
+traceback. It takes a channel and a factory and nothing else (no process, pid or argv),
+so whatever can carry frames can run it: a spawned coprocess, a server's connection, and
+any later kind of worker. It imports only what that needs, so a coprocess starts fast.
+"""
 
 import time
 from typing import Any, Callable, Protocol

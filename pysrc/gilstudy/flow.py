@@ -1,7 +1,8 @@
-# Flow control for the sending end of a framed channel (gilstudy.remote), by items and by
-# progress: at most max_in_flight items sent and not yet acknowledged, and a timeout that
-# means "no progress for that long" (no acknowledgement arrived, no byte of ours was read),
-# never "the consumer is slow".
+"""Flow control for the sending end of a framed channel (gilstudy.remote), by items and by
+progress: at most max_in_flight items sent and not yet acknowledged, and a timeout that
+means "no progress for that long" (no acknowledgement arrived, no byte of ours was read),
+never "the consumer is slow".
+"""
 
 import time
 from typing import Callable

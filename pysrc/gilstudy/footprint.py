@@ -1,7 +1,8 @@
-# What a worker costs before it does any work: the start-up time and the memory of N workers of
-# each kind (thread, subinterpreter, coprocess), each kind measured in a fresh Python process
-# of its own so that one kind's memory never hides in another's. For the compare report's
-# start-up and memory table, and `python -m gilstudy.footprint`.
+"""What a worker costs before it does any work: the start-up time and the memory of N workers of
+each kind (thread, subinterpreter, coprocess), each kind measured in a fresh Python process
+of its own so that one kind's memory never hides in another's. For the compare report's
+start-up and memory table, and `python -m gilstudy.footprint`.
+"""
 
 import argparse
 import json

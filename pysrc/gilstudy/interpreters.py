@@ -1,8 +1,9 @@
-# Subinterpreters as an execution model: each worker is an isolated interpreter of this
-# process, with a GIL of its own (PEP 684; concurrent.interpreters, PEP 734, Python 3.14+), in
-# a thread of its own, running the coprocess child's entry (gilstudy.processes.main) over two
-# socket pairs. The near side is an ordinary RemoteConsumer: batching, acknowledgements,
-# errors and flow control are the coprocesses'; only the Peer differs.
+"""Subinterpreters as an execution model: each worker is an isolated interpreter of this
+process, with a GIL of its own (PEP 684; concurrent.interpreters, PEP 734, Python 3.14+), in
+a thread of its own, running the coprocess child's entry (gilstudy.processes.main) over two
+socket pairs. The near side is an ordinary RemoteConsumer: batching, acknowledgements,
+errors and flow control are the coprocesses'; only the Peer differs.
+"""
 
 import itertools
 import os

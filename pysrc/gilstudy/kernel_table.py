@@ -1,5 +1,6 @@
-# `gilstudy kernels`: every kernel in both implementations, single-threaded, on one default
-# size, timed interleaved; the table shows how much the compiled kernel gains over Python.
+"""`gilstudy kernels`: every kernel in both implementations, single-threaded, on one default
+size, timed interleaved; the table shows how much the compiled kernel gains over Python.
+"""
 
 import math
 import sys

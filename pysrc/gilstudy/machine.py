@@ -1,7 +1,8 @@
-# What machine and interpreter produced a figure, and whether the CPUs were quiet enough to
-# time anything: before timing (wait_for_idle_cpus) and during it (LoadSampler, the CPU that
-# other processes used while a timed run went on). Reports, benchmarks and the CLI all
-# describe the environment through here.
+"""What machine and interpreter produced a figure, and whether the CPUs were quiet enough to
+time anything: before timing (wait_for_idle_cpus) and during it (LoadSampler, the CPU that
+other processes used while a timed run went on). Reports, benchmarks and the CLI all
+describe the environment through here.
+"""
 
 import os
 import platform

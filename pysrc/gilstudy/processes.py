@@ -1,10 +1,11 @@
-# Coprocesses: spawn() starts a fresh Python interpreter that builds a consumer and runs
-# the far-side loop on the items sent here, over one of the transports (pipe, FIFO,
-# socket); coprocesses() starts N of them behind a Dispatch. Both ends live here: the
-# parent's spawn() and the child's main(), which the new interpreter runs as
-# ``python -m gilstudy.processes``. The child needs only the module's top-level imports
-# (no threads, no subprocess), so a coprocess starts fast; what only the parent needs is
-# imported inside spawn().
+"""Coprocesses: spawn() starts a fresh Python interpreter that builds a consumer and runs
+the far-side loop on the items sent here, over one of the transports (pipe, FIFO,
+socket); coprocesses() starts N of them behind a Dispatch. Both ends live here: the
+parent's spawn() and the child's main(), which the new interpreter runs as
+``python -m gilstudy.processes``. The child needs only the module's top-level imports
+(no threads, no subprocess), so a coprocess starts fast; what only the parent needs is
+imported inside spawn().
+"""
 
 import os
 import pickle

@@ -1,7 +1,8 @@
-# Other Python interpreters on this machine, for every command that runs under them
-# (`gilstudy compare --python`, the experiments' --python): locate() turns a path or a
-# command name into an executable, probe() asks it what it is, installed() and survey() find
-# and sort them all, and Child runs a command under one, quoting its last words on failure.
+"""Other Python interpreters on this machine, for every command that runs under them
+(`gilstudy compare --python`, the experiments' --python): locate() turns a path or a
+command name into an executable, probe() asks it what it is, installed() and survey() find
+and sort them all, and Child runs a command under one, quoting its last words on failure.
+"""
 
 import glob
 import json

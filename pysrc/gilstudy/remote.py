@@ -1,9 +1,10 @@
-# The near side of a framed channel: RemoteConsumer, the consumer that stands for one
-# running on the far side (gilstudy.farside), and the machinery behind it: a batch that
-# send() fills and a flusher thread writes, and a reader thread that takes acknowledgements,
-# results and errors, under the flow control of gilstudy.flow. Whatever runs the far side (a
-# spawned process, a server's connection, a later kind of worker) stands behind it as a
-# Peer: is it alive, how did it end, stop it.
+"""The near side of a framed channel: RemoteConsumer, the consumer that stands for one
+running on the far side (gilstudy.farside), and the machinery behind it: a batch that
+send() fills and a flusher thread writes, and a reader thread that takes acknowledgements,
+results and errors, under the flow control of gilstudy.flow. Whatever runs the far side (a
+spawned process, a server's connection, a later kind of worker) stands behind it as a
+Peer: is it alive, how did it end, stop it.
+"""
 
 import enum
 import pickle

@@ -1,7 +1,8 @@
-# Coprocesses that meet at a TCP address instead of being spawned: serve() listens and runs
-# a consumer, through the far-side loop, for each connection that proves it holds the key;
-# connect() makes such a connection and returns the RemoteConsumer that feeds it; and the
-# `gilstudy serve` command runs serve() from the command line.
+"""Coprocesses that meet at a TCP address instead of being spawned: serve() listens and runs
+a consumer, through the far-side loop, for each connection that proves it holds the key;
+connect() makes such a connection and returns the RemoteConsumer that feeds it; and the
+`gilstudy serve` command runs serve() from the command line.
+"""
 
 import ipaddress
 import os

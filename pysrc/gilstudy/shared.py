@@ -1,7 +1,8 @@
-# Large numpy arrays between two ends on one host, through shared memory: each array lives in
-# an anonymous memory file (memfd_create) whose descriptor crosses a Unix socket beside the
-# channel (SCM_RIGHTS), while the frame carries only a small handle. The kernel frees a
-# segment with its last descriptor and mapping, so nothing outlives the two processes.
+"""Large numpy arrays between two ends on one host, through shared memory: each array lives in
+an anonymous memory file (memfd_create) whose descriptor crosses a Unix socket beside the
+channel (SCM_RIGHTS), while the frame carries only a small handle. The kernel frees a
+segment with its last descriptor and mapping, so nothing outlives the two processes.
+"""
 
 import errno
 import mmap

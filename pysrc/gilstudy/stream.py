@@ -1,7 +1,8 @@
-# The plain protocol: a bare stream of standard pickles, ended by EOF, that any
-# pickle.dump / pickle.load loop speaks, in any Python that has pickle. CoprocessSender
-# writes it, Coprocess reads it; nothing comes back. (gilstudy's own ends speak the framed
-# protocol instead: gilstudy.wire, gilstudy.remote.)
+"""The plain protocol: a bare stream of standard pickles, ended by EOF, that any
+pickle.dump / pickle.load loop speaks, in any Python that has pickle. CoprocessSender
+writes it, Coprocess reads it; nothing comes back. (gilstudy's own ends speak the framed
+protocol instead: gilstudy.wire, gilstudy.remote.)
+"""
 
 import pickle
 from typing import Any, BinaryIO

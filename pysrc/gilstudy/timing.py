@@ -1,7 +1,8 @@
-# Timing that survives a noisy, shared machine: candidates are run interleaved (A, B, A, B,
-# ...) so a burst of outside load hits all of them alike, the median of the repeats is the
-# figure, because one slow outlier moves a mean but not a median, and a sample too short for
-# the timer to be trusted is made long enough by repeating the work (repeat_for).
+"""Timing that survives a noisy, shared machine: candidates are run interleaved (A, B, A, B,
+...) so a burst of outside load hits all of them alike, the median of the repeats is the
+figure, because one slow outlier moves a mean but not a median, and a sample too short for
+the timer to be trusted is made long enough by repeating the work (repeat_for).
+"""
 
 import statistics
 import time

@@ -1,9 +1,10 @@
-# The three ways a spawned coprocess and its parent reach each other, each with both of its
-# ends in one class: anonymous pipes, two FIFOs, and a TCP socket the child connects back to
-# with a key. The parent calls prepare() (what the child needs), then connect() once the
-# child runs; the child calls open_child_end(). Also the socket helpers that serve() and
-# connect() share. The child imports this module too, so what only the parent or only the
-# socket needs (fcntl, tempfile, socket, gilstudy.admission) is imported where it is used.
+"""The three ways a spawned coprocess and its parent reach each other, each with both of its
+ends in one class: anonymous pipes, two FIFOs, and a TCP socket the child connects back to
+with a key. The parent calls prepare() (what the child needs), then connect() once the
+child runs; the child calls open_child_end(). Also the socket helpers that serve() and
+connect() share. The child imports this module too, so what only the parent or only the
+socket needs (fcntl, tempfile, socket, gilstudy.admission) is imported where it is used.
+"""
 
 import errno
 import itertools

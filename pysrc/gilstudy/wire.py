@@ -1,8 +1,9 @@
-# The framed wire protocol spoken between two gilstudy ends (spawn's parent and child,
-# connect and serve): length-prefixed frames with a size limit, the handshake that opens a
-# channel (with an HMAC challenge-response on sockets), restricted unpickling, out-of-band
-# buffers for large arrays, and how a remote exception travels. Every byte read from a peer
-# goes through here, so the checks a peer must pass have one home.
+"""The framed wire protocol spoken between two gilstudy ends (spawn's parent and child,
+connect and serve): length-prefixed frames with a size limit, the handshake that opens a
+channel (with an HMAC challenge-response on sockets), restricted unpickling, out-of-band
+buffers for large arrays, and how a remote exception travels. Every byte read from a peer
+goes through here, so the checks a peer must pass have one home.
+"""
 
 import collections
 import collections.abc

@@ -1,13 +1,14 @@
-# `gilstudy compare`: one workload (a kernel, or the user's own function) in every execution
-# model at several worker counts, the answers checked against each other, the speedups
-# reported; `gilstudy breakeven`: how much work an item needs before each model pays. Models
-# are entries of gilstudy.compare.registry; the built-in ones (gilstudy.compare.models, then
-# interp_models and cluster_models) are imported here, so they are registered whichever
-# compare module is imported first, in the order reports list them.
-#
-#     >>> from gilstudy import compare
-#     >>> result = compare.run("count_primes", size=200_000, workers=[1, 2], repeat=3)
-#     >>> print(result.table()); print(result.verdict())
+"""`gilstudy compare`: one workload (a kernel, or the user's own function) in every execution
+model at several worker counts, the answers checked against each other, the speedups
+reported; `gilstudy breakeven`: how much work an item needs before each model pays. Models
+are entries of gilstudy.compare.registry; the built-in ones (gilstudy.compare.models, then
+interp_models and cluster_models) are imported here, so they are registered whichever
+compare module is imported first, in the order reports list them.
+
+    >>> from gilstudy import compare
+    >>> result = compare.run("count_primes", size=200_000, workers=[1, 2], repeat=3)
+    >>> print(result.table()); print(result.verdict())
+"""
 
 from gilstudy.compare import models, registry
 from gilstudy.compare import interp_models, cluster_models  # noqa: F401  (after models)

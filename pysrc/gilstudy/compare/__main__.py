@@ -1,6 +1,7 @@
-# `python -m gilstudy.compare --serve`: the child's end of `gilstudy compare --python`,
-# answering the parent's requests on stdin and stdout (gilstudy.compare.child.serve).
-# Not a command for people: they run `gilstudy compare`.
+"""`python -m gilstudy.compare --serve`: the child's end of `gilstudy compare --python`,
+answering the parent's requests on stdin and stdout (gilstudy.compare.child.serve).
+Not a command for people: they run `gilstudy compare`.
+"""
 
 import sys
 

@@ -1,8 +1,9 @@
-# `gilstudy breakeven`: how much work must one item hold before a model pays for handing it
-# to a worker? For each model, a sweep of equal items from about 10 us to 100 ms of work each
-# (a kernel, or the user's function of a size), timed against the serial run of the same
-# implementation, gives its speedup per item duration and the smallest duration that reaches
-# 1.5x; the repeats are measured as compare measures them (compare/measure.py).
+"""`gilstudy breakeven`: how much work must one item hold before a model pays for handing it
+to a worker? For each model, a sweep of equal items from about 10 us to 100 ms of work each
+(a kernel, or the user's function of a size), timed against the serial run of the same
+implementation, gives its speedup per item duration and the smallest duration that reaches
+1.5x; the repeats are measured as compare measures them (compare/measure.py).
+"""
 
 import datetime
 import json

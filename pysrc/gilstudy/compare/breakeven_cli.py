@@ -1,6 +1,7 @@
-# `gilstudy breakeven` on the command line: every option checked before anything runs (one
-# line and exit status 2), then the sweep of gilstudy.compare.breakeven with a progress bar,
-# its table, and the JSON and the plot if asked for. A model that fails is exit status 1.
+"""`gilstudy breakeven` on the command line: every option checked before anything runs (one
+line and exit status 2), then the sweep of gilstudy.compare.breakeven with a progress bar,
+its table, and the JSON and the plot if asked for. A model that fails is exit status 1.
+"""
 
 import argparse
 import textwrap

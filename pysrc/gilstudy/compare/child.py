@@ -1,6 +1,7 @@
-# The child's end of `gilstudy compare --python`: `python -m gilstudy.compare --serve` runs
-# child_main(), which answers the parent's RemoteSession (compare/remote_session.py) on stdin
-# and stdout by driving one LocalSession (compare/runner.py) in this interpreter.
+"""The child's end of `gilstudy compare --python`: `python -m gilstudy.compare --serve` runs
+child_main(), which answers the parent's RemoteSession (compare/remote_session.py) on stdin
+and stdout by driving one LocalSession (compare/runner.py) in this interpreter.
+"""
 
 import json
 import os

@@ -1,8 +1,9 @@
-# `gilstudy compare`: check every option before anything runs (a bad one, a bad --python
-# or output path too, is one line and exit status 2), run gilstudy.compare.run with a
-# progress bar on stderr, print the report, write the JSON and the plot. A model or
-# interpreter that fails, or a wrong answer (a CompareError), is one line and exit status 1.
-# The option types and checks that `gilstudy breakeven` shares live here too.
+"""`gilstudy compare`: check every option before anything runs (a bad one, a bad --python
+or output path too, is one line and exit status 2), run gilstudy.compare.run with a
+progress bar on stderr, print the report, write the JSON and the plot. A model or
+interpreter that fails, or a wrong answer (a CompareError), is one line and exit status 1.
+The option types and checks that `gilstudy breakeven` shares live here too.
+"""
 
 import argparse
 import importlib.util

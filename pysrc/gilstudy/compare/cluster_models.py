@@ -1,7 +1,8 @@
-# The compare models that reach past one machine: gilstudy.mpi's ranks (mpi-*), mpi4py.futures'
-# MPIPoolExecutor (mpipool-*), the peer people already use with MPI, and a Dask distributed
-# LocalCluster (dask-*), the other engine Python users pick for more than one machine. Each is
-# one registry entry per implementation; here all of them run on this machine.
+"""The compare models that reach past one machine: gilstudy.mpi's ranks (mpi-*), mpi4py.futures'
+MPIPoolExecutor (mpipool-*), the peer people already use with MPI, and a Dask distributed
+LocalCluster (dask-*), the other engine Python users pick for more than one machine. Each is
+one registry entry per implementation; here all of them run on this machine.
+"""
 
 import functools
 import logging

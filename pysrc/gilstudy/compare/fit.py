@@ -1,7 +1,8 @@
-# Scaling laws fitted to measured speedups, to project what more cores would give: Amdahl's
-# law (a serial fraction s) and the Universal Scalability Law (contention a, coherency b,
-# which also lets speedup fall when workers are added). Both are fitted by least squares
-# with numpy, parameters kept >= 0. A projection is a fit, never a measurement.
+"""Scaling laws fitted to measured speedups, to project what more cores would give: Amdahl's
+law (a serial fraction s) and the Universal Scalability Law (contention a, coherency b,
+which also lets speedup fall when workers are added). Both are fitted by least squares
+with numpy, parameters kept >= 0. A projection is a fit, never a measurement.
+"""
 
 import itertools
 from dataclasses import dataclass

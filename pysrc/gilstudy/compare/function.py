@@ -1,7 +1,8 @@
-# A user's own function as a compare workload: `[f(*args) for args in inputs]` in every model,
-# with an optional second implementation that releases the GIL (`--nogil`), which the models
-# registered as "-cython" run and the report names "-nogil". Functions and inputs are found
-# by MODULE:NAME, and a process model runs only a function that a new process can import.
+"""A user's own function as a compare workload: `[f(*args) for args in inputs]` in every model,
+with an optional second implementation that releases the GIL (`--nogil`), which the models
+registered as "-cython" run and the report names "-nogil". Functions and inputs are found
+by MODULE:NAME, and a process model runs only a function that a new process can import.
+"""
 
 import importlib
 import io

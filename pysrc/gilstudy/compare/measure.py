@@ -1,7 +1,8 @@
-# How one timed repeat of a model is measured, for every model alike (compare and breakeven
-# call this, never a model): the workload is run pass after pass on the started workers until
-# the repeat lasts --min-time, other processes' CPU use is sampled meanwhile, and a repeat
-# they disturbed is run again, a bounded number of times. Also a model's per-item dispatch cost.
+"""How one timed repeat of a model is measured, for every model alike (compare and breakeven
+call this, never a model): the workload is run pass after pass on the started workers until
+the repeat lasts --min-time, other processes' CPU use is sampled meanwhile, and a repeat
+they disturbed is run again, a bounded number of times. Also a model's per-item dispatch cost.
+"""
 
 import math
 from dataclasses import dataclass

@@ -1,6 +1,7 @@
-# The built-in execution models of `gilstudy compare`: the Workers class of each (serial,
-# threads and coprocesses through Dispatch, prange, ProcessPoolExecutor, joblib) and its
-# registration in gilstudy.compare.registry, in the order reports list them.
+"""The built-in execution models of `gilstudy compare`: the Workers class of each (serial,
+threads and coprocesses through Dispatch, prange, ProcessPoolExecutor, joblib) and its
+registration in gilstudy.compare.registry, in the order reports list them.
+"""
 
 import functools
 import multiprocessing

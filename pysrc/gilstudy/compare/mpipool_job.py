@@ -1,7 +1,8 @@
-# Rank 0 of the MPI job that the mpipool-* compare models launch: `mpiexec -n N+1 python -m
-# mpi4py.futures -m gilstudy.compare.mpipool_job HOST PORT`. It connects back to the compare
-# process, proves it holds the job's key (read from standard input, which mpiexec hands to
-# rank 0), and runs each list of items it is sent through an MPIPoolExecutor on the other ranks.
+"""Rank 0 of the MPI job that the mpipool-* compare models launch: `mpiexec -n N+1 python -m
+mpi4py.futures -m gilstudy.compare.mpipool_job HOST PORT`. It connects back to the compare
+process, proves it holds the job's key (read from standard input, which mpiexec hands to
+rank 0), and runs each list of items it is sent through an MPIPoolExecutor on the other ranks.
+"""
 
 import hmac
 import socket

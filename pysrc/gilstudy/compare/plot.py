@@ -1,7 +1,8 @@
-# A picture of a compare result: each model's speedup over its own 1-worker run against the
-# worker count, with the ideal line, and its speedup over the serial-python reference; error
-# bars span the repeats. Python and compiled rows, and interpreters, are drawn the one way
-# every gilstudy plot draws them (compare/style.py).
+"""A picture of a compare result: each model's speedup over its own 1-worker run against the
+worker count, with the ideal line, and its speedup over the serial-python reference; error
+bars span the repeats. Python and compiled rows, and interpreters, are drawn the one way
+every gilstudy plot draws them (compare/style.py).
+"""
 
 from pathlib import Path
 from typing import TYPE_CHECKING

@@ -1,7 +1,8 @@
-# What a compare result says about more cores than this machine has, and no more: each
-# model's measured per-item dispatch cost bounds its speedup (ceilings), and the scaling laws
-# (Amdahl, USL) are fitted only where at least three worker counts were measured within the
-# usable cores. On a 2-core machine that means bounds and a sentence, never 64-core figures.
+"""What a compare result says about more cores than this machine has, and no more: each
+model's measured per-item dispatch cost bounds its speedup (ceilings), and the scaling laws
+(Amdahl, USL) are fitted only where at least three worker counts were measured within the
+usable cores. On a 2-core machine that means bounds and a sentence, never 64-core figures.
+"""
 
 from dataclasses import dataclass
 from typing import TYPE_CHECKING

@@ -1,7 +1,8 @@
-# The registry of the models `gilstudy compare` times: a Model entry says what a model needs
-# and how to start N workers; its Workers handle runs a workload and stops them. The runner,
-# report and CLI only go through entries, so a new model is one register() call. The built-in
-# models register in models.py, which importing any gilstudy.compare module imports first.
+"""The registry of the models `gilstudy compare` times: a Model entry says what a model needs
+and how to start N workers; its Workers handle runs a workload and stops them. The runner,
+report and CLI only go through entries, so a new model is one register() call. The built-in
+models register in models.py, which importing any gilstudy.compare module imports first.
+"""
 
 import fnmatch
 import importlib

@@ -1,7 +1,8 @@
-# The compare models under another interpreter (`gilstudy compare --python`): probe()
-# checks that it has this gilstudy (gilstudy.pythons finds and asks it), and RemoteSession
-# runs the models there in a child process (`PATH -m gilstudy.compare --serve`, compare/
-# child.py) one step at a time over a pipe, so that its repeats interleave with ours.
+"""The compare models under another interpreter (`gilstudy compare --python`): probe()
+checks that it has this gilstudy (gilstudy.pythons finds and asks it), and RemoteSession
+runs the models there in a child process (`PATH -m gilstudy.compare --serve`, compare/
+child.py) one step at a time over a pipe, so that its repeats interleave with ours.
+"""
 
 import json
 import os

@@ -1,7 +1,8 @@
-# What `gilstudy compare` found, and every way of showing it: the CompareResult the runner
-# returns, its table, a plain-language verdict, scaling projections, the JSON document
-# (schema below) and the plot. A model's facts come from its registry entry (ModelInfo),
-# never its name; with several interpreters each model shows once per interpreter.
+"""What `gilstudy compare` found, and every way of showing it: the CompareResult the runner
+returns, its table, a plain-language verdict, scaling projections, the JSON document
+(schema below) and the plot. A model's facts come from its registry entry (ModelInfo),
+never its name; with several interpreters each model shows once per interpreter.
+"""
 
 import datetime
 import json

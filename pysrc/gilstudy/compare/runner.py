@@ -1,8 +1,9 @@
-# The compare runner: one workload in every selected model at every worker count, timed
-# interleaved on already-started workers (each repeat lasting --min-time, re-run when outside
-# load disturbed it: compare/measure.py), every answer checked against the reference model's.
-# Each interpreter is a session (LocalSession here, RemoteSession for another) driven step by
-# step, so interpreters interleave too. Models are seen only through their registry entries.
+"""The compare runner: one workload in every selected model at every worker count, timed
+interleaved on already-started workers (each repeat lasting --min-time, re-run when outside
+load disturbed it: compare/measure.py), every answer checked against the reference model's.
+Each interpreter is a session (LocalSession here, RemoteSession for another) driven step by
+step, so interpreters interleave too. Models are seen only through their registry entries.
+"""
 
 import os
 import sys

@@ -1,7 +1,8 @@
-# The one look of every gilstudy plot (compare, breakeven, --python runs): Python rows in warm
-# colours with round markers, compiled (or nogil) rows in cool colours with square markers,
-# one line style per interpreter, spread as error bars, and the legend beside the axes, never
-# over the data. Only matplotlib's object API is used (no pyplot state, no GUI backend).
+"""The one look of every gilstudy plot (compare, breakeven, --python runs): Python rows in warm
+colours with round markers, compiled (or nogil) rows in cool colours with square markers,
+one line style per interpreter, spread as error bars, and the legend beside the axes, never
+over the data. Only matplotlib's object API is used (no pyplot state, no GUI backend).
+"""
 
 import functools
 from pathlib import Path

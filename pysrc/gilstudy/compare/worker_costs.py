@@ -1,7 +1,8 @@
-# The start-up and memory table of `gilstudy compare`: what one worker costs before it does any
-# work, for a thread, a subinterpreter and a coprocess side by side, under each interpreter of
-# the run, measured with gilstudy.footprint (each kind in a fresh process) after the timing, so
-# that it neither disturbs the timed runs nor is disturbed by them.
+"""The start-up and memory table of `gilstudy compare`: what one worker costs before it does any
+work, for a thread, a subinterpreter and a coprocess side by side, under each interpreter of
+the run, measured with gilstudy.footprint (each kind in a fresh process) after the timing, so
+that it neither disturbs the timed runs nor is disturbed by them.
+"""
 
 import subprocess
 from dataclasses import asdict

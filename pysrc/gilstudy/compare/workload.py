@@ -1,7 +1,8 @@
-# One compare workload: work cut into items that every execution model runs, and the way the
-# items' results combine into the answer that all models must agree on. Work is what every
-# workload offers the models and the runner; Workload is a built-in kernel over a size, cut
-# by the rules of its _KernelWork entry (a user's own function is compare/function.py).
+"""One compare workload: work cut into items that every execution model runs, and the way the
+items' results combine into the answer that all models must agree on. Work is what every
+workload offers the models and the runner; Workload is a built-in kernel over a size, cut
+by the rules of its _KernelWork entry (a user's own function is compare/function.py).
+"""
 
 import hashlib
 from dataclasses import dataclass

@@ -1,7 +1,8 @@
-# Experiments on threads sharing one interpreter: the shared-counter race (race.py) and the
-# I/O thread stuck behind a CPU-bound one (convoy.py), run through `gilstudy experiment
-# race|convoy` under any CPython from 2.7 on: the threads run in a child interpreter, from
-# the self-contained script _workloads.py. `gilstudy experiment history` tabulates both.
+"""Experiments on threads sharing one interpreter: the shared-counter race (race.py) and the
+I/O thread stuck behind a CPU-bound one (convoy.py), run through `gilstudy experiment
+race|convoy` under any CPython from 2.7 on: the threads run in a child interpreter, from
+the self-contained script _workloads.py. `gilstudy experiment history` tabulates both.
+"""
 
 import importlib
 

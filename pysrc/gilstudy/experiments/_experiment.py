@@ -1,7 +1,8 @@
-# What every experiment shares: its Experiment entry (name, options, run, report), the
-# `gilstudy experiment NAME` command built from that entry, the result base class, and
-# running a workload under an interpreter: the self-contained script _workloads.py, sent
-# with `-c`, so any CPython from 2.7 on runs it with nothing installed.
+"""What every experiment shares: its Experiment entry (name, options, run, report), the
+`gilstudy experiment NAME` command built from that entry, the result base class, and
+running a workload under an interpreter: the self-contained script _workloads.py, sent
+with `-c`, so any CPython from 2.7 on runs it with nothing installed.
+"""
 
 import argparse
 import json

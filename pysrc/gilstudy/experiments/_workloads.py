@@ -1,7 +1,8 @@
-# The experiments' workloads as one self-contained script, run by every interpreter under
-# test as `PYTHON -c <this file> EXPERIMENT OPTIONS_JSON`: only the standard library, and only
-# syntax that CPython 2.7 accepts too, so that any CPython from 2.7 on runs it with nothing
-# installed. It prints its measurements as one JSON line after MARK; gilstudy reads the rest.
+"""The experiments' workloads as one self-contained script, run by every interpreter under
+test as `PYTHON -c <this file> EXPERIMENT OPTIONS_JSON`: only the standard library, and only
+syntax that CPython 2.7 accepts too, so that any CPython from 2.7 on runs it with nothing
+installed. It prints its measurements as one JSON line after MARK; gilstudy reads the rest.
+"""
 
 import json
 import platform

@@ -1,12 +1,13 @@
-# The convoy: an I/O-like thread sleeps 1 ms and responds, in a loop, beside a thread that
-# runs nothing, a pure-Python kernel (holds the GIL) or a Cython one (releases it); the
-# latency is how late the I/O thread runs after its sleep ends, under each interpreter asked
-# for. The threads run in the script _workloads.py; this module summarises and reports.
-#
-# A sleep rather than a socket echo: the wake-up comes from the OS timer, like a packet
-# arriving, but needs no third thread or process to send the packets, which would itself
-# wait for the GIL (or compete for the cores) and blur what is measured. The "nothing" row
-# shows the OS's own wake-up delay, the floor of every other row.
+"""The convoy: an I/O-like thread sleeps 1 ms and responds, in a loop, beside a thread that
+runs nothing, a pure-Python kernel (holds the GIL) or a Cython one (releases it); the
+latency is how late the I/O thread runs after its sleep ends, under each interpreter asked
+for. The threads run in the script _workloads.py; this module summarises and reports.
+
+A sleep rather than a socket echo: the wake-up comes from the OS timer, like a packet
+arriving, but needs no third thread or process to send the packets, which would itself
+wait for the GIL (or compete for the cores) and blur what is measured. The "nothing" row
+shows the OS's own wake-up delay, the floor of every other row.
+"""
 
 import argparse
 import math

@@ -1,6 +1,7 @@
-# The history table: the race and the convoy under many interpreters (2.7 to 3.13t), one row
-# per interpreter, from the JSON that `gilstudy experiment race|convoy --python all --json`
-# wrote. `gilstudy experiment history RACE.json CONVOY.json` prints it as markdown.
+"""The history table: the race and the convoy under many interpreters (2.7 to 3.13t), one row
+per interpreter, from the JSON that `gilstudy experiment race|convoy --python all --json`
+wrote. `gilstudy experiment history RACE.json CONVOY.json` prints it as markdown.
+"""
 
 import argparse
 import json

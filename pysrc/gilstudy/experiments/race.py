@@ -1,7 +1,8 @@
-# The shared-counter race: two threads update one module global N times each without a lock
-# (one adds 1, the other subtracts 1), beside the fixes (a Lock around each update; a tally
-# per thread, added once), under each interpreter asked for. The threads run in the script
-# _workloads.py; this module says what the runs mean and reports them.
+"""The shared-counter race: two threads update one module global N times each without a lock
+(one adds 1, the other subtracts 1), beside the fixes (a Lock around each update; a tally
+per thread, added once), under each interpreter asked for. The threads run in the script
+_workloads.py; this module says what the runs mean and reports them.
+"""
 
 import argparse
 import textwrap

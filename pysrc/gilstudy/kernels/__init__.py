@@ -1,6 +1,7 @@
-# The CPU-bound kernels, each in two implementations with the same results: plain Python
-# (gilstudy.kernels.python, holds the GIL) and Cython (gilstudy.kernels.cython, releases
-# it). get(name, impl) picks one; NAMES and IMPLS list the choices.
+"""The CPU-bound kernels, each in two implementations with the same results: plain Python
+(gilstudy.kernels.python, holds the GIL) and Cython (gilstudy.kernels.cython, releases
+it). get(name, impl) picks one; NAMES and IMPLS list the choices.
+"""
 
 import importlib
 import os

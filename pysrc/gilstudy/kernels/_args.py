@@ -1,6 +1,7 @@
-# Argument checks shared by the pure-Python and the Cython kernels, so both accept the same
-# values and reject the rest with the same exception and message. Each check names the
-# kernel, the argument, the rule and the value it got.
+"""Argument checks shared by the pure-Python and the Cython kernels, so both accept the same
+values and reject the rest with the same exception and message. Each check names the
+kernel, the argument, the rule and the value it got.
+"""
 
 import os
 

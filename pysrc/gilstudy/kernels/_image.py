@@ -1,7 +1,8 @@
-# The image the mandelbrot kernels return, made without numpy where numpy cannot be imported
-# (an isolated subinterpreter: numpy's extension refuses to load there). Both kernels fill an
-# array.array of uint32 pixels; as_image() makes it the numpy array, or where numpy is not
-# to be had a PortableImage, which pickles into that same numpy array on the other side.
+"""The image the mandelbrot kernels return, made without numpy where numpy cannot be imported
+(an isolated subinterpreter: numpy's extension refuses to load there). Both kernels fill an
+array.array of uint32 pixels; as_image() makes it the numpy array, or where numpy is not
+to be had a PortableImage, which pickles into that same numpy array on the other side.
+"""
 
 import array
 import pickle

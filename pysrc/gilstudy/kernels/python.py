@@ -1,7 +1,8 @@
-# The pure-Python kernels: the GIL-bound baseline. Their compiled twins in
-# gilstudy.kernels.cython take the same arguments, compute the same results bit for bit,
-# raise the same errors, and share these docstrings. Nothing here imports numpy, so they
-# run where it cannot load, such as an isolated subinterpreter.
+"""The pure-Python kernels: the GIL-bound baseline. Their compiled twins in
+gilstudy.kernels.cython take the same arguments, compute the same results bit for bit,
+raise the same errors, and share these docstrings. Nothing here imports numpy, so they
+run where it cannot load, such as an isolated subinterpreter.
+"""
 
 import array
 

@@ -1,6 +1,7 @@
-# A consumer that runs one kernel on every item it is sent: the unit of work that every
-# execution model moves around. Items are ``(index, args)`` pairs and results come back as
-# ``(index, result)``, so a producer can put results from many workers back in order.
+"""A consumer that runs one kernel on every item it is sent: the unit of work that every
+execution model moves around. Items are ``(index, args)`` pairs and results come back as
+``(index, result)``, so a producer can put results from many workers back in order.
+"""
 
 from gilstudy.kernels import get
 

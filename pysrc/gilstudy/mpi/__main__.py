@@ -1,5 +1,6 @@
-# `python -m gilstudy.mpi HOST PORT MAX_FRAME`: the program every rank of a job that
-# gilstudy.mpi.ranks() launches runs (see gilstudy.mpi.inside.main).
+"""`python -m gilstudy.mpi HOST PORT MAX_FRAME`: the program every rank of a job that
+gilstudy.mpi.ranks() launches runs (see gilstudy.mpi.inside.main).
+"""
 
 import sys
 

@@ -1,9 +1,10 @@
-# gilstudy's frames between two ranks of one MPI job: MpiChannel carries the framed protocol
-# a coprocess speaks over a pipe through MPI calls, so the far-side loop and RemoteConsumer
-# run over it unchanged. A write is one pickle-based message holding the frames (small items
-# arrive batched, as the sender batched them), then one buffer-based message per
-# out-of-band buffer (numpy arrays: never pickled). Every wait polls with a back-off, so a
-# waiting rank sleeps instead of spinning in MPI. Imported only inside MPI processes.
+"""gilstudy's frames between two ranks of one MPI job: MpiChannel carries the framed protocol
+a coprocess speaks over a pipe through MPI calls, so the far-side loop and RemoteConsumer
+run over it unchanged. A write is one pickle-based message holding the frames (small items
+arrive batched, as the sender batched them), then one buffer-based message per
+out-of-band buffer (numpy arrays: never pickled). Every wait polls with a back-off, so a
+waiting rank sleeps instead of spinning in MPI. Imported only inside MPI processes.
+"""
 
 import collections
 import errno

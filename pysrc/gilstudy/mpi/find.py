@@ -1,6 +1,7 @@
-# Where gilstudy finds MPI: mpi4py, which only processes inside an MPI job import, and the
-# mpiexec that starts ranks (the one the mpich wheel installed beside this Python, else one
-# on PATH). When either is missing, one line says which and names the extra that brings both.
+"""Where gilstudy finds MPI: mpi4py, which only processes inside an MPI job import, and the
+mpiexec that starts ranks (the one the mpich wheel installed beside this Python, else one
+on PATH). When either is missing, one line says which and names the extra that brings both.
+"""
 
 import importlib.util
 import os

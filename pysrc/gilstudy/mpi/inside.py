@@ -1,8 +1,9 @@
-# What runs inside an MPI job. Every rank but 0 serves: it builds its consumer from the
-# factory rank 0 sends and runs the far-side loop over an MpiChannel. Rank 0 is either the
-# user's producer (world(), in a job the user launched with mpiexec), holding one
-# RemoteConsumer per rank behind a Dispatch, or, in a job that ranks() launched, a relay
-# between the caller's connections and the ranks (main(), run as `python -m gilstudy.mpi`).
+"""What runs inside an MPI job. Every rank but 0 serves: it builds its consumer from the
+factory rank 0 sends and runs the far-side loop over an MpiChannel. Rank 0 is either the
+user's producer (world(), in a job the user launched with mpiexec), holding one
+RemoteConsumer per rank behind a Dispatch, or, in a job that ranks() launched, a relay
+between the caller's connections and the ranks (main(), run as `python -m gilstudy.mpi`).
+"""
 
 import os
 import signal

@@ -1,9 +1,10 @@
-# The caller's side of an MPI job that gilstudy launches. ranks() starts `mpiexec -n N+1
-# python -m gilstudy.mpi`: ranks 0 to N-1 serve, and the last rank connects back here once
-# per serving rank, proving that it holds a fresh key (handed over on mpiexec's standard
-# input), and relays frames between that connection and its rank. Each rank is then a
-# RemoteConsumer behind one Dispatch, as a coprocess is. This process never loads MPI, so a
-# rank that dies, which ends the whole MPI job, cannot take it down.
+"""The caller's side of an MPI job that gilstudy launches. ranks() starts `mpiexec -n N+1
+python -m gilstudy.mpi`: ranks 0 to N-1 serve, and the last rank connects back here once
+per serving rank, proving that it holds a fresh key (handed over on mpiexec's standard
+input), and relays frames between that connection and its rank. Each rank is then a
+RemoteConsumer behind one Dispatch, as a coprocess is. This process never loads MPI, so a
+rank that dies, which ends the whole MPI job, cannot take it down.
+"""
 
 import collections
 import itertools
