@@ -175,7 +175,7 @@ def subinterpreter(factory: Callable, *args: Any, results: Any = None,
     channel down at once and waits up to EXIT_TIMEOUT for the consumer's current call to
     return; a consumer that never returns keeps its interpreter and daemon thread (see
     InterpreterPeer). Raises ModuleNotFoundError, naming the version needed, on a Python
-    without concurrent.interpreters.
+    without concurrent.interpreters. For example::
 
         from gilstudy.kernels.work import KernelConsumer
         with subinterpreter(KernelConsumer, "count_primes", "python", results=collect) as worker:
@@ -213,7 +213,7 @@ def subinterpreters(factory: Callable, n: int, *args: Any, results: Any = None,
     the interpreter twin of threads() and coprocesses(), started with
     gilstudy.dispatch.start_runners (if one fails to start, those already started are
     aborted and the error is raised). Give a thread-safe ``results`` (a Collect): each
-    worker's reader thread sends to it.
+    worker's reader thread sends to it. For example::
 
         from gilstudy.consumers import Collect
         from gilstudy.kernels.work import KernelConsumer

@@ -141,7 +141,7 @@ def spawn(factory: Callable, *args: Any, transport: str = "pipe", path=None, add
     holds only their handles: no frame limit applies to them. With ``allowed`` (see
     gilstudy.wire.RestrictedUnpickler) results load only the globals it permits.
     ``max_in_flight`` bounds the items sent and not yet acknowledged (see gilstudy.flow):
-    the send() that would exceed it waits for the consumer.
+    the send() that would exceed it waits for the consumer. For example::
 
         from gilstudy.kernels.work import KernelConsumer
         with spawn(KernelConsumer, "count_primes", "cython", results=collect) as worker:
@@ -227,7 +227,7 @@ def coprocesses(factory: Callable, n: int, *args: Any, transport: str = "pipe",
     thread-safe ``results`` (such as :class:`gilstudy.consumers.Collect`): each coprocess's
     reader thread sends to it. ``max_frame``, ``allowed`` and ``max_in_flight`` are
     spawn()'s. If starting one
-    fails, those already started are ended and the error is raised.
+    fails, those already started are ended and the error is raised. For example::
 
         from gilstudy.consumers import Collect
         from gilstudy.kernels.work import KernelConsumer

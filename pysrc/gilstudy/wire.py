@@ -653,7 +653,7 @@ def handshake(channel: Channel, *, pid: int, flags: int = 0, authkey: bytes | No
     accepted the connection (serve(), spawn()'s parent), false for the end that made it.
 
     Without ``authkey``: each end sends HELLO and reads the peer's. With it, each end
-    proves to the other that it holds the same key, before anything is unpickled:
+    proves to the other that it holds the same key, before anything is unpickled::
 
         connecting end                                 accepting end
         HELLO (flags | AUTHENTICATE), NONCE n_c   ->

@@ -1,6 +1,6 @@
-"""The compare models that reach past one machine: gilstudy.mpi's ranks (mpi-*), mpi4py.futures'
-MPIPoolExecutor (mpipool-*), the peer people already use with MPI, and a Dask distributed
-LocalCluster (dask-*), the other engine Python users pick for more than one machine. Each is
+"""The compare models that reach past one machine: gilstudy.mpi's ranks (``mpi-*``), mpi4py.futures'
+MPIPoolExecutor (``mpipool-*``), the peer people already use with MPI, and a Dask distributed
+LocalCluster (``dask-*``), the other engine Python users pick for more than one machine. Each is
 one registry entry per implementation; here all of them run on this machine.
 """
 

@@ -1,5 +1,5 @@
 """The compare models that run on subinterpreters, each with a GIL of its own (Python 3.14+):
-gilstudy.interpreters' runner (interp-*, one isolated interpreter per worker, fed through
+gilstudy.interpreters' runner (``interp-*``, one isolated interpreter per worker, fed through
 Dispatch), and the standard library's InterpreterPoolExecutor (interppool-python), its peer.
 On an older Python they are unavailable, with the version they need as the reason.
 """

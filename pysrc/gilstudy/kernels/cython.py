@@ -1,6 +1,6 @@
 """The compiled kernels (pyx/gilstudy/kernels/_ckernels.pyx): the same names, arguments,
 results, errors and docstrings as gilstudy.kernels.python, but each runs its compute loop
-with the GIL released, so threads calling them run in parallel. The *_prange twins split
+with the GIL released, so threads calling them run in parallel. The ``*_prange`` twins split
 one call's loop over OpenMP threads themselves (see build_info()["openmp"]).
 """
 

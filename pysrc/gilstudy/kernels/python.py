@@ -86,7 +86,7 @@ def mandelbrot(width: int, height: int, max_iter: int, row_start: int = 0,
     Returns rows [row_start, row_stop) (``row_stop=None`` means ``height``) of a
     ``width`` x ``height`` image as a numpy uint32 array of shape (rows, width); pixel
     (x, y) samples c = (-2 + 3x/width) + (-1.5 + 3y/height)i and holds the number of
-    iterations, at most ``max_iter``, before |z| > 2. Rows computed separately equal the
+    iterations, at most ``max_iter``, before ``|z| > 2``. Rows computed separately equal the
     same rows of the whole image, so the image splits across workers by rows. Where numpy
     cannot be imported (an isolated subinterpreter) it returns a
     gilstudy.kernels._image.PortableImage of the same pixels, which pickles into this array.
