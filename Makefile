@@ -14,7 +14,7 @@ FTPYTHON := $(CURDIR)/.venv-3.13t/bin/python3.13t
 # `make py315` makes both and prints the wrapper that runs it (root only: it chroots).
 PY315 := $(CURDIR)/.venv-3.15/bin/python
 
-.PHONY: run test bench ftpython clean
+.PHONY: run test bench docs ftpython clean
 .PHONY: py315 test-py315
 # A comma, to write one inside an argument of $(call).
 , := ,
@@ -37,6 +37,13 @@ run: $(VENV)/.installed-run
 	mkdir -p results
 	$(VENV)/bin/gilstudy kernels
 	$(VENV)/bin/gilstudy compare --json results/compare.json --plot results/compare.png
+
+# The documentation site, into docs/_build/html (git-ignored), with warnings as errors and
+# every cross-reference checked; the test extra brings Sphinx, and make test builds it too
+# (tests/test_docs.py).
+docs: $(VENV)/.installed-test
+	$(PY) -m sphinx -W --keep-going -n -b html docs docs/_build/html
+	@echo "docs: open docs/_build/html/index.html"
 
 ftpython:
 	bash tools/ftpython.sh --venv $(CURDIR)/.venv-3.13t
@@ -79,5 +86,5 @@ bench: $(VENV)/.installed-test
 	$(call under-py315,make bench: bench/bench_interpreters.py was NOT run (tools/py315.sh said why above),$(PY315) -m pytest bench/bench_interpreters.py --benchmark-only --benchmark-group-by=group --benchmark-autosave $(PYTEST_ARGS))
 
 clean:
-	rm -rf build dist pysrc/*.egg-info $(VENV) .venv-3.13t .venv-3.15 .pytest_cache .benchmarks results
+	rm -rf build dist pysrc/*.egg-info $(VENV) .venv-3.13t .venv-3.15 .pytest_cache .benchmarks results docs/_build docs/api/modules
 	find pyx -name '*.c' -delete
