@@ -51,9 +51,17 @@ class Consumer(Protocol):
     True
     """
 
-    def send(self, item: Any) -> Any: ...
+    def send(self, item: Any) -> Any:
+        """Handle one item.
 
-    def close(self) -> Any: ...
+        Returns
+        -------
+        object
+            A result, or None when there is none.
+        """
+
+    def close(self) -> Any:
+        """No more items will come: finish, and return a last result or None."""
 
 
 @runtime_checkable
@@ -75,9 +83,13 @@ class Runner(Consumer, Protocol):
     """
 
     @property
-    def pending(self) -> int: ...
+    def pending(self) -> int:
+        """Items sent but not yet handled."""
 
-    def abort(self) -> None: ...
+    def abort(self) -> None:
+        """Stop the worker as soon as it can: items not yet handled are dropped, the wrapped
+        consumer is not closed, nothing is raised. Idempotent.
+        """
 
     def __enter__(self) -> "Runner": ...
 
@@ -112,11 +124,13 @@ class Collect:
         self._arrived = threading.Condition(threading.Lock())
 
     def send(self, item: Any) -> None:
+        """Keep ``item`` (thread-safe) and wake whoever waits for it."""
         with self._arrived:
             self.items.append(item)
             self._arrived.notify_all()
 
     def close(self) -> None:
+        """Do nothing: a Collect has no end to announce."""
         return None
 
     def fail(self, exc: BaseException) -> None:
@@ -196,21 +210,34 @@ class Inline(ExitRule):
 
     @property
     def consumer(self) -> Consumer:
+        """The consumer this runner runs."""
         return self._consumer
 
     @property
     def results(self) -> Consumer | None:
+        """Where the consumer's non-None results go, or None."""
         return self._results
 
     @property
     def pending(self) -> int:
+        """Always 0: an item is handled before send() returns."""
         return 0
 
     @property
     def is_closed(self) -> bool:
+        """Whether close() or abort() was called."""
         return self._is_closed
 
     def send(self, item: Any) -> None:
+        """Send ``item`` to the consumer now, in the caller's thread, and forward its result.
+
+        Raises
+        ------
+        ValueError
+            After close() or abort().
+        Exception
+            Whatever the consumer raises, unchanged.
+        """
         if self._is_closed:
             raise ValueError("send on a closed Inline runner")
         result = self._consumer.send(item)
@@ -218,6 +245,7 @@ class Inline(ExitRule):
             self._results.send(result)
 
     def close(self) -> None:
+        """Close the consumer (once) and forward its last result; idempotent."""
         if self._is_closed:
             return
         self._is_closed = True
@@ -226,6 +254,7 @@ class Inline(ExitRule):
             self._results.send(result)
 
     def abort(self) -> None:
+        """Mark the runner closed without closing the consumer."""
         self._is_closed = True
 
     def __repr__(self) -> str:
@@ -446,10 +475,12 @@ class ConsumerThread(ExitRule):
 
     @property
     def results(self) -> Consumer | None:
+        """Where the consumer's non-None results go, or None."""
         return self._results
 
     @property
     def maxsize(self) -> int:
+        """How many items may wait in the queue before send() blocks."""
         return self._handoff.maxsize
 
     @property
@@ -470,9 +501,20 @@ class ConsumerThread(ExitRule):
 
     @property
     def is_closed(self) -> bool:
+        """Whether close() or abort() was called."""
         return self._handoff.is_stopping
 
     def send(self, item: Any) -> None:
+        """Queue ``item`` for the worker thread, waiting while ``maxsize`` items are queued.
+
+        Raises
+        ------
+        ValueError
+            After close() or abort(), or when a close() races this send and wins (the item
+            is then never handled).
+        gilstudy.ConsumerError
+            When the consumer raised on an earlier item; its exception is the ``__cause__``.
+        """
         handoff = self._handoff
         with handoff.lock:
             if handoff.is_stopping:
@@ -500,6 +542,14 @@ class ConsumerThread(ExitRule):
                 raise self._reported_failure()
 
     def close(self) -> None:
+        """Wait until every item sent is handled, close the consumer in its thread, and end the
+        thread; idempotent.
+
+        Raises
+        ------
+        gilstudy.ConsumerError
+            When the consumer raised (on an item, or in close()) and no send() reported it yet.
+        """
         handoff = self._handoff
         is_first = handoff.stop()
         self._finalizer.detach()

@@ -55,9 +55,13 @@ class Peer(Protocol):
     name: str
     pid: int | None
 
-    def wait(self, timeout: float) -> int | None: ...
+    def wait(self, timeout: float) -> int | None:
+        """Its exit status once it has ended, waiting up to ``timeout`` seconds; None when it
+        still runs then, or when its end cannot be known from here.
+        """
 
-    def stop(self, force: bool) -> bool: ...
+    def stop(self, force: bool) -> bool:
+        """End it, with ``force`` at once; True when it is known to have ended."""
 
 
 class _Phase(enum.Enum):
@@ -625,6 +629,7 @@ class RemoteConsumer(ExitRule):
 
     @property
     def is_closed(self) -> bool:
+        """Whether close() or abort() was called, or the channel failed."""
         return self._link.phase is not _Phase.OPEN
 
     def send(self, item: Any, timeout: float | None = None) -> None:

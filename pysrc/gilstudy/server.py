@@ -201,6 +201,7 @@ class CoprocessServer:
 
     @property
     def is_closed(self) -> bool:
+        """Whether close() was called."""
         return self._is_closed
 
     @property

@@ -49,9 +49,11 @@ class CoprocessSender:
 
     @property
     def protocol(self) -> int:
+        """The pickle protocol the items are written with."""
         return self._protocol
 
     def send(self, item: Any, _dump=pickle.dump) -> None:
+        """Write ``item`` to the stream as one pickle (``pickle.dump``)."""
         # pickle.dump bound as a default argument: the per-item cost stays within ~15% of a
         # bare pickle.dump loop (bench/bench_coprocess.py measures it).
         _dump(item, self._stream, self._protocol)
@@ -97,6 +99,14 @@ class Coprocess:
         self._allowed = None if allowed is None else wire._permits(allowed)
 
     def run(self) -> None:
+        """Load pickles until EOF, send each to the consumer, then close it.
+
+        Raises
+        ------
+        gilstudy.ProtocolError
+            When the stream ends inside a pickle (the consumer is then not closed), or a
+            pickle names a global that ``allowed`` does not permit.
+        """
         stream = self._stream
         if self._allowed is None:
             load = pickle.Unpickler(stream).load
