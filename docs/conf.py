@@ -52,6 +52,10 @@ autodoc_mock_imports = ["mpi4py"]
 napoleon_google_docstring = False
 napoleon_numpy_docstring = True
 
+# A code block that names no language (command output, tables) is shown as it is.
+highlight_language = "none"
+
 html_theme = "furo"
 html_title = "gilstudy"
-html_static_path = []
+html_static_path = ["_static"]
+html_css_files = ["gilstudy.css"]

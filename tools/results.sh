@@ -14,15 +14,19 @@ out=docs/results
 mkdir -p "$out"
 [ -x "$gilstudy" ] || { echo "results: $gilstudy is missing; run make test first" >&2; exit 1; }
 
-# run FILE COMMAND...: append "## COMMAND" and the command's output, in a code block, to FILE.
+# run FILE COMMAND...: append "## COMMAND" and the command's output to FILE: as it is when the
+# command writes Markdown (--markdown: its tables render as tables), else in a code block whose
+# four-backtick fence no line of the output can close.
 run() {
-    local file=$1
+    local file=$1 fence='````'
     shift
     echo "results: $*" >&2
+    case " $* " in *" --markdown "*) fence= ;; esac
     {
-        printf '\n## `%s`\n\n```\n' "$*"
+        printf '\n## `%s`\n\n' "$*"
+        [ -z "$fence" ] || printf '%stext\n' "$fence"
         "$@" 2>&1
-        printf '```\n'
+        [ -z "$fence" ] || printf '%s\n' "$fence"
     } >>"$file"
 }
 

@@ -40,7 +40,8 @@ def _directive_for(name: str, value: object) -> list[str]:
     elif callable(value):
         directive = [f".. autofunction:: {full}"]
     else:
-        directive = [f".. autodata:: {full}", "   :no-value:"]
+        # Plain data (``__version__``): its value, not the docstring of its type.
+        directive = [f".. py:data:: {full}", f"   :value: {value!r}"]
     return ["```{eval-rst}", *directive, "```", ""]
 
 
