@@ -75,6 +75,7 @@ def add_command(subparsers, name: str, help: str, description: str,
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``gilstudy`` parser, with one subcommand per module in SUBCOMMANDS."""
     from gilstudy import __version__
 
     parser = one_line_errors(argparse.ArgumentParser(

@@ -323,6 +323,7 @@ def open_socket(sock, options: dict, timeout: float | None) -> wire.Channel:
 
 
 def family(host: str) -> int:
+    """The socket address family of ``host``: AF_INET6 for an address with a colon, else AF_INET."""
     import socket
 
     return socket.AF_INET6 if ":" in host else socket.AF_INET

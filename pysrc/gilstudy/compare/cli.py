@@ -217,6 +217,7 @@ def add_timing_options(parser, min_time: float = DEFAULT_MIN_TIME_S) -> None:
 
 
 def add_output_options(parser, what: str) -> None:
+    """Add --json, --plot (of ``what``), --markdown, --idle-timeout and --quiet."""
     parser.add_argument("--json", default=None, metavar="PATH",
                         help="write every timing and the environment as JSON")
     parser.add_argument("--plot", default=None, metavar="PATH",
@@ -228,6 +229,7 @@ def add_output_options(parser, what: str) -> None:
 
 
 def add_function_options(parser, inputs: bool = True) -> None:
+    """Add --function and --nogil to ``parser``, and --inputs unless ``inputs`` is false."""
     parser.add_argument("--function", default=None, metavar="MODULE:NAME",
                         help="time your own function instead of a kernel (the current "
                              "directory is searched first)")

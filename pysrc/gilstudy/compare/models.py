@@ -22,6 +22,7 @@ __all__ = ["QUEUE_DEPTH", "DispatchWorkers", "ExecutorWorkers", "one_at_a_time",
 # ---- workers of the built-in models -------------------------------------------------
 
 def probe_items(workload: Work, count: int) -> list[tuple[int, tuple]]:
+    """``count`` items of the workload that do no work, to time a model's dispatch cost."""
     # Negative indexes keep probe results apart from the workload's items.
     return [(-1 - k, workload.probe_args()) for k in range(count)]
 

@@ -158,10 +158,12 @@ def get(name: str) -> Model:
 
 
 def names() -> list[str]:
+    """The names of the registered models, in the order reports list them."""
     return list(_REGISTRY)
 
 
 def all_models() -> list[Model]:
+    """The registered models, in the order reports list them."""
     return list(_REGISTRY.values())
 
 
