@@ -58,10 +58,20 @@ class AllNames(SphinxDirective):
         if which not in ("modules", "names"):
             raise self.error(f"gilstudy-all: the argument must be modules or names, got {which!r}")
         lines = []
+        first_name = {}   # id of a value -> the first name in __all__ that holds it
         for name in gilstudy.__all__:
             value = getattr(gilstudy, name)
-            if inspect.ismodule(value) == (which == "modules"):
-                lines += _directive_for(name, value)
+            if inspect.ismodule(value) != (which == "modules"):
+                continue
+            if id(value) in first_name and not inspect.ismodule(value):
+                # A second name for the same object (an old name kept as an alias): a line
+                # that points at the first, since autodoc would describe the object twice.
+                lines += ["```{eval-rst}", f".. py:data:: gilstudy.{name}", "",
+                          f"   Another name of :py:obj:`gilstudy.{first_name[id(value)]}`.",
+                          "```", ""]
+                continue
+            first_name.setdefault(id(value), name)
+            lines += _directive_for(name, value)
         container = nodes.container()
         self.state.nested_parse(StringList(lines, source=self.get_source_info()[0]),
                                 self.content_offset, container)
