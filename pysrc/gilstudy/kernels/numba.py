@@ -13,9 +13,9 @@ compiled at import: each function compiles on its first call (a second or more e
 no on-disk cache is used, so every process pays that once. :func:`compile_all` compiles
 them all at once.
 
-Numba's LLVM would replace countdown's loop by its result, so its counter goes through
-memory on every step (a store and a load the optimiser must keep, as the Cython kernel's
-``volatile`` counter does): the Numba kernel really does n steps.
+Numba's LLVM would replace countdown's loop by its result, so every read and write of its
+counter goes through memory (a store and a load the optimiser must keep), as the Cython
+kernel's ``volatile`` counter does: the Numba kernel really does n steps.
 """
 
 import threading
@@ -66,10 +66,12 @@ def _through_memory(typingctx, value):
 
 @njit(**_JIT)
 def _countdown_steps(n):
+    # Each read of the counter (for the test, for the decrement) and each write goes
+    # through memory, as the Cython kernel's volatile counter does.
     counter = n
     steps = 0
-    while counter > 0:
-        counter = _through_memory(counter - 1)
+    while _through_memory(counter) > 0:
+        counter = _through_memory(_through_memory(counter) - 1)
         steps += 1
     return steps
 
