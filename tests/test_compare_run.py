@@ -73,7 +73,7 @@ def test_registry_holds_every_model_by_its_exact_name():
         "coprocess-python", "coprocess-cython", "prange-cython", "pool-python", "pool-cython",
         "joblib-python", "joblib-cython", "interp-python", "interp-cython", "interppool-python",
         "mpi-python", "mpi-cython", "mpipool-python", "mpipool-cython", "dask-python",
-        "dask-cython"]
+        "dask-cython", "numba-threads", "numba-prange"]
 
 
 def test_select_takes_names_and_glob_patterns_in_registry_order():

@@ -128,4 +128,4 @@ def test_importing_the_registry_registers_the_built_in_models():
         "coprocess-python", "coprocess-cython", "prange-cython", "pool-python", "pool-cython",
         "joblib-python", "joblib-cython", "interp-python", "interp-cython", "interppool-python",
         "mpi-python", "mpi-cython", "mpipool-python", "mpipool-cython", "dask-python",
-        "dask-cython"]
+        "dask-cython", "numba-threads", "numba-prange"]

@@ -20,8 +20,8 @@ kernel's ``volatile`` counter does: the Numba kernel really does n steps.
 
 import threading
 
+import numba  # first: where it is missing, the import error names numba itself
 import llvmlite
-import numba
 import numpy as np
 from llvmlite import ir
 from numba import njit, prange
@@ -31,7 +31,7 @@ from numba.extending import intrinsic
 from gilstudy.kernels import _args, _image, python
 
 __all__ = ["countdown", "count_primes", "mandelbrot", "countdown_prange", "count_primes_prange",
-           "mandelbrot_prange", "compile_all", "build_info"]
+           "mandelbrot_prange", "compile_all", "is_compiled", "build_info"]
 
 # Iterations a thread takes at a time in the prange twins (Numba's parallel chunk size):
 # chunks, not equal shares, because the cost of a number (trial division) or a row (escape
@@ -278,6 +278,15 @@ def compile_all(parallel: bool = True) -> None:
             globals()[name](*args)
             if parallel:
                 globals()[f"{name}_prange"](*args, nthreads=1)
+
+
+def is_compiled(name: str, parallel: bool = False) -> bool:
+    """Whether kernel ``name`` (with ``parallel``: its prange twin) has been compiled in
+    this process."""
+    loops = {"countdown": (_countdown_steps, _countdown_parallel),
+             "count_primes": (_count_primes_range, _count_primes_parallel),
+             "mandelbrot": (_mandelbrot_rows, _mandelbrot_parallel)}
+    return bool(loops[name][parallel].signatures)
 
 
 def build_info() -> dict:
