@@ -173,14 +173,17 @@ def main(repeat: int = 3, scale: float = 1.0, out: TextIO = sys.stdout, quiet: b
     print(f"python {facts['python']} ({facts['interpreter']}, GIL "
           f"{'enabled' if facts['gil_enabled'] else 'disabled'}), {facts['cpu_model']}, "
           f"{facts['usable_cores']} usable cores; {idle.describe()}", file=out)
-    progress = None if quiet else (lambda msg: print(f"  {msg}", file=sys.stderr, flush=True))
-    print(format_table(time_kernels(repeat=repeat, scale=scale, progress=progress)), file=out)
     numba_reason = numba_unavailable_reason()
     if numba_reason:
         print(f"numba: no figures ({numba_reason})", file=out)
     else:
-        print("numba compile s: the first call, on almost no work, in this process (no "
-              "on-disk cache); numba s excludes it", file=out)
+        from gilstudy.kernels import numba as numba_kernels
+
+        print(f"numba {numba_kernels.build_info()['numba_version']}: numba compile s is its "
+              "first call, on almost no work, in this process (no on-disk cache); numba s "
+              "excludes it", file=out)
+    progress = None if quiet else (lambda msg: print(f"  {msg}", file=sys.stderr, flush=True))
+    print(format_table(time_kernels(repeat=repeat, scale=scale, progress=progress)), file=out)
     return 0
 
 
