@@ -365,3 +365,17 @@ def test_the_kernel_table_shows_numbas_time_and_compile_time(nk):
     assert [column.strip() for column in lines[0].split("  ") if column.strip()] == [
         "kernel", "args", "python s", "cython s", "numba s", "C ref s", "cython/C time",
         "numba compile s", "numba/python speedup", "cython/python speedup"]
+
+
+@pytest.mark.timeout(TIMEOUT)
+def test_breakeven_lists_numba_threads_as_unavailable_having_no_serial_numba():
+    from gilstudy.compare import breakeven
+
+    result = breakeven.run("count_primes", models="numba-*", targets_s=[1e-4], workers=[2],
+                           repeat=1, min_time_s=0, idle_timeout_s=0,
+                           max_outside_cores=float("inf"))
+    assert result.curves == []
+    # numba-prange hands out no items, so breakeven does not consider it at all.
+    assert result.unavailable == {"numba-threads": REASON or (
+        "breakeven times a model against the serial model of its implementation, and there "
+        "is no serial-numba")}
