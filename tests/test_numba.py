@@ -119,7 +119,7 @@ def test_compare_runs_the_numba_models_with_serial_pythons_answer_or_says_why_no
     if REASON is not None:
         assert result.unavailable == dict.fromkeys(NUMBA_MODELS, REASON)
         assert [r.model for r in result.rows] == ["serial-python"]
-        assert f"unavailable: numba-threads: {REASON}" in result.table()
+        assert f"unavailable: numba-threads, numba-prange: {REASON}" in result.table()
         return
     # Every pass's answer was checked against serial-python's (bit for bit for the image:
     # same dtype, same values), or run() would have raised WrongAnswer.
