@@ -98,6 +98,8 @@ def test_without_numba_asking_for_the_numba_kernels_names_the_extra(without_numb
 def test_without_numba_the_models_and_the_kernel_table_say_why(without_numba):
     assert {name: registry.get(name).unavailable_reason() for name in NUMBA_MODELS} == \
         dict.fromkeys(NUMBA_MODELS, NOT_INSTALLED)
+    # Listing the counts it would run at (bench/bench_compare.py does) needs no numba.
+    assert registry.get("numba-prange").worker_counts([1, 2, 64]) == [1, 2, 64]
     timings = kernel_table.time_kernels(repeat=1, scale=0.01)
     assert [(t.numba_s, t.numba_compile_s, t.numba_speedup) for t in timings] == \
         [(None, None, None)] * 3

@@ -88,11 +88,13 @@ class _PrangeWorkers:
 class _ThreadPoolModel(registry.Model):
     """A model whose workers are threads of Numba's pool: it runs at the worker counts
     that the pool holds (so it has no oversubscribed row), or at the pool's size when it
-    holds none of them."""
+    holds none of them. Where numba cannot load (the model cannot run), the counts asked."""
 
     def worker_counts(self, requested: Iterable[int]) -> list[int]:
-        limit = thread_pool_size()
         counts = super().worker_counts(requested)
+        if needs_numba() is not None:
+            return counts
+        limit = thread_pool_size()
         return [n for n in counts if n <= limit] or [limit]
 
 
