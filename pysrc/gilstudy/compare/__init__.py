@@ -2,7 +2,7 @@
 # model at several worker counts, the answers checked against each other, the speedups
 # reported; `gilstudy breakeven`: how much work an item needs before each model pays. Models
 # are entries of gilstudy.compare.registry; the built-in ones (gilstudy.compare.models, then
-# interp_models, cluster_models and numba_models) are imported here, so they are registered
+# interp_models, numba_models and cluster_models) are imported here, so they are registered
 # whichever compare module is imported first, in the order reports list them.
 #
 #     >>> from gilstudy import compare
@@ -10,8 +10,8 @@
 #     >>> print(result.table()); print(result.verdict())
 
 from gilstudy.compare import models, registry
-from gilstudy.compare import interp_models, cluster_models  # noqa: F401  (after models)
-from gilstudy.compare import numba_models  # noqa: F401  (last)
+from gilstudy.compare import interp_models, numba_models  # noqa: F401  (after models)
+from gilstudy.compare import cluster_models  # noqa: F401  (last)
 from gilstudy.compare.fit import ScalingFit, fit_amdahl, fit_usl
 from gilstudy.compare.function import FunctionWorkload, make_function_workload
 from gilstudy.compare.measure import Repeat, Timing
