@@ -18,8 +18,6 @@ counter goes through memory (a store and a load the optimiser must keep), as the
 kernel's ``volatile`` counter does: the Numba kernel really does n steps.
 """
 
-import threading
-
 import numba  # first: where it is missing, the import error names numba itself
 import llvmlite
 import numpy as np
@@ -266,18 +264,14 @@ _SMALLEST = {
     "mandelbrot": (1, 1, 1, 0, 1),
 }
 
-_compiled_lock = threading.Lock()
-
-
 def compile_all(parallel: bool = True) -> None:
     """Compile every kernel (and, with ``parallel``, every prange twin, which also starts
     Numba's thread pool) by calling each once on almost no work. Each function compiles
     once per process; later calls cost nothing."""
-    with _compiled_lock:
-        for name, args in _SMALLEST.items():
-            globals()[name](*args)
-            if parallel:
-                globals()[f"{name}_prange"](*args, nthreads=1)
+    for name, args in _SMALLEST.items():
+        globals()[name](*args)
+        if parallel:
+            globals()[f"{name}_prange"](*args, nthreads=1)
 
 
 def is_compiled(name: str, parallel: bool = False) -> bool:
