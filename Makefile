@@ -23,13 +23,16 @@ $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 
-# One stamp per set of extras; rebuilt whenever a source file changes.
+# One stamp per set of extras; rebuilt whenever a source file changes. The default venv
+# (with the GIL) gets the numba extra too; tools/ftpython.sh and tools/py315.sh install
+# `test` alone (numba has no wheel for the free-threaded build), and those passes check that
+# the numba-* models say why they cannot run.
 $(VENV)/.installed-test: $(VENV)/bin/python $(SOURCES)
-	$(PY) -m pip install --quiet ".[test]"
+	$(PY) -m pip install --quiet ".[test,numba]"
 	touch $@
 
 $(VENV)/.installed-run: $(VENV)/bin/python $(SOURCES)
-	$(PY) -m pip install --quiet ".[compare,mpi,dask]"
+	$(PY) -m pip install --quiet ".[compare,mpi,dask,numba]"
 	touch $@
 
 # The main job: the single-thread kernel table, then every execution model side by side.

@@ -102,6 +102,15 @@ def netns_unavailable_reason() -> str | None:
     return None
 
 
+def _numba_missing(config: pytest.Config, marker: pytest.Mark) -> str | None:
+    """Tests marked `numba` need gilstudy's Numba kernels (the numba extra, which make test
+    installs in its first pass only). Where they cannot load, tests/test_numba.py checks
+    that the numba-* models say why."""
+    from gilstudy import kernels
+
+    return kernels.impl_unavailable_reason("numba")
+
+
 def _netns_missing(config: pytest.Config, marker: pytest.Mark) -> str | None:
     """Tests marked `netns` make test hosts as network namespaces. A -m expression naming
     the marker decides (then a selected test fails where they cannot be made)."""
@@ -122,6 +131,8 @@ _NEEDS = {
         f"{whys[0]} (make test runs them under 3.15: make py315)")),
     "netns": (_netns_missing, lambda whys: (
         f"network namespaces cannot be made here ({whys[0]}); run as root with iproute2")),
+    "numba": (_numba_missing, lambda whys: (
+        f"{whys[0]} (the other numba tests checked that the numba-* models say so)")),
 }
 
 

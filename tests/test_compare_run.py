@@ -72,8 +72,8 @@ def test_registry_holds_every_model_by_its_exact_name():
         "serial-python", "serial-cython", "threads-python", "threads-cython",
         "coprocess-python", "coprocess-cython", "prange-cython", "pool-python", "pool-cython",
         "joblib-python", "joblib-cython", "interp-python", "interp-cython", "interppool-python",
-        "mpi-python", "mpi-cython", "mpipool-python", "mpipool-cython", "dask-python",
-        "dask-cython"]
+        "numba-threads", "numba-prange", "mpi-python", "mpi-cython", "mpipool-python",
+        "mpipool-cython", "dask-python", "dask-cython"]
 
 
 def test_select_takes_names_and_glob_patterns_in_registry_order():

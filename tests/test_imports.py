@@ -127,5 +127,5 @@ def test_importing_the_registry_registers_the_built_in_models():
         "serial-python", "serial-cython", "threads-python", "threads-cython",
         "coprocess-python", "coprocess-cython", "prange-cython", "pool-python", "pool-cython",
         "joblib-python", "joblib-cython", "interp-python", "interp-cython", "interppool-python",
-        "mpi-python", "mpi-cython", "mpipool-python", "mpipool-cython", "dask-python",
-        "dask-cython"]
+        "numba-threads", "numba-prange", "mpi-python", "mpi-cython", "mpipool-python",
+        "mpipool-cython", "dask-python", "dask-cython"]

@@ -31,7 +31,7 @@ def test_get_defaults_to_the_python_implementation():
 
 @pytest.mark.parametrize("name, impl, message", [
     ("nope", "python", r"^unknown kernel 'nope'; choose one of: countdown, count_primes, mandelbrot$"),
-    ("countdown", "rust", r"^unknown kernel implementation 'rust'; choose one of: python, cython$"),
+    ("countdown", "rust", r"^unknown kernel implementation 'rust'; choose one of: python, cython, numba$"),
 ])
 def test_get_rejects_unknown_choices_naming_the_valid_ones(name, impl, message):
     with pytest.raises(UnknownKernelError, match=message) as caught:

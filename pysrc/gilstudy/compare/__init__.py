@@ -2,8 +2,8 @@
 model at several worker counts, the answers checked against each other, the speedups
 reported; `gilstudy breakeven`: how much work an item needs before each model pays. Models
 are entries of gilstudy.compare.registry; the built-in ones (gilstudy.compare.models, then
-interp_models and cluster_models) are imported here, so they are registered whichever
-compare module is imported first, in the order reports list them.
+interp_models, numba_models and cluster_models) are imported here, so they are registered
+whichever compare module is imported first, in the order reports list them.
 
     >>> from gilstudy import compare
     >>> result = compare.run("count_primes", size=200_000, workers=[1, 2], repeat=3)
@@ -11,7 +11,8 @@ compare module is imported first, in the order reports list them.
 """
 
 from gilstudy.compare import models, registry
-from gilstudy.compare import interp_models, cluster_models  # noqa: F401  (after models)
+from gilstudy.compare import interp_models, numba_models  # noqa: F401  (after models)
+from gilstudy.compare import cluster_models  # noqa: F401  (last)
 from gilstudy.compare.fit import ScalingFit, fit_amdahl, fit_usl
 from gilstudy.compare.function import FunctionWorkload, make_function_workload
 from gilstudy.compare.measure import Repeat, Timing

@@ -364,6 +364,12 @@ def run(kernel: str | None = None, *, function=None, nogil=None,
     serials = {impl: registry.get(f"serial-{impl}") for impl in IMPLS}
     unavailable = {m.label_for(base): m.unavailable_reason(base) for m in chosen
                    if m.unavailable_reason(base)}
+    # A model of an optional implementation (numba-threads) has no serial model to be timed
+    # against: say so rather than leave it out.
+    unavailable.update({m.label_for(base): f"breakeven times a model against the serial model "
+                        f"of its implementation, and there is no serial-{m.impl}"
+                        for m in chosen if m.impl not in IMPLS
+                        and m.label_for(base) not in unavailable})
     chosen = [m for m in chosen if m.label_for(base) not in unavailable]
     impls = [impl for impl in IMPLS if any(m.impl == impl for m in chosen)
              and serials[impl].unavailable_reason(base) is None]

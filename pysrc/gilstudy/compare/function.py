@@ -15,13 +15,14 @@ from typing import Callable, Iterable
 from gilstudy.compare.workload import Work, _combine_indexed, digest, same_answer
 
 __all__ = ["FunctionConsumer", "FunctionWorkload", "make_function_workload", "resolve",
-           "NOGIL_LABEL"]
+           "NOGIL_LABEL", "is_numba_function", "compile_for"]
 
 # How rows name the models that run the --nogil implementation ("threads-nogil").
 NOGIL_LABEL = "nogil"
 
 # What the impls of a model mean for a function workload: "python" runs the function,
-# "cython" the GIL-releasing one.
+# "cython" the GIL-releasing one. The models of another impl (numba-*) run gilstudy's own
+# kernels only.
 _ROLES = {"python": "function", "cython": "nogil"}
 
 
@@ -29,10 +30,22 @@ class FunctionConsumer:
     """Call ``function`` on each item: ``send((index, args))`` returns ``(index,
     function(*args))``. An item whose args are None is a probe (nothing is called): it
     measures what handing over one item costs. Pickles the function by reference, so a
-    new process imports it by its module and name."""
+    new process imports it by its module and name.
 
-    def __init__(self, function: Callable):
+    A Numba function (an ``@njit`` dispatcher) compiles on its first call; given
+    ``compile_args`` (a tuple of arguments like the items'), the consumer compiles it for
+    their types when it is made or unpickled, so the compilation counts in a model's
+    start-up, not in its first timed run. Nothing is called.
+    """
+
+    def __init__(self, function: Callable, compile_args: tuple | None = None):
         self.function = function
+        self.compile_args = compile_args
+        compile_for(function, compile_args)
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        compile_for(self.function, self.compile_args)
 
     def send(self, item: tuple[int, tuple | None]) -> tuple[int, object]:
         index, args = item
@@ -43,6 +56,26 @@ class FunctionConsumer:
 
     def __repr__(self) -> str:
         return f"FunctionConsumer({_name_of(self.function)})"
+
+
+def is_numba_function(function: Callable) -> bool:
+    """Whether ``function`` is a Numba dispatcher (what ``@numba.njit`` returns)."""
+    return (type(function).__module__.split(".")[0] == "numba"
+            and callable(getattr(function, "compile", None)) and hasattr(function, "py_func"))
+
+
+def compile_for(function: Callable, args: tuple | None) -> None:
+    """Compile Numba function ``function`` for the types of ``args`` (numba.typeof of
+    each), unless it has that signature already; nothing for any other function, or for
+    no ``args``. A function Numba cannot compile for them raises Numba's typing error,
+    as its first call would."""
+    if args is None or not is_numba_function(function):
+        return
+    import numba
+
+    signature = tuple(numba.typeof(arg) for arg in args)
+    if signature not in function.signatures:
+        function.compile(signature)
 
 
 def resolve(spec: str, option: str) -> object:
@@ -163,7 +196,8 @@ class FunctionWorkload(Work):
         return f"FunctionWorkload({self.describe()})"
 
     def _implementation(self, impl: str) -> Callable | None:
-        return self.function if _ROLES[impl] == "function" else self.nogil
+        role = _ROLES.get(impl)
+        return self.function if role == "function" else self.nogil if role == "nogil" else None
 
     def items(self) -> list[tuple[int, tuple]]:
         return list(self._items)
@@ -174,30 +208,38 @@ class FunctionWorkload(Work):
     def consumer_factory(self, impl: str) -> tuple[Callable, tuple]:
         implementation = self._implementation(impl)
         assert implementation is not None, f"no {impl} implementation: see impl_reason()"
-        return FunctionConsumer, (implementation,)
+        return FunctionConsumer, (implementation, self.inputs[0])
 
     def probe_args(self):
         return None
 
     def impl_label(self, impl: str) -> str:
-        return "python" if _ROLES[impl] == "function" else NOGIL_LABEL
+        role = _ROLES.get(impl)
+        return "python" if role == "function" else NOGIL_LABEL if role == "nogil" else impl
 
     python_holds_gil = False
 
     def impl_words(self, impl: str) -> str:
-        if _ROLES[impl] == "function":
+        role = _ROLES.get(impl)
+        if role == "function":
             return f"the function {self.names['function']}"
-        return f"the nogil implementation {self.names['nogil']}"
+        if role == "nogil":
+            return f"the nogil implementation {self.names['nogil']}"
+        return f"gilstudy's {impl} kernel"
 
     def impl_reason(self, impl: str) -> str | None:
+        if impl not in _ROLES:
+            return (f"runs gilstudy's own {impl} kernels, not a function; give a {impl} "
+                    f"function as {self._prefix}nogil to run it on the -nogil models")
         if self._implementation(impl) is None:
             return (f"no GIL-releasing implementation was given ({self._prefix}nogil)")
         return None
 
     def importable_reason(self, impl: str) -> str | None:
         implementation = self._implementation(impl)
-        option = self._prefix + _ROLES[impl]
-        return None if implementation is None else _import_reason(implementation, option)
+        if implementation is None:
+            return None
+        return _import_reason(implementation, self._prefix + _ROLES[impl])
 
     def mismatch(self, answer, expected, reference: str) -> str | None:
         if same_answer(answer, expected):

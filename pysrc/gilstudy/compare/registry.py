@@ -12,7 +12,7 @@ from typing import Callable, Iterable, Iterator, Protocol
 
 from gilstudy import _checks
 from gilstudy.compare.workload import Work
-from gilstudy.kernels import IMPLS, build_info
+from gilstudy.kernels import IMPLS, OPTIONAL_IMPLS, build_info
 
 __all__ = ["Workers", "Model", "register", "unregister", "registered", "get", "names", "all_models",
            "select", "needs_module", "needs_openmp", "needs_process_pools", "needs_new_process",
@@ -41,7 +41,8 @@ class Model:
     ``start(workload, impl, workers)`` starts ``workers`` workers and returns a ready
     Workers handle (the runner times it as the start-up). ``impl`` is the implementation
     the model runs, "python" or "cython" (for a user's function, "cython" means its
-    GIL-releasing twin). ``requires`` are checks that each return None when the model can
+    GIL-releasing twin), or one of kernels.OPTIONAL_IMPLS ("numba": gilstudy's Numba
+    kernels, which a model must check can load, in ``requires``). ``requires`` are checks that each return None when the model can
     run here, or the reason it cannot; ``requires_work`` the same for a given workload and
     impl (a process model needs work that a new process can import). ``max_workers`` caps
     the worker counts (1 for the serial baselines, which run at one worker whatever is
@@ -65,9 +66,9 @@ class Model:
     dispatches_items: bool = True
 
     def __post_init__(self):
-        if self.impl not in IMPLS:
-            raise ValueError(f"model {self.name!r}: impl must be one of {', '.join(IMPLS)}, "
-                             f"got {self.impl!r}")
+        if self.impl not in IMPLS + OPTIONAL_IMPLS:
+            raise ValueError(f"model {self.name!r}: impl must be one of "
+                             f"{', '.join(IMPLS + OPTIONAL_IMPLS)}, got {self.impl!r}")
         if self.max_workers is not None:
             _checks.positive_int(f"model {self.name!r}", "max_workers", self.max_workers)
 

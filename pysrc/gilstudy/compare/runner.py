@@ -65,6 +65,8 @@ def environment() -> dict:
     versions["cython"] = build.get("cython_version")
     joblib = sys.modules.get("joblib")
     versions["joblib"] = getattr(joblib, "__version__", None)
+    numba = sys.modules.get("numba")  # loaded by the numba-* models, when they ran
+    versions["numba"] = getattr(numba, "__version__", None)
     return {"machine": machine.describe(), "build": build, "versions": versions}
 
 

@@ -168,7 +168,8 @@ class Work:
 
     def impl_words(self, impl: str) -> str:
         """The implementation in a sentence: 'the pure-Python kernel'."""
-        return {"python": "the pure-Python kernel", "cython": "the compiled kernel"}[impl]
+        return {"python": "the pure-Python kernel", "cython": "the compiled kernel",
+                "numba": "the Numba kernel"}[impl]
 
     def impl_reason(self, impl: str) -> str | None:
         return None
