@@ -240,6 +240,7 @@ def _broken_worker_pool():
             return (type(self), (self.args[0], self.worker, self.exitcode))
 
     BrokenWorkerPool.__module__ = __name__
+    BrokenWorkerPool.__qualname__ = "BrokenWorkerPool"
     return BrokenWorkerPool
 
 

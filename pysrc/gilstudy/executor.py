@@ -230,9 +230,8 @@ class _State:
             worker = getattr(exc, "where", None)
             exitcode = getattr(exc, "exitcode", None)
             error = BrokenWorkerPool(
-                f"{self.line}: {'a worker' if worker is None else worker} failed, so the "
-                f"executor is broken and every call not yet finished failed: "
-                f"{type(exc).__name__}: {exc}", worker=worker, exitcode=exitcode)
+                f"{self.line}: {exc} ({type(exc).__name__}); the executor is broken: every "
+                f"call not yet finished failed", worker=worker, exitcode=exitcode)
             error.__cause__ = exc
             self.broken = error
             futures = [future for future, _ in self.running.values()]
