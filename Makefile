@@ -59,7 +59,7 @@ test: $(VENV)/.installed-test ftpython
 # wheel in a fresh venv outside the checkout running the kernel table, a two-worker compare,
 # a script through gilstudy.Executor and a cimport build (tools/release_check.sh; 1-2 min).
 release-check: $(VENV)/.installed-test
-	bash tools/release_check.sh $(CURDIR)/$(PY)
+	bash tools/release_check.sh $(abspath $(PY))
 
 # $(call under-py315,NOT-RUN-MESSAGE,COMMAND): make 3.15 (tools/py315.sh) and run COMMAND
 # under it. Where 3.15 cannot be made here (not root, no debootstrap, no network: py315.sh
