@@ -47,6 +47,8 @@ _FIRST_DISPATCH_COST = 20e-6
 # which times the function): enough to keep every worker busy, few enough that
 # shutdown(cancel_futures=True) still finds most of a long map unsent.
 _CHUNKS_PER_WORKER = 4
+# How many functions' call times an executor remembers.
+_KNOWN_FUNCTIONS = 64
 
 
 class Calls:
@@ -177,6 +179,23 @@ class _State:
         self.is_shut_down = False
         self.broken: BaseException | None = None
         self.dispatch_cost = _FIRST_DISPATCH_COST
+        # Seconds per call of each function map() ran (hashable ones, the latest few), so
+        # a later map() of the same function sizes its chunks from the start.
+        self.call_seconds: dict = {}
+
+    def known_call_seconds(self, function: Callable) -> float | None:
+        try:
+            return self.call_seconds.get(function)
+        except TypeError:
+            return None  # an unhashable callable
+
+    def learn_call_seconds(self, function: Callable, seconds: float) -> None:
+        try:
+            if function not in self.call_seconds and len(self.call_seconds) >= _KNOWN_FUNCTIONS:
+                self.call_seconds.pop(next(iter(self.call_seconds)))
+            self.call_seconds[function] = seconds
+        except TypeError:
+            pass
 
     # The results consumer's side ----------------------------------------------------------
 
@@ -207,6 +226,7 @@ class _State:
                 with self.condition:
                     known = run.call_seconds
                     run.call_seconds = per_call if known is None else (known + per_call) / 2
+                    self.learn_call_seconds(run.function, run.call_seconds)
             future.set_result((values, failure))
         elif failure is not None:
             future.set_exception(failure)
@@ -251,6 +271,19 @@ class _State:
 
     # The feeder's side ------------------------------------------------------------------
 
+    def refuse(self, task: int, future: cf.Future, run: _MapRun | None,
+               exc: Exception) -> None:
+        """The call of ``task`` could not be pickled: it fails on its own."""
+        with self.condition:
+            self.running.pop(task, None)
+            if run is not None:
+                run.in_flight -= 1
+                self.condition.notify_all()
+        if run is not None:
+            future.set_result(([], exc))
+        else:
+            future.set_exception(exc)
+
     def chunk_size(self, run: _MapRun) -> int:
         """How many calls the next chunk of ``run`` takes."""
         left = len(run.items) - run.position
@@ -271,17 +304,18 @@ class _State:
 
 def _feed(state: _State, dispatch) -> None:
     """The feeder thread: send the queued work to the workers through ``dispatch`` (the one
-    thread that sends to it), in order; once shut down and the queue is empty, close the
-    workers (waiting for every call sent); on a failure, break the executor and abort
-    them."""
+    thread that sends to it), in order; before it waits for more, flush what the workers'
+    batches hold (so a lone call goes out at once, not within FLUSH_INTERVAL); once shut
+    down and the queue is empty, close the workers (waiting for every call sent); on a
+    failure, break the executor and abort them."""
     condition = state.condition
+    flushers = [runner.flush for runner in dispatch.consumers if hasattr(runner, "flush")]
+    unflushed = False
     try:
         while True:
             with condition:
                 entry = None
-                while True:
-                    if state.broken is not None:
-                        break
+                while state.broken is None:
                     if state.queue:
                         head = state.queue[0]
                         if not isinstance(head, _MapRun):
@@ -296,45 +330,31 @@ def _feed(state: _State, dispatch) -> None:
                             break
                     elif state.is_shut_down:
                         break
+                    if unflushed:
+                        break  # flush before waiting
                     condition.wait()
-                if entry is None:
-                    break  # broken, or shut down with nothing left to send
-                task = next(state.tasks)
-                started = time.perf_counter()
-                if isinstance(entry, _MapRun):
-                    run = entry
-                    size = state.chunk_size(run)
-                    arglist = run.items[run.position:run.position + size]
-                    run.position += size
-                    future = cf.Future()
-                    future.set_running_or_notify_cancel()
-                    run.futures.append(future)
-                    run.in_flight += 1
-                    call = (run.function, arglist, {})
-                    condition.notify_all()
-                else:
-                    run = None
-                    future, function, args, kwargs = entry
-                    if not future.set_running_or_notify_cancel():
-                        continue  # cancelled while queued
-                    call = (function, [args], kwargs)
-                state.running[task] = (future, run)
-            entry = None
+                if entry is not None:
+                    task, future, run, call = _take(state, entry)
+            if entry is None:
+                if state.broken is not None:
+                    break
+                if unflushed:
+                    for flush in flushers:
+                        flush()
+                    unflushed = False
+                    continue
+                break  # shut down, with nothing left to send
+            if future is None:
+                continue  # cancelled while queued
+            started = time.perf_counter()
             if state.pickled:
                 try:
                     call = pickle.dumps(call, _PICKLE_PROTOCOL)
                 except Exception as exc:
-                    with condition:
-                        state.running.pop(task, None)
-                        if run is not None:
-                            run.in_flight -= 1
-                            condition.notify_all()
-                    if run is not None:
-                        future.set_result(([], exc))
-                    else:
-                        future.set_exception(exc)
+                    state.refuse(task, future, run, exc)
                     continue
             dispatch.send((task, call))
+            unflushed = True
             cost = time.perf_counter() - started
             state.dispatch_cost += (cost - state.dispatch_cost) / 8
     except BaseException as exc:  # a worker died or broke: nothing is sent any more
@@ -347,6 +367,32 @@ def _feed(state: _State, dispatch) -> None:
     except BaseException as exc:
         state.breaks(exc)
         dispatch.abort()
+
+
+def _take(state: _State, entry) -> tuple:
+    """With the condition held: make the next task of ``entry`` (a submitted call, or the
+    next chunk of a map), mark its future running and register it; return ``(task,
+    future, run, call)``, future None for a call cancelled while it was queued."""
+    task = next(state.tasks)
+    if isinstance(entry, _MapRun):
+        run = entry
+        size = state.chunk_size(run)
+        arglist = run.items[run.position:run.position + size]
+        run.position += size
+        future = cf.Future()
+        future.set_running_or_notify_cancel()
+        run.futures.append(future)
+        run.in_flight += 1
+        call = (run.function, arglist, {})
+        state.condition.notify_all()
+    else:
+        run = None
+        future, function, args, kwargs = entry
+        if not future.set_running_or_notify_cancel():
+            return task, None, None, None
+        call = (function, [args], kwargs)
+    state.running[task] = (future, run)
+    return task, future, run, call
 
 
 def _start(kind: str, workers: int, results: _State, options: dict):
@@ -399,7 +445,7 @@ class Executor(cf.Executor):
     that many calls; by default the first chunks have one call each, which times the
     function, and later ones as many calls as take 100 times the measured cost of
     dispatching a chunk (at least 2 ms), smaller near the end so that the workers finish
-    together. A call's exception ends its chunk there: the iterator yields the results
+    together; a later map of the same function starts from the time measured. A call's exception ends its chunk there: the iterator yields the results
     before it, then raises it.
 
     Trouble, as concurrent.futures documents it: an exception raised by the function is
@@ -506,6 +552,7 @@ class Executor(cf.Executor):
         state = self._state
         with state.condition:
             self._check_open()
+            run.call_seconds = state.known_call_seconds(fn)
             if run.items:
                 state.queue.append(run)
                 state.condition.notify_all()
