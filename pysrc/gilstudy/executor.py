@@ -5,7 +5,7 @@ the Executor line that matches a model of ``gilstudy compare``.
 
 It is built on the public runner API only: the workers are started with
 :func:`gilstudy.coprocesses`, :func:`gilstudy.threads`, :func:`gilstudy.subinterpreters` or
-:func:`gilstudy.mpi.ranks` (each behind one :class:`gilstudy.Dispatch`), every worker runs
+``gilstudy.mpi.ranks()`` (each behind one :class:`gilstudy.Dispatch`), every worker runs
 the consumer :class:`Calls`, and the results come back through a results consumer that
 completes the futures.
 """
@@ -424,7 +424,7 @@ class Executor(cf.Executor):
             may use (:func:`gilstudy.usable_cores`).
         **options: passed on to the function that starts the workers
             (:func:`gilstudy.coprocesses`, :func:`gilstudy.threads`,
-            :func:`gilstudy.subinterpreters`, :func:`gilstudy.mpi.ranks`), such as
+            :func:`gilstudy.subinterpreters`, ``gilstudy.mpi.ranks()``), such as
             ``transport="socket"`` or ``hostfile=``.
 
     The workers start in the constructor. ``submit(fn, *args, **kwargs)`` returns a
@@ -453,7 +453,7 @@ class Executor(cf.Executor):
     worker's traceback as its ``__cause__`` (a :class:`gilstudy.RemoteTraceback`); one
     that does not unpickle here is a :class:`gilstudy.RemoteError` naming its type. A
     worker that dies (killed, crashed, ``os._exit``) breaks the executor: every call not
-    yet finished fails with :class:`gilstudy.errors.BrokenWorkerPool` (a
+    yet finished fails with :class:`gilstudy.BrokenWorkerPool` (a
     :class:`concurrent.futures.BrokenExecutor`) naming the worker and how it ended, the
     other workers are ended, and ``submit`` raises it. ``submit`` after ``shutdown``
     raises RuntimeError. ``Future.result(timeout)`` and map's ``timeout`` bound the wait
