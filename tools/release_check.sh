@@ -8,8 +8,8 @@
 # gilstudy.kernels, built against the installed package.
 #
 # Usage: tools/release_check.sh PYTHON
-#   PYTHON: an interpreter with build, twine and the build requirements installed (the
-#   test venv's); the fresh venv is made from it. Exits 1, after saying what failed, on the
+#   PYTHON: an interpreter with build and the build requirements installed (the test
+#   venv's); the fresh venvs (one for twine, one for the wheel) are made from it. Exits 1, after saying what failed, on the
 #   first failure. Everything it makes is removed on exit.
 set -euo pipefail
 
@@ -42,7 +42,12 @@ for needed in setup.py pyproject.toml README.md LICENSE \
 done
 say "the sdist holds the .pyx, .pxd and .h sources, setup.py, the README and the licence"
 
-"$PY" -m twine check --strict "$WORK"/dist/* || fail "twine check"
+# twine in a venv of its own: it is no requirement of the test environment (one of its
+# dependencies has no wheel for a free-threaded Python).
+"$PY" -m venv "$WORK/twine"
+"$WORK/twine/bin/python" -m pip install --quiet --disable-pip-version-check "twine>=5" \
+    > "$WORK/twine.log" 2>&1 || { tail -40 "$WORK/twine.log"; fail "pip install twine"; }
+"$WORK/twine/bin/twine" check --strict "$WORK"/dist/* || fail "twine check"
 
 # 2. A fresh venv outside the checkout, with the wheel (and, for the cimport build, Cython
 # and setuptools).
