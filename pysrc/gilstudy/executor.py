@@ -202,16 +202,6 @@ class _State:
     def send(self, result: tuple) -> None:
         """A worker's answer to one task (see Calls); completes its future."""
         task, seconds, values, failure = result
-        with self.condition:
-            entry = self.running.pop(task, None)
-            if entry is not None and entry[1] is not None:
-                run = entry[1]
-                run.in_flight -= 1
-                self.condition.notify_all()
-        if entry is None:
-            return  # the executor broke meanwhile: its future already failed
-        future, run = entry
-        where = "a worker"
         if self.pickled:
             try:
                 values, failure = pickle.loads(values)
@@ -219,14 +209,21 @@ class _State:
                 values, failure = [], exc
             else:
                 if failure is not None:
-                    failure = _unpack_failure(failure, where)
-        if run is not None:
-            if values or failure is None:
-                per_call = seconds / max(1, len(values))
-                with self.condition:
+                    failure = _unpack_failure(failure, f"a worker of {self.line}")
+        with self.condition:
+            entry = self.running.pop(task, None)
+            if entry is None:
+                return  # the executor broke meanwhile: its future already failed
+            future, run = entry
+            if run is not None:
+                run.in_flight -= 1
+                if values or failure is None:
+                    per_call = seconds / max(1, len(values))
                     known = run.call_seconds
                     run.call_seconds = per_call if known is None else (known + per_call) / 2
                     self.learn_call_seconds(run.function, run.call_seconds)
+                self.condition.notify_all()
+        if run is not None:
             future.set_result((values, failure))
         elif failure is not None:
             future.set_exception(failure)
