@@ -86,13 +86,12 @@ def test_as_completed_and_wait_work_on_its_futures(kind):
 
 @pytest.mark.timeout(TIMEOUT)
 def test_a_future_is_running_once_sent_and_then_cannot_be_cancelled(tmp_path):
-    gate = tmp_path / "gate"
+    gate, started = tmp_path / "gate", tmp_path / "started"
     with Executor("coprocess", max_workers=1) as pool:
-        future = pool.submit(fx.wait_for, str(gate))
-        # Sent at once (nothing is queued before it): running, so cancel() says no.
-        cf.wait([future], timeout=0.5)
-        assert not future.cancel()
-        assert future.running() or future.done()
+        future = pool.submit(fx.wait_for, str(gate), TIMEOUT, str(started))
+        fx.wait_for(str(started))
+        # The worker runs it: the future is running, so cancel() says no.
+        assert future.running() and not future.cancel()
         gate.touch()
         assert future.result(TIMEOUT) == str(gate)
 

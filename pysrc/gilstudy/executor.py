@@ -419,7 +419,7 @@ class Executor(cf.Executor):
             gilstudy launches; needs ``gilstudy[mpi]``).
         max_workers: how many workers (an int >= 1); default: the cores this process
             may use (:func:`gilstudy.usable_cores`).
-        **options: passed on to the function that starts the workers
+        \\*\\*options: passed on to the function that starts the workers
             (:func:`gilstudy.coprocesses`, :func:`gilstudy.threads`,
             :func:`gilstudy.subinterpreters`, ``gilstudy.mpi.ranks()``), such as
             ``transport="socket"`` or ``hostfile=``.
