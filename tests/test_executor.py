@@ -75,6 +75,29 @@ def test_the_calls_run_in_the_workers(process_kind):
 
 
 @pytest.mark.timeout(TIMEOUT)
+def test_map_cuts_tiny_calls_into_few_tasks_and_slow_ones_into_one_call_each(kind):
+    with Executor(kind, max_workers=2) as pool:
+        assert sum(pool.map(fx.square, range(20_000))) == sum(x * x for x in range(20_000))
+        tiny_tasks = sum(worker.sent for worker in pool.workers)
+        assert 2 <= tiny_tasks < 2_000
+        before = sum(worker.sent for worker in pool.workers)
+        assert list(pool.map(fx.sleep_then, [0.05] * 6, range(6))) == list(range(6))
+        assert sum(worker.sent for worker in pool.workers) - before == 6
+        before = sum(worker.sent for worker in pool.workers)
+        assert list(pool.map(fx.square, range(10), chunksize=4)) == [x * x for x in range(10)]
+        assert sum(worker.sent for worker in pool.workers) - before == 3
+
+
+@pytest.mark.timeout(TIMEOUT)
+def test_options_reach_the_function_that_starts_the_workers():
+    with Executor("coprocess", max_workers=1, transport="socket") as pool:
+        assert pool.submit(fx.square, 12).result(TIMEOUT) == 144
+        assert "socket" in repr(pool.workers[0])
+    with pytest.raises(TypeError, match=r"transport"):
+        Executor("thread", max_workers=1, transport="socket")
+
+
+@pytest.mark.timeout(TIMEOUT)
 def test_as_completed_and_wait_work_on_its_futures(kind):
     with Executor(kind, max_workers=2) as pool:
         futures = [pool.submit(fx.square, n) for n in range(10)]

@@ -463,6 +463,7 @@ class Executor(cf.Executor):
     Python, on a build with the GIL) runs one at a time, as with ThreadPoolExecutor; a
     call that hangs cannot be stopped (its thread is a daemon, so it does not keep the
     interpreter from exiting, whereas ThreadPoolExecutor waits for its threads at exit).
+    ``map`` has no ``buffersize`` (Python 3.14): it reads its iterables at once.
     ``submit`` may block when a worker has 16,384 calls in flight (see
     :class:`gilstudy.RemoteConsumer`), or a thread worker 1,024.
 
