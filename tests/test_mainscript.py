@@ -225,3 +225,45 @@ def test_install_leaves_alone_a_main_that_already_is_the_callers_script(monkeypa
     assert sys.modules["__main__"] is main
     mainscript.install(None)
     assert sys.modules["__main__"] is main
+
+
+NESTED = textwrap.dedent('''
+    import gilstudy
+    from gilstudy import Collect
+
+
+    class Inner:
+        def send(self, n):
+            return n + 100
+
+        def close(self):
+            return None
+
+
+    class Outer:
+        """Starts a coprocess of its own, running another class of the script."""
+
+        def send(self, n):
+            results = Collect()
+            with gilstudy.spawn(Inner, results=results) as worker:
+                worker.send(n)
+            return results.items[0]
+
+        def close(self):
+            return None
+
+
+    if __name__ == "__main__":
+        results = Collect()
+        with gilstudy.spawn(Outer, results=results) as worker:
+            worker.send(1)
+        print(results.items)
+''')
+
+
+@pytest.mark.timeout(TIMEOUT)
+def test_a_workers_own_workers_find_the_scripts_classes_too(tmp_path):
+    (tmp_path / "nested.py").write_text(NESTED)
+    done = run_python(tmp_path, "nested.py")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[101]"

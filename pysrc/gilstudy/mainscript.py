@@ -109,6 +109,9 @@ class LazyMain(types.ModuleType):
         self.__dict__["_gilstudy_main"] = tuple(description)
         self.__dict__["_gilstudy_lock"] = threading.RLock()
         self.__dict__["_gilstudy_state"] = "new"
+        if description[0] == _PATH:
+            # So that a worker's own workers are told the same script (describe()).
+            self.__dict__["__file__"] = description[1]
 
     def __getattr__(self, name: str):
         if name.startswith("__") and name.endswith("__"):
