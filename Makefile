@@ -14,7 +14,7 @@ FTPYTHON := $(CURDIR)/.venv-3.13t/bin/python3.13t
 # `make py315` makes both and prints the wrapper that runs it (root only: it chroots).
 PY315 := $(CURDIR)/.venv-3.15/bin/python
 
-.PHONY: run test bench docs ftpython clean
+.PHONY: run test bench docs ftpython clean release-check
 .PHONY: py315 test-py315
 # A comma, to write one inside an argument of $(call).
 , := ,
@@ -61,8 +61,15 @@ py315:
 ONE_PASS := -m "not one_pass"
 test: $(VENV)/.installed-test ftpython
 	GILSTUDY_FTPYTHON=$(FTPYTHON) $(PY) -m pytest $(PYTEST_ARGS)
+	@$(MAKE) --no-print-directory release-check
 	GILSTUDY_FTPYTHON=$(FTPYTHON) $(FTPYTHON) -m pytest $(ONE_PASS) $(PYTEST_ARGS)
 	@$(MAKE) --no-print-directory test-py315
+
+# The release as a user gets it: the sdist, the wheel built from it, twine check, then the
+# wheel in a fresh venv outside the checkout running the kernel table, a two-worker compare,
+# a script through gilstudy.Executor and a cimport build (tools/release_check.sh; 1-2 min).
+release-check: $(VENV)/.installed-test
+	bash tools/release_check.sh $(abspath $(PY))
 
 # $(call under-py315,NOT-RUN-MESSAGE,COMMAND): make 3.15 (tools/py315.sh) and run COMMAND
 # under it. Where 3.15 cannot be made here (not root, no debootstrap, no network: py315.sh

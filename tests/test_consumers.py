@@ -1081,6 +1081,8 @@ ERRORS = [
     errors.ModelFailed("threads-python with 2 workers: repeat 1 failed", "threads-python"),
     errors.WrongAnswer("pool-cython computed a wrong answer", "pool-cython"),
     errors.InterpreterFailed("--python /x: exited early", "/x"),
+    errors.BrokenWorkerPool("gilstudy.Executor('coprocess', max_workers=2): coprocess 7 was "
+                            "killed by signal 9", worker="coprocess 7", exitcode=-9),
 ]
 
 

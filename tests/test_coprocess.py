@@ -16,6 +16,7 @@ import tempfile
 import textwrap
 import threading
 import time
+import types
 
 import pytest
 
@@ -376,9 +377,15 @@ def test_spawn_refuses_bad_arguments(kwargs, message):
         spawn(cc.Count, **kwargs)
 
 
-def test_spawn_refuses_a_factory_defined_in_main():
+def test_spawn_refuses_a_factory_defined_in_a_main_that_cannot_be_loaded_again(monkeypatch):
+    # As under python -c: a __main__ with no file. (A script's __main__ is loaded again in
+    # the child: tests/test_mainscript.py.)
+    monkeypatch.setitem(sys.modules, "__main__", types.ModuleType("__main__"))
+    monkeypatch.setattr(sys, "argv", ["-c"])
     with pytest.raises(ValueError, match=r"^spawn: factory 'factory_in_main' is defined in "
-                                         r"__main__, which a coprocess cannot import"):
+                                         r"__main__, which a coprocess cannot import: this "
+                                         r"program's main script cannot be loaded again "
+                                         r"because it is a program given with python -c; "):
         spawn(factory_in_main)
 
 

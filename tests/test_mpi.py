@@ -14,6 +14,7 @@ import re
 import subprocess
 import sys
 import time
+import types
 from typing import NamedTuple
 
 import numpy as np
@@ -165,13 +166,19 @@ def test_ranks_refuses_bad_arguments_before_it_starts_anything(call, error, mess
         call()
 
 
-def test_ranks_refuses_a_factory_from_main_which_the_ranks_cannot_import():
+def test_ranks_refuses_a_factory_from_a_main_that_cannot_be_loaded_again(monkeypatch):
     def factory():
         return cc.Echo()
 
     factory.__module__ = "__main__"
+    # As in an interactive session: a __main__ with no file (a script's is loaded again in
+    # the ranks: tests/test_mainscript.py).
+    monkeypatch.setitem(sys.modules, "__main__", types.ModuleType("__main__"))
+    monkeypatch.setattr(sys, "ps1", ">>> ", raising=False)
     with pytest.raises(ValueError, match=r"^ranks: factory .* is defined in __main__, which the "
-                                         r"ranks cannot import; define it in a module$"):
+                                         r"ranks cannot import: this program's main script "
+                                         r"cannot be loaded again because it is an "
+                                         r"interactive session; define .* in a module"):
         mpi.ranks(factory, 1)
 
 

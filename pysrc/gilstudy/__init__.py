@@ -57,6 +57,9 @@ _EXPORTS = {
     "ModelFailed": "gilstudy.errors",
     "WrongAnswer": "gilstudy.errors",
     "InterpreterFailed": "gilstudy.errors",
+    "BrokenWorkerPool": "gilstudy.errors",
+    # concurrent.futures over any runner kind
+    "Executor": "gilstudy.executor",
     # the machine and interpreter
     "describe_machine": "gilstudy.machine",
     "gil_enabled": "gilstudy.machine",
@@ -69,7 +72,7 @@ _SUBMODULES = ("kernels", "consumers", "dispatch", "coprocess", "remote", "farsi
                "processes", "server", "stream", "transports", "wire", "shared", "interpreters",
                "mpi",
                "compare",
-               "experiments", "pythons", "errors", "machine")
+               "experiments", "pythons", "errors", "machine", "executor", "mainscript")
 
 __all__ = ["__version__", *_SUBMODULES, *_EXPORTS]
 

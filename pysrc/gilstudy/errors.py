@@ -21,6 +21,7 @@ __all__ = [
     "ModelFailed",
     "WrongAnswer",
     "InterpreterFailed",
+    "BrokenWorkerPool",
 ]
 
 
@@ -215,3 +216,37 @@ class WrongAnswer(CompareError):
 class InterpreterFailed(CompareError):
     """Another interpreter (``--python``) could not be started, died, stopped answering or
     broke the protocol between the two."""
+
+
+# BrokenWorkerPool subclasses concurrent.futures.BrokenExecutor, whose module imports logging
+# (14 ms): made on first use, so that a coprocess, which imports this module, starts fast.
+def _broken_worker_pool():
+    from concurrent.futures import BrokenExecutor
+
+    class BrokenWorkerPool(GilstudyError, BrokenExecutor):
+        """A worker of a :class:`gilstudy.Executor` died (killed, crashed, exited) or broke
+        the protocol, so the executor is broken: every call not yet finished failed with
+        this error, and submit() raises it. ``worker`` names the worker ("coprocess 1234",
+        "MPI rank 2"), ``exitcode`` and ``signal`` say how it ended (None when unknown);
+        the worker's own error (a CoprocessDied, say) is the ``__cause__``."""
+
+        def __init__(self, message: str, worker: str | None = None,
+                     exitcode: int | None = None):
+            super().__init__(message)
+            self.worker = worker
+            self.exitcode = exitcode
+            self.signal = -exitcode if exitcode is not None and exitcode < 0 else None
+
+        def __reduce__(self):
+            return (type(self), (self.args[0], self.worker, self.exitcode))
+
+    BrokenWorkerPool.__module__ = __name__
+    BrokenWorkerPool.__qualname__ = "BrokenWorkerPool"
+    return BrokenWorkerPool
+
+
+def __getattr__(name: str):
+    if name == "BrokenWorkerPool":
+        value = globals()[name] = _broken_worker_pool()
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

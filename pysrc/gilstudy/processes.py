@@ -13,7 +13,7 @@ import signal
 import sys
 from typing import Any, Callable
 
-from gilstudy import _checks, wire
+from gilstudy import _checks, mainscript, wire
 from gilstudy.errors import AuthenticationError, PeerGone, ProtocolError
 from gilstudy.farside import run_far_side
 from gilstudy.flow import MAX_IN_FLIGHT
@@ -93,23 +93,23 @@ def check_factory(factory: Callable, owner: str = "spawn", worker: str = "a copr
                   in_main_ok: bool = False) -> None:
     """Refuse a ``factory`` that ``worker`` cannot rebuild from its pickle: one that is not
     callable (TypeError) or, unless ``in_main_ok`` (the workers run this same ``__main__``),
-    is defined in ``__main__`` (ValueError)."""
+    is defined in a ``__main__`` that cannot be loaded again, such as an interactive
+    session (ValueError; see gilstudy.mainscript)."""
     if not callable(factory):
         raise TypeError(f"{owner}: factory must be callable, got {factory!r} "
                         f"({type(factory).__name__})")
-    if not in_main_ok and getattr(factory, "__module__", None) == "__main__":
-        raise ValueError(
-            f"{owner}: factory {getattr(factory, '__qualname__', factory)!r} is defined in "
-            f"__main__, which {worker} cannot import; define it in a module")
+    if not in_main_ok:
+        mainscript.check(owner, "factory", factory, worker)
 
 
 def setup_payload(factory: Callable, args: tuple, max_frame: int, owner: str = "spawn") -> bytes:
     """The SETUP frame that makes the child's end build ``factory(*args)`` (see
-    _build_from_setup): this process's sys.path and the pickled call. Pickled before
+    _build_from_setup): this process's sys.path, the pickled call and how to load this
+    process's main script (gilstudy.mainscript.describe()). Pickled before
     anything starts, so an unpicklable factory or argument fails here; ValueError when it
     is longer than ``max_frame``."""
     call = pickle.dumps((factory, args), wire.PICKLE_PROTOCOL)
-    setup = pickle.dumps((sys.path, call), wire.PICKLE_PROTOCOL)
+    setup = pickle.dumps((sys.path, call, mainscript.describe()), wire.PICKLE_PROTOCOL)
     if len(setup) > max_frame:
         raise ValueError(f"{owner}: the factory and its arguments pickle to {len(setup)} "
                          f"bytes, more than max_frame ({max_frame})")
@@ -122,8 +122,10 @@ def spawn(factory: Callable, *args: Any, transport: str = "pipe", path=None, add
     """Start a new Python interpreter that runs the consumer ``factory(*args)``; return the
     RemoteConsumer that feeds it.
 
-    ``factory`` and ``args`` are pickled here (``factory`` by reference: it must be
-    importable by its module name, not defined in ``__main__``) and the child, started with
+    ``factory`` and ``args`` are pickled here (``factory`` by reference: importable by its
+    module name; one defined in your script's ``__main__`` is found too, as the child loads
+    the script under the name ``__mp_main__``, so its ``if __name__ == "__main__":`` block
+    does not run again; see gilstudy.mainscript) and the child, started with
     ``sys.executable -m gilstudy.processes``, first takes this process's sys.path. Its
     standard input, output and error are this process's. ``transport`` is "pipe"
     (anonymous pipes), "fifo" (two named pipes in directory ``path``, by default a fresh
@@ -252,12 +254,14 @@ def coprocesses(factory: Callable, n: int, *args: Any, transport: str = "pipe",
 def _build_from_setup(channel: wire.Channel):
     """Read the SETUP frame of a spawned coprocess: take the parent's sys.path, so that
     whatever the parent imports by name the child can import too, then unpickle the
-    factory and its arguments (which may need that path) and call it."""
+    factory and its arguments (which may need that path, or the parent's main script,
+    loaded under ``__mp_main__`` when first needed: gilstudy.mainscript) and call it."""
     kind, payload = channel.read_frame()
     if kind != wire.SETUP:
         raise ProtocolError(f"expected a SETUP frame, got {wire.KIND_NAMES[kind]}")
-    sys_path, call = channel.load(payload)
+    sys_path, call, main = channel.load(payload)
     sys.path[:] = sys_path
+    mainscript.install(main)
     factory, args = channel.load(call)
     return factory(*args)
 
