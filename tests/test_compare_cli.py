@@ -277,7 +277,7 @@ def test_a_tiny_run_prints_the_report_and_writes_json_and_png(capsys, tmp_path):
     assert status == 0, err
     assert err == ""
     # The answer first, at most 10 lines, then the table.
-    assert out.startswith("**Answer for count_primes(0, 3000) in 8 items on this machine (2 ")
+    assert out.startswith("**Answer for count_primes(0, 3000) in 8 items on this machine (")
     answer, _, rest = out.partition("\n\n")
     assert len(rest.partition("\n\n")[0].splitlines()) <= 9
     assert out.index("**Answer for") < out.index("| model | workers |")
