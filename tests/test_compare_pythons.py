@@ -206,7 +206,7 @@ def test_the_interpreters_take_turns_within_each_repeat(merged):
 def test_the_json_of_a_merged_run_follows_the_schema_with_each_interpreter(merged):
     result, _ = merged
     saved = json.loads(document.to_json(result))
-    check_schema(document, SCHEMA)
+    check_schema(saved, SCHEMA)
     assert saved["settings"]["models"] == ["serial-python", "threads-python"]
     assert len(saved["settings"]["pythons"]) == 1
     interpreters = saved["environment"]["interpreters"]
@@ -353,8 +353,8 @@ def test_the_command_line_merges_into_one_table_json_and_plot(capsys, tmp_path):
             "efficiency |") in out
     assert f"\n| serial-python@{AGAIN} | 1 |" in out
     assert png_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    document = json.loads(json_path.read_text())
-    check_schema(document, SCHEMA)
+    saved = json.loads(json_path.read_text())
+    check_schema(saved, SCHEMA)
     assert [r["interpreter"] for r in saved["rows"]] == [HERE, AGAIN, HERE, HERE, AGAIN, AGAIN]
 
 

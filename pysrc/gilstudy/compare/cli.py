@@ -270,7 +270,7 @@ def add_subcommand(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description=textwrap.fill(
             "Run one kernel split into work items, or your own function over its inputs, "
-            "in every execution model at several worker counts; check that all models get "
+            "in several execution models at several worker counts; check that all models get "
             "serial-python's answer. The report opens with the answer: which model to use "
             "here, at how many workers, how much faster than serial-python and how sure "
             "(ties are said to tie), whether threads help pure Python, the smallest item "
