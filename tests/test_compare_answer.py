@@ -120,6 +120,9 @@ def test_the_answer_is_the_fastest_model_with_its_speedup_and_spread(clock):
                         "2.00x).")
     assert "Threads do not help the pure-Python kernel here" in lines[2]
     assert "the GIL is enabled, so Python threads take turns" in lines[2]
+    assert lines[3] == ("Items: fake-procs spends 100.0 us handing over an item, so items of "
+                        "200.0 us or more keep 2 workers busy; this workload's items hold "
+                        "125.00 ms of work each.")
     # The report opens with the answer; the JSON carries it for tools.
     assert report.report(result).startswith("\n".join(
         [lines[0], *[f"  {line}" for line in lines[1:]]]))

@@ -328,7 +328,7 @@ def _threads_line(result: CompareResult, answer: Answer) -> str | None:
 def _items_line(result: CompareResult, answer: Answer) -> str | None:
     """The smallest item that pays off for the answer's model, from its dispatch cost."""
     best = answer.best
-    if best.is_serial:
+    if best.is_serial or best.workers == 1:  # no workers to keep busy
         return None
     held = f"this workload's items hold {seconds_text(answer.item_s)} of work each"
     if best.dispatch_s is None:
