@@ -297,14 +297,15 @@ class BreakevenResult:
         return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
 
     def plot(self, path: str | Path) -> Path:
-        """Efficiency (speedup per worker) against the item duration, one line per model,
-        one panel per worker count, in the look of every gilstudy plot (compare.style);
+        """Efficiency (speedup per worker) against the item duration, one line per model
+        (in its family's colour, compare.style.FamilyStyler), one panel per worker count;
         returns the path written. Raises ModuleNotFoundError without matplotlib."""
-        from gilstudy.compare.style import Styler, dodge, legend_beside, new_figure, save
+        from gilstudy.compare.style import FamilyStyler, dodge, legend_beside, new_figure, save
 
         counts = sorted({c.workers for c in self.curves})
         figure, panels = new_figure(len(counts))
-        styler = Styler()
+        styler = FamilyStyler()
+        families = {m.name: m.family for m in registry.all_models()}
         curves = sorted(self.curves, key=lambda c: c.impl != "python")
         names = list(dict.fromkeys(c.model for c in curves))
         for axes, n in zip(panels, counts):
@@ -312,7 +313,9 @@ class BreakevenResult:
                 points = self.speedups(curve)
                 xs = dodge([d for d, _ in points], names.index(curve.model), len(names))
                 axes.plot(xs, [s / n for _, s in points], label=curve.model,
-                          **styler.style(curve.model, curve.impl))
+                          **styler.style(curve.model,
+                                         families.get(curve.registered_as, "other"),
+                                         curve.impl))
             axes.axhline(GOAL / n, color="grey", linestyle="--", linewidth=0.8)
             axes.axhline(1.0, color="grey", linestyle=":", linewidth=0.8)
             axes.set_xscale("log")
@@ -327,7 +330,7 @@ class BreakevenResult:
                         f"{m['usable_cores']} usable cores, {m['cpu_model']}",
                         fontsize="medium")
         legend_beside(figure, panels, names,
-                      title="warm, circles: Python\ncool, squares: compiled")
+                      title="circles, dashed: Python\nsquares, solid: compiled")
         return save(figure, path)
 
 
