@@ -101,3 +101,8 @@ def test_the_plot_is_written_where_asked(tmp_path):
     written = compare.plot(synthetic(None), tmp_path / "figure")
     assert written.name == "figure.png"
     assert written.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_every_family_the_registry_allows_has_a_title_and_a_colour():
+    assert tuple(FAMILIES) == registry.FAMILIES
+    assert len({colour for _, colour in FAMILIES.values()}) == len(FAMILIES)

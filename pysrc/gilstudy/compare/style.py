@@ -1,21 +1,14 @@
-# The one look of every gilstudy plot (compare, breakeven, --python runs): Python rows in warm
-# colours with round markers, compiled (or nogil) rows in cool colours with square markers,
-# one line style per interpreter, spread as error bars, and the legend beside the axes, never
-# over the data. Only matplotlib's object API is used (no pyplot state, no GUI backend).
+"""The one look of every gilstudy plot (compare, breakeven, --python runs): each model in a
+shade of its family's colour, Python with circles and dashed lines, compiled code (or a
+nogil twin) with squares and solid lines, another interpreter with hollow markers and dotted
+lines, spread as bands or error bars, and the legends beside the axes, never over the data.
+Only matplotlib's object API is used (no pyplot state, no GUI backend)."""
 
 import functools
 from pathlib import Path
 
-__all__ = ["Styler", "FamilyStyler", "FAMILIES", "family_title", "new_figure", "legend_beside",
+__all__ = ["FamilyStyler", "FAMILIES", "family_title", "new_figure", "legend_beside",
            "dodge", "save", "plot_suffixes", "plot_path"]
-
-# Warm colours for the rows that run Python, cool ones for the compiled rows: the family
-# tells them apart at a glance, the shade tells the models apart.
-_WARM = ("#d62728", "#ff7f0e", "#8c564b", "#e377c2", "#bcbd22", "#b5651d", "#7f0000")
-_COOL = ("#1f77b4", "#17becf", "#2ca02c", "#9467bd", "#393b79", "#00796b", "#5e8fd9")
-# Line styles of the first, second ... interpreter.
-_INTERPRETER_LINES = ("-", "--", ":", "-.")
-
 
 # The families of models (registry.Model.family), in the order plots show them: the title
 # of each one's panel and its colour. Every model of a family is drawn in a shade of it.
@@ -72,27 +65,6 @@ class FamilyStyler:
                 "linestyle": ":" if interpreter_index else ("--" if python else "-"),
                 "markerfacecolor": "white" if interpreter_index else colour,
                 "markersize": 6, "linewidth": 1.8}
-
-
-class Styler:
-    """Hands out the style of each plotted line: ``style(model, impl, interpreter_index)``
-    gives the colour (by model, from the warm family for impl "python", the cool one
-    otherwise), the marker (circle or square) and the line style (by interpreter), the same
-    model always getting the same colour."""
-
-    def __init__(self):
-        self._colours: dict[str, str] = {}
-        self._used = {"python": 0, "compiled": 0}
-
-    def style(self, model: str, impl: str, interpreter_index: int = 0) -> dict:
-        family = "python" if impl == "python" else "compiled"
-        if model not in self._colours:
-            palette = _WARM if family == "python" else _COOL
-            self._colours[model] = palette[self._used[family] % len(palette)]
-            self._used[family] += 1
-        return {"color": self._colours[model], "marker": "o" if family == "python" else "s",
-                "linestyle": _INTERPRETER_LINES[interpreter_index % len(_INTERPRETER_LINES)],
-                "markersize": 5, "linewidth": 1.5}
 
 
 def new_figure(columns: int, width: float = 6.0, height: float = 5.0, rows: int = 1,
