@@ -63,6 +63,30 @@ def test_the_breakeven_is_the_smallest_duration_from_which_on_the_model_pays(spe
     assert result.breakeven_s(curve) == (None if expected is None else pytest.approx(expected))
 
 
+def test_the_answer_comes_first_with_the_item_each_model_pays_from():
+    targets = [1e-4, 1e-3, 1e-2]
+    points = [Point("python", t, 1, 10, {2: [Repeat([t * 10])]}) for t in targets]
+    curves = [Curve(name, name, "python", 2, 1e-4,
+                    {t: [Repeat([t * 10 / s])] for t, s in zip(targets, speedups)})
+              for name, speedups in (("threads-python", [1.0, 1.0, 1.0]),
+                                     ("pool-python", [0.5, 1.2, 1.8]),
+                                     ("coprocess-python", [0.9, 1.6, 1.9]))]
+    machine = {"usable_cores": 2, "python": "3.11.7", "gil_enabled": True,
+               "interpreter": "3.11", "cpu_model": "test"}
+    result = breakeven.BreakevenResult("countdown", points, curves, {}, Timing(), 1,
+                                       IdleCheck(True, 0.0, 0.0), {"machine": machine})
+    assert result.pays_from() == {2: [("coprocess-python", pytest.approx(1e-3)),
+                                      ("pool-python", pytest.approx(1e-2)),
+                                      ("threads-python", None)]}
+    lines = result.answer_lines()
+    assert len(lines) <= 10
+    assert lines[1] == ("With 2 workers: coprocess-python from 1.00 ms, pool-python from "
+                        "10.00 ms; never within the sweep: threads-python.")
+    assert lines[2].startswith("Next: for items under 1.00 ms of work, nothing here pays")
+    assert result.report().startswith(lines[0] + "\n  " + lines[1])
+    assert json.loads(result.to_json())["answer"]["pays_from"]["2"]["threads-python"] is None
+
+
 @pytest.mark.timeout(TIMEOUT)
 def test_a_tiny_sweep_times_each_model_against_its_own_serial_run(tmp_path):
     result = breakeven.run(models="threads-*", **FAST)
@@ -118,7 +142,8 @@ def test_the_command_writes_its_table_json_and_plot(capsys, tmp_path):
                        "--json", str(tmp_path / "b.json"), "--plot", str(tmp_path / "b.svg")])
     out, err = capsys.readouterr()
     assert (status, err) == (0, "")
-    assert out.startswith("gilstudy breakeven: countdown, items of about 1.00 ms to 1.00 ms")
+    assert out.startswith("**Answer for items of countdown on this machine (")
+    assert "\n\ngilstudy breakeven: countdown, items of about 1.00 ms to 1.00 ms" in out
     assert "| model | workers | dispatch c | pays 1.5x from | 1.00 ms |" in out
     assert json.loads((tmp_path / "b.json").read_text())["curves"][0]["workers"] == 2
     assert (tmp_path / "b.svg").read_text().lstrip().startswith("<?xml")

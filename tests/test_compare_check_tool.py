@@ -41,3 +41,21 @@ def test_the_tool_fails_when_a_named_model_is_below_the_target(tmp_path, capsys,
     out = capsys.readouterr().out
     if status != 2:
         assert "outside load stayed low" in out
+
+
+QUICK = Path(__file__).resolve().parent.parent / "tools" / "check_quick.py"
+quick_spec = importlib.util.spec_from_file_location("check_quick", QUICK)
+check_quick = importlib.util.module_from_spec(quick_spec)
+quick_spec.loader.exec_module(check_quick)
+
+
+def test_the_quick_check_holds_only_the_compiled_rows_to_the_target():
+    rows = document(ROWS)
+    for row in rows["rows"]:
+        row["impl"] = "python" if row["model"].endswith("-python") else "cython"
+    rows["rows"].append({"model": "threads-python", "interpreter": "3.11", "workers": 2,
+                         "work_s": [2.0], "impl": "python"})
+    rows["rows"].append({"model": "threads-python", "interpreter": "3.11", "workers": 1,
+                         "work_s": [1.0], "impl": "python"})
+    assert check_quick.compiled_ratios(rows) == {"threads-cython": pytest.approx(0.030 / 0.016),
+                                                 "prange-cython": pytest.approx(1.5)}

@@ -192,7 +192,7 @@ def test_a_bad_option_from_the_shell_prints_no_traceback():
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
 
 
-# The keys of every JSON document, schema 3 (documented in gilstudy/compare/report.py).
+# The keys of every JSON document, schema 3 (documented in gilstudy/compare/document.py).
 REPEAT = {"pass_s": list, "outside_cores": (float, type(None)), "tries": int, "disturbed": bool}
 SCHEMA = {
     "schema_version": int, "tool": str, "gilstudy_version": str, "created": str,
@@ -212,7 +212,8 @@ SCHEMA = {
                                       "machine": dict, "build": dict, "versions": dict}]},
     "models": [{"name": str, "registered_as": str, "impl": str, "summary": str,
                 "available": bool, "reason": (str, type(None)), "reusable": bool,
-                "max_workers": (int, type(None)), "shares_gil": bool, "interpreter": str}],
+                "max_workers": (int, type(None)), "shares_gil": bool, "interpreter": str,
+                "family": str, "quick": bool}],
     "rows": [{"model": str, "interpreter": str, "gil_enabled": bool, "impl": str,
               "workers": int, "oversubscribed": bool,
               "restarted_per_repeat": bool, "startup_s": list,
@@ -229,6 +230,11 @@ SCHEMA = {
                      "projected": (dict, type(None)), "reason": (str, type(None))}],
     "footprints": list, "footprint_kernel": (str, type(None)),
     "verdict": list,
+    "answer": {"model": str, "workers": int, "speedup_vs_serial": float, "spread": float,
+               "range": list, "ties": list, "tied": list, "min_item_s": (float, type(None)),
+               "item_s": float, "dispatch_s": (float, type(None)),
+               "python": (dict, type(None)), "threads": (dict, type(None)), "next": str,
+               "code": (str, type(None)), "text": list},
 }
 FOOTPRINT = {"kind": str, "interpreter": str, "workers": int,
              "startup_s": (float, type(None)), "startup_per_worker_s": (float, type(None)),
@@ -265,11 +271,16 @@ ONE_MACHINE_MODELS = ",".join(name for name in registry.names()
 @pytest.mark.timeout(3 * TIMEOUT)  # every model starts twice: slow on a loaded machine
 def test_a_tiny_run_prints_the_report_and_writes_json_and_png(capsys, tmp_path):
     json_path, png_path = tmp_path / "compare.json", tmp_path / "compare.png"
-    status, out, err = run_cli(capsys, *TINY, "--workers", "1,2", "--markdown",
+    status, out, err = run_cli(capsys, *TINY, "--workers", "1,2", "--markdown", "--details",
                                "--models", ONE_MACHINE_MODELS,
                                "--json", str(json_path), "--plot", str(png_path))
     assert status == 0, err
     assert err == ""
+    # The answer first, at most 10 lines, then the table.
+    assert out.startswith("**Answer for count_primes(0, 3000) in 8 items on this machine (")
+    answer, _, rest = out.partition("\n\n")
+    assert len(rest.partition("\n\n")[0].splitlines()) <= 9
+    assert out.index("**Answer for") < out.index("| model | workers |")
     assert ("| model | workers | start-up s | passes | median s | spread | vs serial-python |"
             in out)
     assert "\nVerdict:\n- Fastest for count_primes here: " in out

@@ -13,7 +13,7 @@ import threading
 import pytest
 
 from gilstudy import cli, compare
-from gilstudy.compare import registry
+from gilstudy.compare import document, registry, report
 from gilstudy.errors import CoprocessDied, ModelFailed
 
 from _leftovers import child_pids, threads_left
@@ -56,7 +56,7 @@ def test_without_its_extra_a_model_is_unavailable_with_one_line_naming_it(
     result = compare.run(models=models, workers=[1], **TINY)
     assert result.unavailable == {name: reason for name in models}
     assert [r.model for r in result.rows] == ["serial-python"]
-    assert result.table().endswith(f"\nunavailable: {', '.join(models)}: {reason}")
+    assert report.table(result).endswith(f"\nunavailable: {', '.join(models)}: {reason}")
 
 
 def test_on_the_command_line_a_missing_extra_is_a_note_never_a_traceback(monkeypatch, capsys):
@@ -80,16 +80,16 @@ def test_each_cluster_model_gives_serials_answer_in_the_table_json_and_plot(tmp_
     result = compare.run(models=CLUSTER_MODELS, workers=[2], **TINY)
     rows = {r.model: r for r in result.rows}
     assert list(rows) == ["serial-python", *CLUSTER_MODELS]
-    assert result.answer == 430  # primes below 3000; every row's answer was checked against it
+    assert result.expected == 430  # primes below 3000; every row's answer was checked against it
     for name in CLUSTER_MODELS:
         assert rows[name].workers == 2 and len(rows[name].repeats) == 1, name
         assert rows[name].dispatch_s > 0 and rows[name].startup_s[0] > 0, name
-        assert f"\n{name} " in result.table()
-    document = json.loads(result.to_json())
-    assert [r["model"] for r in document["rows"]] == list(rows)
-    assert {m["name"] for m in document["models"] if m["available"]} == set(rows)
+        assert f"\n{name} " in report.table(result)
+    saved = json.loads(document.to_json(result))
+    assert [r["model"] for r in saved["rows"]] == list(rows)
+    assert {m["name"] for m in saved["models"] if m["available"]} == set(rows)
     png = tmp_path / "cluster.png"
-    result.plot(png)
+    compare.plot(result, png)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # Nothing of the jobs or clusters is left: no process, no thread but the one that Dask
     # keeps for the whole process (its offload pool, shared by every client and cluster).

@@ -7,6 +7,7 @@ import pytest
 
 import _compare_functions as functions
 from gilstudy import cli, compare
+from gilstudy.compare import report, document
 from gilstudy.compare.function import make_function_workload
 from gilstudy.errors import ModelFailed, WrongAnswer
 
@@ -26,7 +27,7 @@ def test_every_model_runs_the_function_and_its_nogil_twin_and_rows_say_which():
                          inputs="_compare_functions:INPUTS",
                          nogil="_compare_functions:sum_of_squares_closed_form",
                          models="serial-*,threads-*,coprocess-*,pool-*,prange-cython", **FAST)
-    assert result.answer == EXPECTED
+    assert result.expected == EXPECTED
     assert [(r.model, r.workers) for r in result.rows] == [
         ("serial-python", 1), ("serial-nogil", 1), ("threads-python", 1), ("threads-python", 2),
         ("threads-nogil", 1), ("threads-nogil", 2), ("coprocess-python", 1),
@@ -36,22 +37,22 @@ def test_every_model_runs_the_function_and_its_nogil_twin_and_rows_say_which():
                                                   "over threads: only the built-in kernels' "
                                                   "prange twins have one"}
     assert result.model("threads-nogil").registered_as == "threads-cython"
-    document = result.to_dict()
-    assert document["workload"] == {
+    saved = document.to_dict(result)
+    assert saved["workload"] == {
         "kind": "function", "name": "_compare_functions:sum_of_squares",
         "function": "_compare_functions:sum_of_squares",
         "nogil": "_compare_functions:sum_of_squares_closed_form",
         "inputs": "_compare_functions:INPUTS", "items": 16,
-        "answer": {"results": 16, "sha256": document["workload"]["answer"]["sha256"]}}
+        "answer": {"results": 16, "sha256": saved["workload"]["answer"]["sha256"]}}
     assert "the nogil implementation _compare_functions:sum_of_squares_closed_form releases" \
-           in result.verdict()
+           in report.verdict(result)
 
 
 @pytest.mark.timeout(TIMEOUT)
 def test_without_a_nogil_twin_its_rows_are_unavailable_with_the_reason():
     result = compare.run(function=functions.sum_of_squares, inputs=functions.make_inputs,
                          models="serial-*,threads-*", **FAST)
-    assert result.answer == [functions.sum_of_squares(n) for n in range(10)]
+    assert result.expected == [functions.sum_of_squares(n) for n in range(10)]
     reason = "no GIL-releasing implementation was given (nogil)"
     assert result.unavailable == {"serial-nogil": reason, "threads-nogil": reason}
     assert {r.model for r in result.rows} == {"serial-python", "threads-python"}
@@ -77,7 +78,7 @@ def test_a_function_a_new_process_cannot_import_leaves_the_process_models_unavai
     result = compare.run(function=function, inputs=[(1,), (2,)],
                          models="threads-python,coprocess-python,pool-python,joblib-python",
                          **FAST)
-    assert result.answer == [2, 3]
+    assert result.expected == [2, 3]
     assert set(result.unavailable) == {"coprocess-python", "pool-python", "joblib-python"}
     assert all(text.startswith(reason) for text in result.unavailable.values())
     assert {r.model for r in result.rows} == {"serial-python", "threads-python"}
@@ -165,7 +166,10 @@ def test_the_command_line_runs_a_function_and_names_its_rows(capsys):
                        "--repeat", "1", "--min-time", "0", "--idle-timeout", "0", "--quiet"])
     out, err = capsys.readouterr()
     assert (status, err) == (0, "")
-    assert out.startswith("gilstudy compare: _compare_functions:sum_of_squares(*args) over 10 "
-                          "inputs, nogil: _compare_functions:sum_of_squares_closed_form, ")
+    assert out.startswith("Answer for _compare_functions:sum_of_squares(*args) over 10 "
+                          "inputs, nogil: _compare_functions:sum_of_squares_closed_form on this "
+                          "machine")
+    assert ("\n\ngilstudy compare: _compare_functions:sum_of_squares(*args) over 10 inputs, "
+            "nogil: _compare_functions:sum_of_squares_closed_form, ") in out
     for model in ("serial-nogil", "threads-nogil", "pool-python", "pool-nogil"):
         assert f"\n{model} " in out

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from gilstudy import compare, kernels
-from gilstudy.compare import registry
+from gilstudy.compare import document, registry, report
 from gilstudy.compare.workload import Workload
 from gilstudy.errors import RemoteError
 
@@ -53,14 +53,14 @@ def test_each_interpreter_model_gives_serials_answer_in_the_table_json_and_plot(
                          workers=[1, 2], **TINY)
     assert [(r.model, r.workers) for r in result.rows] == [
         ("serial-python", 1), *((name, n) for name in INTERP_MODELS for n in (1, 2))]
-    assert result.answer == 430  # every row's answer was checked against it
+    assert result.expected == 430  # every row's answer was checked against it
     assert all(r.dispatch_s > 0 for r in result.rows if r.model != "serial-python")
     for name in INTERP_MODELS:
-        assert f"\n{name} " in result.table()
-    assert {m["name"] for m in json.loads(result.to_json())["models"] if m["available"]} == {
+        assert f"\n{name} " in report.table(result)
+    assert {m["name"] for m in json.loads(document.to_json(result))["models"] if m["available"]} == {
         "serial-python", *INTERP_MODELS}
     png = tmp_path / "interp.png"
-    result.plot(png)
+    compare.plot(result, png)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert threads_left(threads_before) == set()
 
@@ -73,7 +73,7 @@ def test_mandelbrot_computed_without_numpy_in_an_interpreter_is_the_same_array()
     assert [r.model for r in result.rows] == ["serial-python", "interp-python",
                                               "interppool-python"]
     whole = kernels.get("mandelbrot", "cython")(16, 16, 200)
-    assert np.array_equal(result.answer, whole)
+    assert np.array_equal(result.expected, whole)
 
 
 @needs_interpreters

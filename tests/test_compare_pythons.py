@@ -16,9 +16,9 @@ import time
 import pytest
 
 from gilstudy import compare, machine, pythons
-from gilstudy.errors import InterpreterFailed, ModelFailed, RemoteError, WrongAnswer
-from gilstudy.compare import registry
+from gilstudy.compare import document, registry, report
 from gilstudy.compare.remote_session import PROTOCOL_VERSION, checked, probe
+from gilstudy.errors import InterpreterFailed, ModelFailed, RemoteError, WrongAnswer
 from test_compare_cli import SCHEMA, check_schema, run_cli
 from conftest import FTPYTHON_VARIABLE
 from test_compare_run import fake_model
@@ -205,32 +205,32 @@ def test_the_interpreters_take_turns_within_each_repeat(merged):
 @pytest.mark.timeout(TIMEOUT)
 def test_the_json_of_a_merged_run_follows_the_schema_with_each_interpreter(merged):
     result, _ = merged
-    document = json.loads(result.to_json())
-    check_schema(document, SCHEMA)
-    assert document["settings"]["models"] == ["serial-python", "threads-python"]
-    assert len(document["settings"]["pythons"]) == 1
-    interpreters = document["environment"]["interpreters"]
+    saved = json.loads(document.to_json(result))
+    check_schema(saved, SCHEMA)
+    assert saved["settings"]["models"] == ["serial-python", "threads-python"]
+    assert len(saved["settings"]["pythons"]) == 1
+    interpreters = saved["environment"]["interpreters"]
     assert [(i["label"], i["default"]) for i in interpreters] == [(HERE, True), (AGAIN, False)]
     assert all(i["machine"]["python"] == machine.describe()["python"] for i in interpreters)
-    assert {(r["model"], r["interpreter"]) for r in document["rows"]} == {
+    assert {(r["model"], r["interpreter"]) for r in saved["rows"]} == {
         (m, label) for m in ("serial-python", "threads-python") for label in (HERE, AGAIN)}
-    assert {p["interpreter"] for p in document["projections"]} == {HERE, AGAIN}
+    assert {p["interpreter"] for p in saved["projections"]} == {HERE, AGAIN}
 
 
 @pytest.mark.timeout(TIMEOUT)
 def test_the_report_of_a_merged_run_names_each_model_at_its_interpreter(merged):
     result, _ = merged
-    table = result.table()
+    table = report.table(result)
     assert table.startswith("model ")
     assert f"vs serial-python@{HERE}  vs serial-python@own  vs own 1 worker" in table
     assert f"\nthreads-python@{AGAIN} " in table
-    header = result.header().splitlines()
+    header = report.header(result).splitlines()
     assert header[1] == (f"@{HERE}: python {machine.describe()['python']}, GIL "
                          f"{'enabled' if machine.gil_enabled() else 'disabled'}: "
                          f"{sys.executable} (the default)")
     assert header[2].startswith(f"@{AGAIN}: python ")
     assert any(line.startswith(f"Single thread: serial-python@{AGAIN} (GIL ")
-               for line in result.verdict().splitlines())
+               for line in report.verdict(result).splitlines())
 
 
 # ---- the other interpreter disagrees, lacks a model, dies --------------------------------
@@ -353,9 +353,9 @@ def test_the_command_line_merges_into_one_table_json_and_plot(capsys, tmp_path):
             "efficiency |") in out
     assert f"\n| serial-python@{AGAIN} | 1 |" in out
     assert png_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    document = json.loads(json_path.read_text())
-    check_schema(document, SCHEMA)
-    assert [r["interpreter"] for r in document["rows"]] == [HERE, AGAIN, HERE, HERE, AGAIN, AGAIN]
+    saved = json.loads(json_path.read_text())
+    check_schema(saved, SCHEMA)
+    assert [r["interpreter"] for r in saved["rows"]] == [HERE, AGAIN, HERE, HERE, AGAIN, AGAIN]
 
 
 # ---- a real free-threaded interpreter ------------------------------------------------------
@@ -382,10 +382,10 @@ def test_a_free_threaded_interpreter_is_merged_with_its_gil_disabled():
     assert [(r.model, r.workers) for r in rows] == [
         ("serial-python", 1), ("threads-python", 1), ("threads-python", 2)]
     assert not any(r.gil_enabled for r in rows)
-    document = result.to_dict()
-    assert [r["gil_enabled"] for r in document["rows"] if r["interpreter"] == free.label] == [
+    saved = document.to_dict(result)
+    assert [r["gil_enabled"] for r in saved["rows"] if r["interpreter"] == free.label] == [
         False, False, False]
-    cost = [line for line in result.verdict().splitlines() if line.startswith("Single thread")]
+    cost = [line for line in report.verdict(result).splitlines() if line.startswith("Single thread")]
     assert len(cost) == 1 and f"threads-python@{free.label} ran " in cost[0]
 
 

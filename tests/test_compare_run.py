@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from gilstudy import compare, kernels, machine
-from gilstudy.compare import registry
+from gilstudy.compare import document, registry, report
 from gilstudy.compare.measure import PROBE_ITEMS
 from gilstudy.errors import ConsumerError, ModelFailed, WrongAnswer
 from gilstudy.kernels.work import KernelConsumer
@@ -131,7 +131,7 @@ def test_an_unavailable_model_is_listed_with_its_reason_and_not_run():
     assert log == []
     assert result.unavailable == {"quantum-python": "needs a quantum computer"}
     assert [r.model for r in result.rows] == ["serial-python"]
-    assert "unavailable: quantum-python: needs a quantum computer" in result.table()
+    assert "unavailable: quantum-python: needs a quantum computer" in report.table(result)
 
 
 def test_an_availability_check_that_raises_is_reported_not_raised():
@@ -168,7 +168,7 @@ def test_a_model_that_cannot_reuse_its_workers_is_restarted_every_repeat():
     assert log == [("start", 1), ("run", 1), ("close", 1)] * 2
     row = result.rows_of("oneshot-python")[0]
     assert row.restarted and len(row.startup_s) == 2
-    assert "(each)" in result.table()
+    assert "(each)" in report.table(result)
 
 
 @pytest.mark.timeout(TIMEOUT)
@@ -250,11 +250,11 @@ def test_worker_counts_may_be_numpy_integers_and_come_back_as_sorted_ints():
     assert counts == [1, 2, 4] and all(type(n) is int for n in counts)
 
 
-def test_default_workers_are_powers_of_two_to_the_cores_and_twice_the_cores():
-    assert compare.default_workers(1) == [1, 2]
-    assert compare.default_workers(2) == [1, 2, 4]
-    assert compare.default_workers(16) == [1, 2, 4, 8, 16, 32]
-    assert compare.default_workers(6) == [1, 2, 4, 6, 12]
+def test_scaling_workers_are_powers_of_two_to_the_cores_and_twice_the_cores():
+    assert compare.scaling_workers(1) == [1, 2]
+    assert compare.scaling_workers(2) == [1, 2, 4]
+    assert compare.scaling_workers(16) == [1, 2, 4, 8, 16, 32]
+    assert compare.scaling_workers(6) == [1, 2, 4, 6, 12]
 
 
 # ---- the threads model against the gilstudy.consumers contract -------------------------
@@ -338,8 +338,8 @@ def test_each_repeat_runs_the_workload_again_until_the_minimum_time():
     # passes were added until, and only until, they lasted the minimum time
     assert all(sum(r.pass_s[:-1]) < 0.05 <= sum(r.pass_s) for r in row.repeats)
     assert row.work_s == [pytest.approx(sum(r.pass_s) / r.passes) for r in row.repeats]
-    assert "until it lasted at least 0.05 s" in result.table()
-    [document_row] = [r for r in result.to_dict()["rows"] if r["model"] == "slow-python"]
+    assert "until it lasted at least 0.05 s" in report.table(result)
+    [document_row] = [r for r in document.to_dict(result)["rows"] if r["model"] == "slow-python"]
     assert document_row["passes"] == row.passes
     assert [len(r["pass_s"]) for r in document_row["repeats"]] == row.passes
 
@@ -372,9 +372,9 @@ def test_disturbed_repeats_are_run_again_a_bounded_number_of_times_and_reported(
                             "used more than 0.5 cores) and run again, 4 tries in all; 4 stayed "
                             "disturbed after 1 re-runs and kept their least disturbed try "
                             "(marked !)")
-    assert load["text"] in result.table()
-    assert "%!" in result.table()
-    assert "Caution: some repeats stayed disturbed" in result.verdict()
+    assert load["text"] in report.table(result)
+    assert "%!" in report.table(result)
+    assert "Caution: some repeats stayed disturbed" in report.verdict(result)
 
 
 @pytest.mark.timeout(TIMEOUT)

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from gilstudy import compare, machine
-from gilstudy.compare import worker_costs
+from gilstudy.compare import document, report, worker_costs
 from gilstudy.footprint import Footprint
 
 pytestmark = pytest.mark.one_pass
@@ -46,7 +46,7 @@ def test_a_run_with_footprint_measures_each_kind_under_each_interpreter():
         assert f.rss_bytes is not None and f.pss_bytes is not None, f
     assert result.footprint_kernel == "count_primes"
 
-    table = result.footprint_table()
+    table = report.footprint_table(result)
     lines = table.splitlines()
     assert lines[0].split() == ["kind", "python", "workers", "start-up", "s", "per", "worker",
                                 "s", "RSS", "MiB/worker", "PSS", "MiB/worker", "note"]
@@ -54,27 +54,27 @@ def test_a_run_with_footprint_measures_each_kind_under_each_interpreter():
         [f.kind, f.python] for f in result.footprints]
     assert lines[8].startswith("start-up: from the first start until every worker answered "
                                "a first item of count_primes")
-    assert table in result.report()
-    assert f"```\n{table}\n```" in result.report(markdown=True)
-    [costs] = [line for line in result.verdict().splitlines() if line.startswith("Per worker")]
+    assert table in report.report(result, details=True)
+    assert f"```\n{table}\n```" in report.report(result, markdown=True, details=True)
+    [costs] = [line for line in report.verdict(result).splitlines() if line.startswith("Per worker")]
     assert costs.startswith(f"Per worker (start-up, resident memory): @{here}: a thread ")
     assert f"; @{again}: a thread " in costs
 
-    document = json.loads(result.to_json())
-    assert document["footprint_kernel"] == "count_primes"
-    assert [(f["kind"], f["interpreter"]) for f in document["footprints"]] == [
+    saved = json.loads(document.to_json(result))
+    assert saved["footprint_kernel"] == "count_primes"
+    assert [(f["kind"], f["interpreter"]) for f in saved["footprints"]] == [
         (f.kind, f.python) for f in result.footprints]
-    assert set(document["footprints"][0]) == {
+    assert set(saved["footprints"][0]) == {
         "kind", "interpreter", "workers", "startup_s", "startup_per_worker_s", "rss_bytes",
         "pss_bytes", "unavailable"}
 
 
 def test_without_footprint_there_is_no_table_and_the_json_says_so():
     result = compare.run(models="serial-python", workers=[1], **TINY)
-    assert result.footprints == [] and result.footprint_table() is None
-    assert "kind            python" not in result.report()
-    document = result.to_dict()
-    assert (document["footprints"], document["footprint_kernel"]) == ([], None)
+    assert result.footprints == [] and report.footprint_table(result) is None
+    assert "kind            python" not in report.report(result, details=True)
+    saved = document.to_dict(result)
+    assert (saved["footprints"], saved["footprint_kernel"]) == ([], None)
 
 
 def test_a_measurement_that_fails_is_a_row_with_its_reason_not_a_lost_run(tmp_path):

@@ -19,7 +19,8 @@ from gilstudy.compare import registry
 from gilstudy.compare.function import make_function_workload
 from gilstudy.compare.measure import Repeat, Timing, dispatch_cost, measure_repeat
 from gilstudy.compare.projection import seconds_text
-from gilstudy.compare.report import markdown_table, unavailable_notes, workers_text
+from gilstudy.compare.facts import workers_text
+from gilstudy.compare.report import markdown_table, unavailable_notes
 from gilstudy.compare.runner import check_workers, environment, model_error, stop_all
 from gilstudy.compare.workload import Work, _combine_indexed, make_workload, same_answer
 from gilstudy.errors import WrongAnswer
@@ -137,8 +138,8 @@ def _median(repeats: list[Repeat]) -> float:
 
 @dataclass
 class BreakevenResult:
-    """What one `gilstudy breakeven` sweep measured; show it with table(), report(),
-    to_json(), plot(path)."""
+    """What one `gilstudy breakeven` sweep measured; show it with answer_lines(), table(),
+    report() (the answer first), to_json(), plot(path)."""
 
     title: str
     points: list[Point]
@@ -221,8 +222,52 @@ class BreakevenResult:
     def to_markdown(self) -> str:
         return markdown_table(self._cells(), self._notes())
 
+    def pays_from(self) -> dict[int, list[tuple[str, float | None]]]:
+        """Per worker count, each model and the item duration from which it pays
+        (breakeven_s(); None: never in the sweep), those that pay soonest first."""
+        found: dict[int, list[tuple[str, float | None]]] = {}
+        for curve in self.curves:
+            found.setdefault(curve.workers, []).append((curve.model, self.breakeven_s(curve)))
+        return {n: sorted(pairs, key=lambda p: (p[1] is None, p[1] or 0.0))
+                for n, pairs in sorted(found.items())}
+
+    def answer_lines(self) -> list[str]:
+        """The answer first, as compare gives it: per worker count, the item duration from
+        which each model pays GOAL x the serial run, and what to do with smaller items."""
+        m = self.environment["machine"]
+        lines = [f"Answer for items of {self.title} on this machine ({m['usable_cores']} usable "
+                 f"cores, python {m['python']}, GIL "
+                 f"{'enabled' if m['gil_enabled'] else 'disabled'}): the smallest item of work "
+                 f"from which each model runs {GOAL:g}x as fast as the serial run"]
+        best = None
+        for n, pairs in self.pays_from().items():
+            paying = [(name, s) for name, s in pairs if s is not None]
+            never = [name for name, s in pairs if s is None]
+            text = f"With {workers_text(n)}: " + (", ".join(
+                f"{name} from {seconds_text(s)}" for name, s in paying) or "no model pays")
+            if never:
+                text += f"; never within the sweep: {', '.join(never)}"
+            lines.append(text + ".")
+            if paying and (best is None or paying[0][1] < best[2]):
+                best = (paying[0][0], n, paying[0][1])
+        if best is not None:
+            lines.append(f"Next: for items under {seconds_text(best[2])} of work, nothing here "
+                         f"pays; batch them into bigger items. From there, {best[0]} with "
+                         f"{workers_text(best[1])} pays first.")
+        else:
+            lines.append("Next: no model paid even for the largest items swept; try larger "
+                         "items (--durations) or check the outside load.")
+        if not self.idle.idle:
+            lines.append(f"Caution: {self.idle.describe()} before timing; parallel figures "
+                         "look worse than they are.")
+        return lines[:10]
+
     def report(self, markdown: bool = False) -> str:
-        return "\n\n".join([self.header(), self.to_markdown() if markdown else self.table()])
+        first, *rest = self.answer_lines()
+        answer = ("\n".join([f"**{first}**", "", *[f"- {line}" for line in rest]]) if markdown
+                  else "\n".join([first, *[f"  {line}" for line in rest]]))
+        return "\n\n".join([answer, self.header(),
+                             self.to_markdown() if markdown else self.table()])
 
     def to_dict(self) -> dict:
         from gilstudy import __version__
@@ -245,20 +290,23 @@ class BreakevenResult:
                                    for t, s in zip(sorted(c.repeats), self.speedups(c))]}
                        for c in self.curves],
             "unavailable": dict(self.unavailable),
+            "answer": {"pays_from": {str(n): dict(pairs) for n, pairs in self.pays_from().items()},
+                       "text": self.answer_lines()},
         }
 
     def to_json(self, indent: int = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
 
     def plot(self, path: str | Path) -> Path:
-        """Efficiency (speedup per worker) against the item duration, one line per model,
-        one panel per worker count, in the look of every gilstudy plot (compare.style);
+        """Efficiency (speedup per worker) against the item duration, one line per model
+        (in its family's colour, compare.style.FamilyStyler), one panel per worker count;
         returns the path written. Raises ModuleNotFoundError without matplotlib."""
-        from gilstudy.compare.style import Styler, dodge, legend_beside, new_figure, save
+        from gilstudy.compare.style import FamilyStyler, dodge, legend_beside, new_figure, save
 
         counts = sorted({c.workers for c in self.curves})
         figure, panels = new_figure(len(counts))
-        styler = Styler()
+        styler = FamilyStyler()
+        families = {m.name: m.family for m in registry.all_models()}
         curves = sorted(self.curves, key=lambda c: c.impl != "python")
         names = list(dict.fromkeys(c.model for c in curves))
         for axes, n in zip(panels, counts):
@@ -266,7 +314,9 @@ class BreakevenResult:
                 points = self.speedups(curve)
                 xs = dodge([d for d, _ in points], names.index(curve.model), len(names))
                 axes.plot(xs, [s / n for _, s in points], label=curve.model,
-                          **styler.style(curve.model, curve.impl))
+                          **styler.style(curve.model,
+                                         families.get(curve.registered_as, "other"),
+                                         curve.impl))
             axes.axhline(GOAL / n, color="grey", linestyle="--", linewidth=0.8)
             axes.axhline(1.0, color="grey", linestyle=":", linewidth=0.8)
             axes.set_xscale("log")
@@ -281,7 +331,7 @@ class BreakevenResult:
                         f"{m['usable_cores']} usable cores, {m['cpu_model']}",
                         fontsize="medium")
         legend_beside(figure, panels, names,
-                      title="warm, circles: Python\ncool, squares: compiled")
+                      title="circles, dashed: Python\nsquares, solid: compiled")
         return save(figure, path)
 
 
@@ -339,7 +389,9 @@ def run(kernel: str | None = None, *, function=None, nogil=None,
         progress: Callable[[int, int, str], None] | None = None) -> BreakevenResult:
     """Sweep the work per item over ``targets_s`` (seconds of serial work per item) for
     every selected model at each worker count (default: 2 and the usable cores), against
-    the serial model of the same implementation; return the BreakevenResult.
+    the serial model of the same implementation; return the BreakevenResult. ``models``
+    defaults to the quick set (registry.quick_models()); "all" is every model. Only the
+    models that hand items to workers are swept.
 
     The work is ``kernel`` (default countdown) or a user's ``function`` of one size
     argument, roughly proportional to it (``nogil``: its GIL-releasing twin, run by the

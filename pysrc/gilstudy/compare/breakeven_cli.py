@@ -51,6 +51,10 @@ def main(args: argparse.Namespace, out: TextIO | None = None) -> int:
         idle_timeout_s=args.idle_timeout, progress=progress, **timing_arguments(args)), out)
 
 
+def _quick_dispatchers() -> list[str]:
+    return [m.name for m in registry.quick_models() if m.max_workers != 1 and m.dispatches_items]
+
+
 def add_subcommand(subparsers) -> None:
     """Register ``gilstudy breakeven`` on the CLI's subparsers."""
     parser = add_command(
@@ -59,10 +63,11 @@ def add_subcommand(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description=textwrap.fill(
             "For each execution model, sweep the work per item from about 10 us to 100 ms "
-            "(a kernel, or your own function of one size argument) and report its speedup "
-            f"over the serial run at each, its dispatch cost per item, and the smallest item "
-            f"duration from which it is {breakeven.GOAL:g}x as fast as the serial run, at 2 "
-            "workers and at all usable cores.", width=78),
+            "(a kernel, or your own function of one size argument). The report opens with "
+            "the answer: for each model, the smallest item duration from which it is "
+            f"{breakeven.GOAL:g}x as fast as the serial run, at 2 workers and at all usable "
+            "cores; then its speedup over the serial run at each duration and its dispatch "
+            "cost per item.", width=78),
         epilog="examples:\n"
                "  gilstudy breakeven\n"
                "  gilstudy breakeven --models 'threads-*,coprocess-*' --durations 1e-4,1e-3,1e-2\n"
@@ -84,8 +89,10 @@ def add_subcommand(subparsers) -> None:
                         help="worker counts (default: 2 and the usable cores, here "
                              f"{','.join(map(str, breakeven.default_workers()))})")
     parser.add_argument("--models", default=None, metavar="NAMES",
-                        help="model names or glob patterns (default: every model that hands "
-                             "items to workers); the serial models always run")
+                        help="model names or glob patterns, or 'all' (default: the quick set's "
+                             "models that hand items to workers, "
+                             f"{', '.join(_quick_dispatchers())}; about 2 minutes on an idle "
+                             "2-core machine); the serial models always run")
     parser.add_argument("--repeat", type=positive_int, default=3,
                         help="interleaved repeats per point; the median is used (default 3)")
     add_timing_options(parser, min_time=0.2)

@@ -11,9 +11,9 @@ from typing import Callable, TextIO
 
 from gilstudy import __version__, machine
 from gilstudy.compare import registry
+from gilstudy.compare.document import SCHEMA_VERSION
 from gilstudy.compare.measure import Timing
 from gilstudy.compare.remote_session import PROTOCOL_VERSION
-from gilstudy.compare.report import SCHEMA_VERSION
 from gilstudy.compare.runner import LocalSession, make_work
 
 __all__ = ["identify", "serve", "child_main"]

@@ -16,11 +16,12 @@ from typing import TextIO
 
 from gilstudy import kernels
 from gilstudy.cli import add_command, positive_int, python_paths
-from gilstudy.compare import registry
+from gilstudy.compare import document, registry, report
+from gilstudy.compare.plot import plot as write_plot
 from gilstudy.compare.function import make_function_workload
 from gilstudy.compare.measure import DEFAULT_MAX_OUTSIDE_CORES, DEFAULT_MIN_TIME_S, DEFAULT_RERUNS
 from gilstudy.compare.remote_session import checked
-from gilstudy.compare.runner import check_workers, default_workers, run
+from gilstudy.compare.runner import check_workers, default_workers, run, scaling_workers
 from gilstudy.compare.style import plot_path
 from gilstudy.compare.workload import DEFAULT_ITEMS, default_size, make_workload, size_means
 from gilstudy.errors import CompareError, UnknownKernelError
@@ -158,11 +159,14 @@ def _check(args) -> None:
         args.workload.spec()
 
 
-def run_command(prog: str, args: argparse.Namespace, check, measure, out: TextIO | None) -> int:
+def run_command(prog: str, args: argparse.Namespace, check, measure, out: TextIO | None,
+                show=None) -> int:
     """What `gilstudy compare` and `gilstudy breakeven` do with parsed ``args``: ``check``
     them (a bad option: one line, status 2), ``measure(args, progress)`` with a progress bar
     on a terminal's stderr (a CompareError: one line, status 1), print the result's report
-    to ``out`` (default stdout), write its JSON and plot where asked; return the status."""
+    to ``out`` (default stdout) first, then write its JSON and plot where asked; return the
+    status. ``show(result, args)`` gives the report, the JSON text and a function writing
+    the plot to a path (default: the result's own report(), to_json() and plot())."""
     out = sys.stdout if out is None else out
     try:
         check(args)
@@ -176,13 +180,24 @@ def run_command(prog: str, args: argparse.Namespace, check, measure, out: TextIO
     finally:
         if bar is not None:
             bar.finish()
-    print(result.report(markdown=args.markdown), file=out)
+    if show is None:
+        text, as_json, draw = (result.report(markdown=args.markdown), result.to_json,
+                               result.plot)
+    else:
+        text, as_json, draw = show(result, args)
+    print(text, file=out)
     if args.json is not None:
-        args.json.write_text(result.to_json() + "\n")
+        args.json.write_text(as_json() + "\n")
         print(f"\nJSON written to {args.json}", file=out)
     if args.plot is not None:
-        print(f"plot written to {result.plot(args.plot)}", file=out)
+        print(f"plot written to {draw(args.plot)}", file=out)
     return 0
+
+
+def _show(result, args):
+    """The compare result's report (with --details or not), JSON and plot writer."""
+    return (report.report(result, markdown=args.markdown, details=args.details),
+            lambda: document.to_json(result), lambda path: write_plot(result, path))
 
 
 def main(args: argparse.Namespace, out: TextIO | None = None) -> int:
@@ -191,7 +206,7 @@ def main(args: argparse.Namespace, out: TextIO | None = None) -> int:
     return run_command(PROG, args, _check, lambda args, progress: run(
         workload=args.workload, workers=args.workers, models=args.models, repeat=args.repeat,
         progress=progress, idle_timeout_s=args.idle_timeout, pythons=args.pythons,
-        footprint=args.footprint, **timing_arguments(args)), out)
+        footprint=args.footprint, **timing_arguments(args)), out, _show)
 
 
 def timing_arguments(args) -> dict:
@@ -243,6 +258,11 @@ def add_function_options(parser, inputs: bool = True) -> None:
                              "buffers); the models named *-cython run it, shown as *-nogil")
 
 
+def _slow_models() -> list[str]:
+    """The models outside the quick set."""
+    return [m.name for m in registry.all_models() if not m.quick]
+
+
 def add_subcommand(subparsers) -> None:
     """Register ``gilstudy compare`` on the CLI's subparsers."""
     sizes = "; ".join(f"{k}: {size_means(k)} (default {default_size(k):_})"
@@ -253,13 +273,18 @@ def add_subcommand(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description=textwrap.fill(
             "Run one kernel split into work items, or your own function over its inputs, "
-            "in every execution model at several worker counts; check that all models get "
-            "serial-python's answer and report start-up, time per pass (each repeat lasting "
-            "at least --min-time, re-run when other processes disturbed it), speedups and "
-            "parallel efficiency, a verdict, and what the measurements bound past this "
-            "machine.", width=78),
+            "in several execution models at several worker counts; check that all models get "
+            "serial-python's answer. The report opens with the answer: which model to use "
+            "here, at how many workers, how much faster than serial-python and how sure "
+            "(ties are said to tie), whether threads help pure Python, the smallest item "
+            "that pays off and what to try next. Then the table: start-up, time per pass "
+            "(each repeat lasting at least --min-time, re-run when other processes "
+            "disturbed it), speedups and parallel efficiency, and a verdict. Without "
+            "options it runs the quick set of models at 1 worker and at the usable cores "
+            "in about a minute; --models all runs every model.", width=78),
         epilog="examples:\n"
-               "  gilstudy compare\n"
+               "  gilstudy compare                 # the quick set, about a minute\n"
+               "  gilstudy compare --models all    # every model, about 5 minutes on 2 cores\n"
                "  gilstudy compare --kernel mandelbrot --models '*-cython' --workers 1,2\n"
                "  gilstudy compare --kernel countdown --items 20000   # tiny items: "
                "per-item overhead\n"
@@ -278,12 +303,17 @@ def add_subcommand(subparsers) -> None:
     add_function_options(parser)
     parser.add_argument("--workers", type=worker_counts, default=None, metavar="N,N,...",
                         help="worker counts (default here: "
-                             f"{','.join(map(str, default_workers()))}: powers of two up to the "
-                             "usable cores, plus twice the cores)")
+                             f"{','.join(map(str, default_workers()))}: 1 and the usable cores; "
+                             "for a scaling curve try "
+                             f"{','.join(map(str, scaling_workers()))})")
     parser.add_argument("--models", default=None, metavar="NAMES",
-                        help="comma-separated model names or glob patterns such as '*-cython' "
-                             f"(default: all of {', '.join(registry.names())}); serial-python "
-                             "always runs, as the reference")
+                        help="comma-separated model names or glob patterns such as '*-cython', "
+                             "or 'all' (default: the quick set, "
+                             f"{', '.join(m.name for m in registry.quick_models())}; about a "
+                             "minute on an idle 2-core machine, 2 to 3 when loaded). 'all' "
+                             f"adds the rest ({', '.join(_slow_models())}), "
+                             "about 5 minutes on 2 cores. serial-python always runs, as the "
+                             "reference")
     parser.add_argument("--repeat", type=positive_int, default=5,
                         help="interleaved repeats; the median is reported (default 5)")
     add_timing_options(parser)
@@ -299,4 +329,7 @@ def add_subcommand(subparsers) -> None:
                              "(thread, subinterpreter, coprocess under each interpreter), "
                              "which takes a few seconds after the timing")
     add_output_options(parser, "speedup against workers")
+    parser.add_argument("--details", action="store_true",
+                        help="also print the start-up and memory per worker and what the "
+                             "figures bound past this machine (the JSON always has them)")
     parser.set_defaults(run=main)

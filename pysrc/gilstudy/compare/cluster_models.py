@@ -253,10 +253,13 @@ _DASK = registry.needs_module("distributed", hint=DASK_HINT)
 register_pair("mpi", "N MPI ranks (gilstudy.mpi.ranks, a job mpiexec runs) fed through "
                "Dispatch, running the {impl} kernel",
                functools.partial(DispatchWorkers, start_fan=_ranks), requires=(needs_mpi,),
-               requires_work=(registry.needs_new_process,), reusable=False)
+               requires_work=(registry.needs_new_process,), reusable=False,
+               family="cluster")
 register_pair("mpipool", "mpi4py.futures.MPIPoolExecutor with N worker ranks running the "
                "{impl} kernel", _MpiPoolWorkers, requires=(needs_mpi,),
-               requires_work=(registry.needs_new_process,), reusable=False)
+               requires_work=(registry.needs_new_process,), reusable=False,
+               family="cluster")
 register_pair("dask", "a Dask distributed LocalCluster of N single-threaded worker "
                "processes running the {impl} kernel", _DaskWorkers, requires=(_DASK,),
-               requires_work=(registry.needs_new_process,), reusable=False)
+               requires_work=(registry.needs_new_process,), reusable=False,
+               family="cluster")

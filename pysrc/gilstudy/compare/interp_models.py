@@ -59,10 +59,12 @@ register_pair("interp", "N isolated subinterpreters, each with its own GIL "
               "(gilstudy.interpreters.subinterpreters), fed through Dispatch, running the "
               "{impl} kernel", functools.partial(DispatchWorkers, start_fan=_subinterpreters),
               requires=(needs_subinterpreters,),
-              requires_work=(registry.needs_new_process, needs_consumer_without_numpy))
+              requires_work=(registry.needs_new_process, needs_consumer_without_numpy),
+              family="interpreters")
 registry.register(registry.Model(
     "interppool-python", "python", "concurrent.futures.InterpreterPoolExecutor with N "
     "interpreters running the python kernel",
     functools.partial(ExecutorWorkers, make_executor=_interpreter_pool),
     requires=(needs_subinterpreters,),
-    requires_work=(registry.needs_new_process, needs_consumer_without_numpy)))
+    requires_work=(registry.needs_new_process, needs_consumer_without_numpy),
+    family="interpreters"))

@@ -6,7 +6,7 @@ registration in gilstudy.compare.registry, in the order reports list them.
 import functools
 import multiprocessing
 import time
-from typing import Callable
+from typing import Callable, Iterable
 
 from gilstudy.compare import registry
 from gilstudy.compare.workload import Work
@@ -229,30 +229,33 @@ class _JoblibWorkers:
 _JOBLIB = registry.needs_module("joblib", hint="pip install 'gilstudy[compare]'")
 
 
-def register_pair(family: str, summary: str, start, **options) -> None:
-    """Register ``family``-python and ``family``-cython, the summary's ``{impl}`` filled in."""
+def register_pair(prefix: str, summary: str, start, quick: Iterable[str] = (),
+                  **options) -> None:
+    """Register ``prefix``-python and ``prefix``-cython, the summary's ``{impl}`` filled in;
+    those whose impl is in ``quick`` are in the default set (registry.Model.quick)."""
     for impl in IMPLS:
-        registry.register(registry.Model(f"{family}-{impl}", impl, summary.format(impl=impl),
-                                         start, **options))
+        registry.register(registry.Model(f"{prefix}-{impl}", impl, summary.format(impl=impl),
+                                         start, quick=impl in quick, **options))
 
 
 register_pair("serial", "the {impl} kernel on every item in turn, in this thread: the baseline",
-               _SerialWorkers, max_workers=1, shares_gil=True)
+               _SerialWorkers, max_workers=1, shares_gil=True, family="serial", quick=IMPLS)
 register_pair("threads", "N ConsumerThreads fed through Dispatch, running the {impl} kernel",
                functools.partial(DispatchWorkers, start_fan=one_at_a_time(_thread_worker)),
-               shares_gil=True)
+               shares_gil=True, family="threads", quick=IMPLS)
 register_pair("coprocess", "N coprocesses (pickle over pipes) fed through Dispatch, running "
                "the {impl} kernel",
                functools.partial(DispatchWorkers, start_fan=one_at_a_time(_coprocess_worker)),
-               requires_work=(registry.needs_new_process,))
+               requires_work=(registry.needs_new_process,), family="coprocesses", quick=IMPLS)
 registry.register(registry.Model(
     "prange-cython", "cython", "one call whose loop Cython prange splits over N OpenMP threads "
     "(dynamic schedule)", _PrangeWorkers, requires=(registry.needs_openmp,), shares_gil=True,
-    requires_work=(registry.needs_parallel_call,), dispatches_items=False))
+    requires_work=(registry.needs_parallel_call,), dispatches_items=False, family="prange",
+    quick=True))
 register_pair("pool", "concurrent.futures.ProcessPoolExecutor with N workers running the "
                "{impl} kernel", functools.partial(ExecutorWorkers, make_executor=_process_pool),
                requires=(registry.needs_process_pools,),
-               requires_work=(registry.needs_new_process,))
+               requires_work=(registry.needs_new_process,), family="pools", quick=("python",))
 register_pair("joblib", "joblib.Parallel (loky backend) with N workers running the {impl} "
                "kernel", _JoblibWorkers, requires=(_JOBLIB, registry.needs_process_pools),
-               requires_work=(registry.needs_new_process,))
+               requires_work=(registry.needs_new_process,), family="pools")

@@ -102,9 +102,9 @@ registry.register(registry.Model(
     "numba-threads", IMPL, "N ConsumerThreads fed through Dispatch, running the Numba "
     "kernel (@njit(nogil=True)); the first start-up includes its JIT compilation",
     functools.partial(DispatchWorkers, start_fan=_numba_threads), requires=(needs_numba,),
-    requires_work=(needs_kernel_workload,), shares_gil=True))
+    requires_work=(needs_kernel_workload,), shares_gil=True, family="threads"))
 registry.register(_ThreadPoolModel(
     "numba-prange", IMPL, "one call whose loop Numba's prange splits over N threads of its "
     "pool (@njit(parallel=True), in chunks); the first start-up includes its JIT compilation",
     _PrangeWorkers, requires=(needs_numba,), requires_work=(needs_kernel_workload,),
-    shares_gil=True, dispatches_items=False))
+    shares_gil=True, dispatches_items=False, family="prange"))

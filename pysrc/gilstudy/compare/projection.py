@@ -5,13 +5,10 @@ usable cores. On a 2-core machine that means bounds and a sentence, never 64-cor
 """
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from gilstudy._table import format_table
 from gilstudy.compare.fit import PROJECT_AT, ScalingFit, fit_amdahl, fit_usl
-
-if TYPE_CHECKING:  # report.py imports this module
-    from gilstudy.compare.report import CompareResult
+from gilstudy.compare.result import CompareResult
 
 __all__ = ["Ceiling", "Projection", "ceilings", "projections", "projection_text",
            "MIN_LAW_COUNTS", "seconds_text"]
@@ -62,7 +59,7 @@ class Projection:
         return None if self.fit is None else self.fit.speedup(cores)
 
 
-def _scaling_models(result: "CompareResult"):
+def _scaling_models(result: CompareResult):
     """(info, rows) of every model measured at more than one worker count allowed."""
     for info in result.models:
         rows = result.rows_of(info.name, info.interpreter)
@@ -70,7 +67,7 @@ def _scaling_models(result: "CompareResult"):
             yield info, rows
 
 
-def ceilings(result: "CompareResult") -> list[Ceiling]:
+def ceilings(result: CompareResult) -> list[Ceiling]:
     """One Ceiling per multi-worker model: its dispatch cost at the largest worker count
     within the usable cores, and its 1-worker time per item."""
     found = []
@@ -84,7 +81,7 @@ def ceilings(result: "CompareResult") -> list[Ceiling]:
     return found
 
 
-def projections(result: "CompareResult") -> list[Projection]:
+def projections(result: CompareResult) -> list[Projection]:
     """Amdahl and the USL fitted to each multi-worker model's speedups over its own
     1-worker run, at worker counts up to the usable cores (oversubscribed counts measure
     time-sharing, not more cores), when there are at least MIN_LAW_COUNTS of them; else
@@ -121,7 +118,7 @@ def seconds_text(seconds: float | None) -> str:
     return f"{seconds:.2f} s"
 
 
-def projection_text(result: "CompareResult") -> str:
+def projection_text(result: CompareResult) -> str:
     """The ceilings, and the fitted laws where there are enough points (else one sentence
     saying why there are none), marked as projections."""
     found = ceilings(result)

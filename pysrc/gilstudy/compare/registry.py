@@ -14,9 +14,17 @@ from gilstudy import _checks
 from gilstudy.compare.workload import Work
 from gilstudy.kernels import IMPLS, OPTIONAL_IMPLS, build_info
 
-__all__ = ["Workers", "Model", "register", "unregister", "registered", "get", "names", "all_models",
-           "select", "needs_module", "needs_openmp", "needs_process_pools", "needs_new_process",
-           "needs_parallel_call"]
+__all__ = ["Workers", "Model", "register", "unregister", "registered", "get", "names",
+           "all_models", "quick_models", "select", "ALL", "FAMILIES", "needs_module",
+           "needs_openmp", "needs_process_pools", "needs_new_process", "needs_parallel_call"]
+
+
+# The --models word for every registered model (no model may take this name).
+ALL = "all"
+
+# What a model's ``family`` may be: how plots colour it and group it in panels.
+FAMILIES = ("serial", "threads", "coprocesses", "prange", "pools", "interpreters", "cluster",
+            "other")
 
 
 class Workers(Protocol):
@@ -52,6 +60,13 @@ class Model:
     Python on them contends for its GIL; the verdict reports on those models.
     ``dispatches_items=False`` says the model hands no items to workers (prange splits one
     call's loop), so it has no per-item dispatch cost to measure.
+
+    ``family`` groups the model with its kind in plots and reports (one of FAMILIES:
+    "threads", "coprocesses", "pools" for process pools and their peers, "cluster" for MPI
+    and Dask ...). ``quick`` puts it in the default set that `gilstudy compare` and
+    `gilstudy breakeven` run without ``--models`` (quick_models()): models that start in
+    well under a second and answer the common question; the others run with
+    ``--models all`` or when named.
     """
 
     name: str
@@ -64,8 +79,15 @@ class Model:
     shares_gil: bool = False
     requires_work: tuple[Callable[[Work, str], str | None], ...] = ()
     dispatches_items: bool = True
+    family: str = "other"
+    quick: bool = False
 
     def __post_init__(self):
+        if self.name == ALL:
+            raise ValueError(f"model name {ALL!r} is reserved: --models {ALL} means every model")
+        if self.family not in FAMILIES:
+            raise ValueError(f"model {self.name!r}: family must be one of "
+                             f"{', '.join(FAMILIES)}, got {self.family!r}")
         if self.impl not in IMPLS + OPTIONAL_IMPLS:
             raise ValueError(f"model {self.name!r}: impl must be one of "
                              f"{', '.join(IMPLS + OPTIONAL_IMPLS)}, got {self.impl!r}")
@@ -168,22 +190,30 @@ def all_models() -> list[Model]:
     return list(_REGISTRY.values())
 
 
+def quick_models() -> list[Model]:
+    """The default set (Model.quick), in registry order."""
+    return [m for m in _REGISTRY.values() if m.quick]
+
+
 def select(spec: str | Iterable[str] | None = None) -> list[Model]:
     """The models a ``--models`` value names, in registry order.
 
     ``spec`` is a comma-separated string or a list of names and glob patterns
-    (``'*-cython'``, ``'threads-*'``); None means every model. Raises ValueError for a
-    name that is not registered or a pattern that matches none, listing the models.
+    (``'*-cython'``, ``'threads-*'``); ``"all"`` (ALL) means every model, None the quick
+    default set (quick_models()). Raises ValueError for a name that is not registered or
+    a pattern that matches none, listing the models.
     """
     if spec is None:
-        return all_models()
+        return quick_models()
     tokens = spec.split(",") if isinstance(spec, str) else list(spec)
     tokens = [t.strip() for t in tokens if t.strip()]
     if not tokens:
         raise ValueError(f"no model named; models: {', '.join(_REGISTRY)}")
     chosen: set[str] = set()
     for token in tokens:
-        if any(c in token for c in "*?["):
+        if token == ALL:
+            chosen.update(_REGISTRY)
+        elif any(c in token for c in "*?["):
             matches = fnmatch.filter(_REGISTRY, token)
             if not matches:
                 raise ValueError(f"model pattern {token!r} matches no model; models: "

@@ -12,8 +12,9 @@ from typing import Callable, TextIO
 
 from gilstudy import pythons
 from gilstudy.compare import registry
+from gilstudy.compare.document import SCHEMA_VERSION
+from gilstudy.compare.facts import ModelInfo, Row
 from gilstudy.compare.measure import Timing
-from gilstudy.compare.report import SCHEMA_VERSION, ModelInfo, Row
 from gilstudy.errors import InterpreterFailed, ModelFailed, RemoteError, WrongAnswer
 from gilstudy.pythons import Python
 

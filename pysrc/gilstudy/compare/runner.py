@@ -17,14 +17,15 @@ from gilstudy.compare.function import make_function_workload
 from gilstudy.compare.measure import (DEFAULT_MAX_OUTSIDE_CORES, DEFAULT_MIN_TIME_S,
                                       DEFAULT_RERUNS, Timing, dispatch_cost, measure_repeat)
 from gilstudy.compare.remote_session import RemoteSession, checked
-from gilstudy.compare.report import CompareResult, Interpreter, ModelInfo, Row, workers_text
+from gilstudy.compare.facts import Interpreter, ModelInfo, Row, fill_speedups, workers_text
+from gilstudy.compare.result import CompareResult
 from gilstudy.compare.workload import Work, make_workload
 from gilstudy.errors import ModelFailed, WrongAnswer
 from gilstudy.pythons import Python
 from gilstudy.timing import time_call
 
-__all__ = ["run", "default_workers", "check_workers", "REFERENCE", "environment", "LocalSession",
-           "make_work", "model_error", "stop_all"]
+__all__ = ["run", "default_workers", "scaling_workers", "check_workers", "REFERENCE",
+           "environment", "LocalSession", "make_work", "model_error", "stop_all"]
 
 # The model whose answer every other model must match and whose time the speedups divide.
 REFERENCE = "serial-python"
@@ -34,10 +35,23 @@ Progress = Callable[[int, int, str], None]
 
 
 def default_workers(cores: int | None = None) -> list[int]:
-    """1, 2, 4 ... powers of two below ``cores`` (default: the usable cores), the usable
-    cores themselves, and one oversubscribed count at twice that.
+    """1 worker and the usable cores (default: this machine's): the two counts that answer
+    "how much faster on all my cores". More counts, oversubscribed ones too, come only
+    when asked for (scaling_workers() gives the usual ladder).
 
-    >>> default_workers(2), default_workers(6)
+    >>> default_workers(2), default_workers(6), default_workers(1)
+    ([1, 2], [1, 6], [1])
+    """
+    cores = machine.usable_cores() if cores is None else cores
+    return sorted({1, cores})
+
+
+def scaling_workers(cores: int | None = None) -> list[int]:
+    """1, 2, 4 ... powers of two below ``cores`` (default: the usable cores), the usable
+    cores themselves, and one oversubscribed count at twice that: enough counts for a
+    scaling law (``--workers`` takes them).
+
+    >>> scaling_workers(2), scaling_workers(6)
     ([1, 2, 4], [1, 2, 4, 6, 12])
     """
     cores = machine.usable_cores() if cores is None else cores
@@ -87,7 +101,8 @@ def _info(model: registry.Model, interpreter: str, workload: Work) -> ModelInfo:
     return ModelInfo(name=model.label_for(workload), impl=model.impl, summary=model.summary,
                      available=reason is None, reason=reason, reusable=model.reusable,
                      max_workers=model.max_workers, shares_gil=model.shares_gil,
-                     interpreter=interpreter, registered_as=model.name)
+                     interpreter=interpreter, registered_as=model.name, family=model.family,
+                     quick=model.quick)
 
 
 def model_error(name: str, workers: int, what: str, exc: Exception) -> ModelFailed:
@@ -326,18 +341,6 @@ def _interleave(sessions: list, repeat: int) -> None:
             session.stop()
 
 
-def _speedups(rows: list[Row], reference: str, default: str) -> None:
-    by_key = {(r.interpreter, r.model, r.workers): r for r in rows}
-    reference_s = by_key[(default, reference, 1)].median_s
-    for r in rows:
-        median = r.median_s
-        r.speedup_vs_serial = None if median <= 0 else reference_s / median
-        own_serial = by_key[(r.interpreter, reference, 1)]
-        r.speedup_vs_own_serial = None if median <= 0 else own_serial.median_s / median
-        own = by_key.get((r.interpreter, r.model, 1))
-        r.speedup_vs_own_1 = None if own is None or median <= 0 else own.median_s / median
-
-
 def _unique_labels(labels: list[str]) -> list[str]:
     """Labels made distinct in order: ['3.11', '3.13t', '3.11'] -> ['3.11', '3.13t', '3.11#2']."""
     seen: dict[str, int] = {}
@@ -386,8 +389,9 @@ def run(kernel: str | None = None, size: int | None = None, items: int | None = 
     import by name; for one that cannot (defined in __main__, a lambda), those models are
     reported unavailable with the reason and the fix. ``workload`` passes a ready Work.
 
-    ``workers`` defaults to default_workers(); ``models`` (names or glob patterns,
-    comma-separated or a list) to every registered model. The reference model always runs,
+    ``workers`` defaults to default_workers() (1 and the usable cores); ``models`` (names
+    or glob patterns, comma-separated or a list; "all" for every registered model) to the
+    quick default set (registry.quick_models()). The reference model always runs,
     at 1 worker: its answer is the one every model must give and its time the one speedups
     divide. Models that cannot run here are reported with the reason, not run.
 
@@ -511,7 +515,7 @@ def run(kernel: str | None = None, size: int | None = None, items: int | None = 
     label_order = {label: i for i, label in enumerate(labels)}
     rows.sort(key=lambda r: (model_order[r.model], label_order[r.interpreter], r.workers))
     infos.sort(key=lambda m: (model_order[m.name], label_order[m.interpreter]))
-    _speedups(rows, reference_label, labels[0])
+    fill_speedups(rows, reference_label, labels[0])
     footprints, footprint_kernel = [], None
     if footprint:
         footprint_kernel = getattr(workload, "kernel", "count_primes")
@@ -521,7 +525,7 @@ def run(kernel: str | None = None, size: int | None = None, items: int | None = 
               else session.executable) for session in sessions],
             worker_costs.footprint_workers(counts, machine.usable_cores()), footprint_kernel)
     return CompareResult(workload=workload, workers=counts, repeat=repeat,
-                         reference=reference_label, models=infos, rows=rows, answer=expected,
+                         reference=reference_label, models=infos, rows=rows, expected=expected,
                          reference_run_s=reference_run_s, idle=idle,
                          environment=interpreters[0].environment, interpreters=interpreters,
                          timing=timing, footprints=footprints,

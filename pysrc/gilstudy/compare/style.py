@@ -1,53 +1,84 @@
-"""The one look of every gilstudy plot (compare, breakeven, --python runs): Python rows in warm
-colours with round markers, compiled (or nogil) rows in cool colours with square markers,
-one line style per interpreter, spread as error bars, and the legend beside the axes, never
-over the data. Only matplotlib's object API is used (no pyplot state, no GUI backend).
-"""
+"""The one look of every gilstudy plot (compare, breakeven, --python runs): each model in a
+shade of its family's colour, Python with circles and dashed lines, compiled code (or a
+nogil twin) with squares and solid lines, another interpreter with hollow markers and dotted
+lines, spread as bands or error bars, and the legends beside the axes, never over the data.
+Only matplotlib's object API is used (no pyplot state, no GUI backend)."""
 
 import functools
 from pathlib import Path
 
-__all__ = ["Styler", "new_figure", "legend_beside", "dodge", "save", "plot_suffixes",
-           "plot_path"]
+__all__ = ["FamilyStyler", "FAMILIES", "family_title", "new_figure", "legend_beside",
+           "dodge", "save", "plot_suffixes", "plot_path"]
 
-# Warm colours for the rows that run Python, cool ones for the compiled rows: the family
-# tells them apart at a glance, the shade tells the models apart.
-_WARM = ("#d62728", "#ff7f0e", "#8c564b", "#e377c2", "#bcbd22", "#b5651d", "#7f0000")
-_COOL = ("#1f77b4", "#17becf", "#2ca02c", "#9467bd", "#393b79", "#00796b", "#5e8fd9")
-# Line styles of the first, second ... interpreter.
-_INTERPRETER_LINES = ("-", "--", ":", "-.")
+# The families of models (registry.Model.family), in the order plots show them: the title
+# of each one's panel and its colour. Every model of a family is drawn in a shade of it.
+FAMILIES = {
+    "serial": ("serial (the baselines)", "#7f7f7f"),
+    "threads": ("threads", "#1f77b4"),
+    "coprocesses": ("coprocesses", "#2ca02c"),
+    "prange": ("prange (OpenMP threads)", "#9467bd"),
+    "pools": ("pools and peers", "#ff7f0e"),
+    "interpreters": ("subinterpreters", "#8c564b"),
+    "cluster": ("MPI and Dask", "#d62728"),
+    "other": ("other models", "#e377c2"),
+}
+# How far each successive model of a family moves from the family's colour: 0 is the
+# colour itself, > 0 towards white, < 0 towards black.
+_SHADES = (0.0, -0.45, 0.4, -0.7, 0.6, -0.25, 0.2, -0.85)
 
 
-class Styler:
-    """Hands out the style of each plotted line: ``style(model, impl, interpreter_index)``
-    gives the colour (by model, from the warm family for impl "python", the cool one
-    otherwise), the marker (circle or square) and the line style (by interpreter), the same
-    model always getting the same colour."""
+def family_title(family: str) -> str:
+    """The words for ``family`` in a plot ("pools and peers")."""
+    return FAMILIES.get(family, (family, None))[0]
+
+
+def _shade(colour: str, amount: float) -> str:
+    rgb = [int(colour[i:i + 2], 16) / 255 for i in (1, 3, 5)]
+    target = 1.0 if amount > 0 else 0.0
+    mixed = [c + (target - c) * abs(amount) for c in rgb]
+    return "#" + "".join(f"{round(c * 255):02x}" for c in mixed)
+
+
+class FamilyStyler:
+    """Hands out the style of each plotted model: its family's colour (FAMILIES), a
+    different shade for each model of the family, a circle and a dashed line for the
+    Python implementation, a square and a solid line for the compiled one, hollow markers
+    and a dotted line under any interpreter but the first. The same model always gets the
+    same style."""
 
     def __init__(self):
         self._colours: dict[str, str] = {}
-        self._used = {"python": 0, "compiled": 0}
+        self._used: dict[str, int] = {}
 
-    def style(self, model: str, impl: str, interpreter_index: int = 0) -> dict:
-        family = "python" if impl == "python" else "compiled"
+    def colour(self, model: str, family: str) -> str:
         if model not in self._colours:
-            palette = _WARM if family == "python" else _COOL
-            self._colours[model] = palette[self._used[family] % len(palette)]
-            self._used[family] += 1
-        return {"color": self._colours[model], "marker": "o" if family == "python" else "s",
-                "linestyle": _INTERPRETER_LINES[interpreter_index % len(_INTERPRETER_LINES)],
-                "markersize": 5, "linewidth": 1.5}
+            index = self._used.get(family, 0)
+            base = FAMILIES.get(family, FAMILIES["other"])[1]
+            self._colours[model] = _shade(base, _SHADES[index % len(_SHADES)])
+            self._used[family] = index + 1
+        return self._colours[model]
+
+    def style(self, model: str, family: str, impl: str, interpreter_index: int = 0) -> dict:
+        python = impl == "python"
+        colour = self.colour(model, family)
+        return {"color": colour, "marker": "o" if python else "s",
+                "linestyle": ":" if interpreter_index else ("--" if python else "-"),
+                "markerfacecolor": "white" if interpreter_index else colour,
+                "markersize": 6, "linewidth": 1.8}
 
 
-def new_figure(columns: int, width: float = 6.0, height: float = 5.0):
-    """A figure of ``columns`` axes side by side, with room on the right for the legend."""
+def new_figure(columns: int, width: float = 6.0, height: float = 5.0, rows: int = 1,
+               legend_room: float = 3.0):
+    """A figure of ``rows`` x ``columns`` axes (returned row by row), with
+    ``legend_room`` inches on the right for a legend."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(width * columns + 3.0, height), layout="constrained")
+    figure = Figure(figsize=(width * columns + legend_room, height * rows),
+                    layout="constrained")
     FigureCanvasAgg(figure)
-    axes = figure.subplots(1, columns, squeeze=False)[0]
-    return figure, list(axes)
+    axes = figure.subplots(rows, columns, squeeze=False)
+    return figure, [ax for row in axes for ax in row]
 
 
 def legend_beside(figure, axes, order: list[str], title: str | None = None) -> None:
