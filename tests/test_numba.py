@@ -122,7 +122,7 @@ def test_compare_runs_the_numba_models_with_serial_pythons_answer_or_says_why_no
     if REASON is not None:
         assert result.unavailable == dict.fromkeys(NUMBA_MODELS, REASON)
         assert [r.model for r in result.rows] == ["serial-python"]
-        assert f"unavailable: numba-threads, numba-prange: {REASON}" in result.table()
+        assert f"unavailable: numba-threads, numba-prange: {REASON}" in compare.report.table(result)
         return
     # Every pass's answer was checked against serial-python's (bit for bit for the image:
     # same dtype, same values), or run() would have raised WrongAnswer.
@@ -132,8 +132,8 @@ def test_compare_runs_the_numba_models_with_serial_pythons_answer_or_says_why_no
         ("serial-python", 1), ("numba-threads", 1), ("numba-threads", 2)] + [
         ("numba-prange", n) for n in prange_counts]
     assert all(r.impl == "numba" for r in result.rows[1:])
-    assert "numba-threads: the Numba kernel releases the GIL" in result.verdict()
-    assert result.to_dict()["environment"]["versions"]["numba"]
+    assert "numba-threads: the Numba kernel releases the GIL" in compare.report.verdict(result)
+    assert compare.document.to_dict(result)["environment"]["versions"]["numba"]
 
 
 # ---- where the Numba kernels load ---------------------------------------------------
