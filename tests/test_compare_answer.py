@@ -223,3 +223,26 @@ def test_default_workers_are_one_and_the_usable_cores_and_nothing_oversubscribed
     assert compare.default_workers(8) == [1, 8]
     assert compare.default_workers(1) == [1]
     assert compare.scaling_workers(2) == [1, 2, 4]
+
+
+@pytest.mark.timeout(TIMEOUT)
+def test_the_answer_ends_in_the_executor_line_that_runs_work_its_way(clock):
+    result = run_fakes(clock, [
+        serial(clock),
+        fake(clock, "coprocess-fake", "coprocesses", {1: [1.0], 2: [0.50, 0.52, 0.54]}),
+    ], models="fake-*,coprocess-fake")
+    assert result.answer.model == "coprocess-fake"
+    assert result.answer.code == "gilstudy.Executor('coprocess', max_workers=2)"
+    assert "Code: gilstudy.Executor('coprocess', max_workers=2)" in report.answer_lines(result)
+    assert json.loads(document.to_json(result))["answer"]["code"] == result.answer.code
+
+
+@pytest.mark.timeout(TIMEOUT)
+def test_no_executor_line_when_the_serial_run_wins(clock):
+    result = run_fakes(clock, [
+        serial(clock, seconds=(0.5, 0.5, 0.5)),
+        fake(clock, "coprocess-fake", "coprocesses", {1: [1.0], 2: [0.90, 0.92, 0.94]}),
+    ], models="fake-*,coprocess-fake")
+    assert result.answer.model == "fake-serial"
+    assert result.answer.code is None
+    assert not any(line.startswith("Code:") for line in report.answer_lines(result))

@@ -352,6 +352,8 @@ def test_max_workers_defaults_to_the_usable_cores():
     ("mpipool-cython", 2, "gilstudy.Executor('mpi', max_workers=2)"),
     ("serial-python", 1, None),
     ("prange-cython", 4, None),
+    ("numba-threads", 2, "gilstudy.Executor('thread', max_workers=2)"),
+    ("numba-prange", 2, None),
 ])
 def test_executor_line_names_the_executor_of_a_compare_model(model, workers, line):
     assert executor_line(model, workers) == line

@@ -648,7 +648,9 @@ def executor_line(model: str, workers: int) -> str | None:
         raise TypeError(f"executor_line: model must be a str, got {model!r} "
                         f"({type(model).__name__})")
     _checks.positive_int("executor_line", "workers", workers)
-    family, dash, _ = model.partition("@")[0].rpartition("-")
+    family, dash, impl = model.partition("@")[0].rpartition("-")
+    if family == "numba":   # the Numba models name their runner last: numba-threads
+        family = {"threads": "threads", "prange": "prange"}.get(impl, impl)
     if not dash:
         raise ValueError(f"executor_line: model must be a compare model name such as "
                          f"'coprocess-cython', got {model!r}")

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from gilstudy.compare.facts import ModelInfo, Row
 from gilstudy.compare.workload import Work
+from gilstudy.executor import executor_line
 
 __all__ = ["Answer", "Standing", "ThreadsFinding", "choose", "HELPED"]
 
@@ -237,4 +238,14 @@ def choose(rows: list[Row], models: list[ModelInfo], reference: str, default: st
     item_s = reference_s / max(workload.items_count, 1)
     return Answer(best=best, ties=ties, item_s=item_s, python=python,
                   threads=_threads(rows, models, default, workload),
-                  next_step=_next_step(best, standings, item_s, python, workload))
+                  next_step=_next_step(best, standings, item_s, python, workload),
+                  code=_code(best))
+
+
+def _code(best: Standing) -> str | None:
+    """The gilstudy.Executor line that runs work the way ``best`` did, or None where no
+    Executor does (serial, prange: one call; a model gilstudy.executor does not know)."""
+    try:
+        return executor_line(best.model, best.workers)
+    except ValueError:
+        return None
