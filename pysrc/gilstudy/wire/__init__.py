@@ -12,13 +12,14 @@ was one module.
 from gilstudy.wire.channel import Channel, FrameChannel
 from gilstudy.wire.frames import (ACK, ACK_BODY, AUTHENTICATE, CLOSE, DONE, ERROR,
                                   FLUSH_INTERVAL, HEADER, HELLO, HELLO_BODY, ITEMS, ITEMS_OOB,
-                                  KIND_NAMES, MAGIC, MAX_FRAME, NONCE, NONCE_SIZE,
+                                  KIND_NAMES, MAGIC, MAX_BUFFERS, MAX_FRAME, NONCE, NONCE_SIZE,
                                   OUT_OF_BAND_MIN, PICKLE_PROTOCOL, PROOF, PROOF_SIZE, RESULTS,
                                   RESULTS_OOB, SETUP, VERSION, WANT_RESULTS, Hello, OutOfBand,
                                   frame_size, receive_buffer)
 from gilstudy.wire.handshake import handshake, proof, read_hello, send_hello
 from gilstudy.wire.pickling import decode_error, dumps, dumps_in_frames, encode_error
-from gilstudy.wire.restricted import (NUMPY_ARRAYS, RestrictedUnpickler, channel_options,
+from gilstudy.wire.restricted import (AMPLIFICATION, BUDGET_FLOOR, NUMPY_ARRAYS, Allowed,
+                                      RestrictedUnpickler, budget_for, channel_options,
                                       permits, restricted_loads)
 
 __all__ = [
@@ -26,7 +27,8 @@ __all__ = [
     "HELLO", "NONCE", "PROOF", "SETUP", "ITEMS", "CLOSE", "ACK", "RESULTS", "ERROR", "DONE",
     "ITEMS_OOB", "RESULTS_OOB",
     "WANT_RESULTS", "AUTHENTICATE", "HELLO_BODY", "ACK_BODY", "NONCE_SIZE", "PROOF_SIZE",
-    "FLUSH_INTERVAL", "MAX_FRAME", "OUT_OF_BAND_MIN", "NUMPY_ARRAYS",
+    "FLUSH_INTERVAL", "MAX_FRAME", "OUT_OF_BAND_MIN", "MAX_BUFFERS", "NUMPY_ARRAYS",
+    "AMPLIFICATION", "BUDGET_FLOOR", "Allowed", "budget_for",
     "Channel", "FrameChannel", "Hello", "OutOfBand", "RestrictedUnpickler", "restricted_loads",
     "channel_options", "permits", "receive_buffer",
     "dumps", "frame_size", "dumps_in_frames", "send_hello", "read_hello", "handshake",

@@ -11,11 +11,13 @@ import struct
 
 from gilstudy import _checks
 from gilstudy.errors import ProtocolError
-from gilstudy.wire.frames import (HEADER, KIND_NAMES, MAX_FRAME, OOB_COUNT, OOB_KINDS,
+from gilstudy.wire.frames import (HEADER, KIND_NAMES, MAX_BUFFERS, MAX_FRAME, OOB_COUNT,
+                                  OOB_KINDS,
                                   OOB_SIZE, PLAIN_KINDS, VERSION, OutOfBand, frame_size,
                                   receive_buffer)
 from gilstudy.wire.pickling import dumps_in_frames
-from gilstudy.wire.restricted import RestrictedUnpickler, permits, restricted_loads
+from gilstudy.wire.restricted import (RestrictedUnpickler, budget_for, permits,
+                                      restricted_loads)
 
 __all__ = ["FrameChannel", "Channel"]
 
@@ -71,7 +73,7 @@ class FrameChannel:
                 unpickler = pickle.Unpickler(io.BytesIO(data), buffers=buffers)
             else:
                 unpickler = RestrictedUnpickler(io.BytesIO(data), allowed=self.allowed,
-                                                buffers=buffers)
+                                                buffers=buffers, budget=budget_for(len(data)))
             unpickler.persistent_load = shared.attach
             try:
                 return unpickler.load()
@@ -209,7 +211,12 @@ class Channel(FrameChannel):
         if not count or OOB_COUNT.size + table > length:
             raise ProtocolError(f"a {name} frame of {length} bytes announces {count} "
                                 "out-of-band buffers")
+        if count > MAX_BUFFERS:
+            raise ProtocolError(f"a {name} frame announces {count} out-of-band buffers, "
+                                f"more than the {MAX_BUFFERS} a frame may carry")
         sizes = struct.unpack(f"!{count}Q", self._read_exactly(kind, table))
+        if 0 in sizes:
+            raise ProtocolError(f"a {name} frame announces an out-of-band buffer of 0 bytes")
         left = length - OOB_COUNT.size - table - sum(sizes)
         if left < 0:
             raise ProtocolError(f"the out-of-band buffers of a {name} frame of {length} "

@@ -11,7 +11,7 @@ __all__ = [
     "HELLO", "NONCE", "PROOF", "SETUP", "ITEMS", "CLOSE", "ACK", "RESULTS", "ERROR", "DONE",
     "ITEMS_OOB", "RESULTS_OOB", "OOB_KINDS", "PLAIN_KINDS", "OOB_COUNT", "OOB_SIZE",
     "WANT_RESULTS", "AUTHENTICATE", "HELLO_BODY", "ACK_BODY", "NONCE_SIZE", "PROOF_SIZE",
-    "FLUSH_INTERVAL", "MAX_FRAME", "OUT_OF_BAND_MIN", "Hello", "OutOfBand", "frame_size",
+    "FLUSH_INTERVAL", "MAX_FRAME", "OUT_OF_BAND_MIN", "MAX_BUFFERS", "Hello", "OutOfBand", "frame_size",
     "receive_buffer",
 ]
 
@@ -66,6 +66,12 @@ OUT_OF_BAND_MIN = 1 << 16
 # The frame's length, checked against the limit before anything is read, covers it all.
 OOB_COUNT = struct.Struct("!I")
 OOB_SIZE = struct.Struct("!Q")
+
+# The most out-of-band buffers one frame may carry; a receiver refuses more before it reads
+# their sizes, and refuses a buffer of size zero (dumps() never makes one). Each buffer
+# costs the receiver a few hundred bytes beside its data, so this bounds that cost at about
+# a megabyte a frame; senders split a batch with more across frames.
+MAX_BUFFERS = 4096
 
 # The longest an item, a result or an acknowledgement waits in a batch before its frame is
 # written, in seconds (plus, for a busy producer thread, one GIL switch interval).

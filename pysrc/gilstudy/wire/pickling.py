@@ -7,7 +7,7 @@ import os
 import pickle
 
 from gilstudy.errors import ProtocolError
-from gilstudy.wire.frames import OUT_OF_BAND_MIN, PICKLE_PROTOCOL, frame_size
+from gilstudy.wire.frames import MAX_BUFFERS, OUT_OF_BAND_MIN, PICKLE_PROTOCOL, frame_size
 
 __all__ = ["dumps", "dumps_in_frames", "encode_error", "decode_error"]
 
@@ -63,13 +63,19 @@ def dumps_in_frames(items: list, limit: int, shared=None) -> list:
 def _dump_into(items: list, first: int, limit: int, frames: list, shared) -> None:
     payload, buffers = dumps(items, shared)
     size = frame_size(payload, buffers)
-    if size <= limit:
+    if size <= limit and len(buffers) <= MAX_BUFFERS:
         frames.append((payload, buffers))
         return
     if len(items) == 1:
-        exc = ProtocolError(f"a {type(items[0]).__name__} pickles to a frame of {size} bytes, "
-                            f"more than the {limit} bytes the peer accepts; raise max_frame "
-                            "on both ends to send it")
+        if len(buffers) > MAX_BUFFERS:
+            message = (f"a {type(items[0]).__name__} pickles with {len(buffers)} out-of-band "
+                       f"buffers, more than the {MAX_BUFFERS} a frame may carry; send its "
+                       "arrays in separate items")
+        else:
+            message = (f"a {type(items[0]).__name__} pickles to a frame of {size} bytes, "
+                       f"more than the {limit} bytes the peer accepts; raise max_frame on "
+                       "both ends to send it")
+        exc = ProtocolError(message)
         exc.index = first
         raise exc
     half = len(items) // 2
