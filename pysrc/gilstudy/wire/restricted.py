@@ -72,12 +72,15 @@ def permits(allowed) -> Allowed:
 AMPLIFICATION = 8
 BUDGET_FLOOR = 16 << 20
 
-# What the count charges, in bytes: a memo entry (dict slot and int key), a stack frame of
-# MARK (a new list and its metastack slot), and one item added to a list, dict or set
-# (its slot, with the container's over-allocation).
+# What the count charges, in bytes, beside the size of each object made: its slot on the
+# stack, a memo entry (dict slot and int key), a stack frame of MARK (a new list and its
+# metastack slot), and one item added to a list, dict or set (its slot with the container's
+# over-allocation; a list's slot is the stack slot the item leaves, so only the
+# over-allocation is new).
+_STACK_SLOT = 8
 _MEMO_ENTRY = 136
 _MARK = 72
-_LIST_ITEM = 9
+_LIST_ITEM = 1
 _DICT_ITEM = 104
 _SET_ITEM = 64
 
@@ -246,7 +249,7 @@ def _guarded(rule, load, pushes: bool):
         def guarded(self):
             cost = rule(self)
             load(self)
-            self._charge(cost + _size(self.stack[-1]))
+            self._charge(cost + _STACK_SLOT + _size(self.stack[-1]))
     else:
         def guarded(self):
             cost = rule(self)
