@@ -93,9 +93,9 @@ def connect(address: tuple[str, int], results: Any = None, *, authkey: bytes | N
     server has not accepted the connection and finished the handshake within ``timeout``
     seconds (one deadline for the whole handshake, however the server spaces its bytes;
     the message says whether its HELLO had arrived in part; None: wait for ever),
-    AuthenticationError if the server refuses our key or fails to prove its own, ProtocolError if the peer is not a gilstudy server, and
-    CoprocessDied if it closes or resets the connection before its HELLO (as a server at
-    its cap of connections does).
+    AuthenticationError if the server refuses our key or fails to prove its own,
+    ProtocolError if the peer is not a gilstudy server, and CoprocessDied if it closes or
+    resets the connection before its HELLO (as a server at its cap of connections does).
     """
     authkey = _resolve_key("connect", authkey, insecure)
     options = wire.channel_options("connect", max_frame, allowed)
