@@ -3,7 +3,9 @@
 
 import sys
 
+from gilstudy.mpi.exits import record_exits
 from gilstudy.mpi.inside import main
 
 if __name__ == "__main__":
+    record_exits()
     raise SystemExit(main(sys.argv[1:]))
