@@ -159,6 +159,7 @@ def _handshake_within(channel: wire.Channel, timeout: float | None, started: flo
         channel.shutdown()
 
     timer = threading.Timer(max(0.0, started + timeout - time.monotonic()), expire)
+    timer.name = "gilstudy-connect-deadline"
     timer.daemon = True
     timer.start()
     try:
@@ -177,6 +178,7 @@ def _handshake_within(channel: wire.Channel, timeout: float | None, started: flo
         raise timed_out from None
     finally:
         timer.cancel()
+        timer.join()   # at once: a cancelled timer ends as soon as it wakes
 
 
 # -- Serving: a consumer per connection -----------------------------------------------------
