@@ -24,8 +24,9 @@ def peak():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-if attack.startswith("empty-dicts"):
-    data = b"\x80\x05" + b"}" * size + b"."
+PICKLES = {"empty-dicts": b"}", "MEMOIZE": b"\x94", "MARK": b"(", "TUPLE1": b"\x85"}
+if attack.split(",")[0] in PICKLES:
+    data = b"\x80\x05N" + PICKLES[attack.split(",")[0]] * size + b"."
 else:
     if attack.startswith("2**20"):
         count, sizes = size // 8, bytes(8 * (size // 8))     # zero-size buffers
@@ -45,7 +46,7 @@ outcome = "loaded"
 try:
     if attack == "empty-dicts, stock unpickler":
         pickle._Unpickler(io.BytesIO(data)).load()
-    elif attack == "empty-dicts":
+    elif attack in PICKLES:
         wire.restricted_loads(set())(data)
     else:
         channel.read_frame()
@@ -54,8 +55,8 @@ except (ProtocolError, pickle.UnpicklingError) as exc:
 print(json.dumps({"growth": peak() - before, "outcome": outcome}))
 """
 
-ATTACKS = ("empty-dicts, stock unpickler", "empty-dicts", "2**20 out-of-band buffers",
-           "MAX_BUFFERS one-byte buffers")
+ATTACKS = ("empty-dicts, stock unpickler", "empty-dicts", "MEMOIZE", "MARK", "TUPLE1",
+           "2**20 out-of-band buffers", "MAX_BUFFERS one-byte buffers")
 
 
 def main() -> None:

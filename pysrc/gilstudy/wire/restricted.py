@@ -81,8 +81,8 @@ _STACK_SLOT = 8
 _MEMO_ENTRY = 136
 _MARK = 72
 _LIST_ITEM = 1
-_DICT_ITEM = 104
-_SET_ITEM = 64
+_DICT_ITEM = 48
+_SET_ITEM = 48
 
 # Objects that CPython shares instead of allocating, so loading one costs a reference.
 _SHARED_SINGLETONS = (type(None), bool, type(Ellipsis), type(NotImplemented))
