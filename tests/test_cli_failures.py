@@ -107,3 +107,11 @@ def test_a_bad_python_timeout_is_refused(monkeypatch, value):
     monkeypatch.setenv(pythons.PROBE_TIMEOUT_VARIABLE, value)
     with pytest.raises(ValueError, match=r"^GILSTUDY_PYTHON_TIMEOUT must be a positive"):
         pythons.probe_timeout()
+
+
+def test_experiments_refuse_a_bad_python_timeout_in_one_line(capsys, monkeypatch):
+    monkeypatch.setenv(pythons.PROBE_TIMEOUT_VARIABLE, "soon")
+    status, _, err = run(capsys, "experiment", "race", "--quiet")
+    assert status == 2
+    assert "GILSTUDY_PYTHON_TIMEOUT must be a positive number of seconds, got 'soon'" in \
+        one_line(err)

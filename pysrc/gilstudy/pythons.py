@@ -302,10 +302,10 @@ def survey(names: Sequence[str], minimum: tuple[int, ...] = (2, 7),
     kept once per real executable, the first name kept; they come sorted by version, a
     free-threaded build after the GIL build of the same version, and then, in the order
     given, an Unusable for each name that cannot be used: missing, not a Python, silent for
-    ``timeout_s`` seconds (default PROBE_TIMEOUT_S; it is killed), not CPython, or older
+    ``timeout_s`` seconds (default probe_timeout(); it is killed), not CPython, or older
     than ``minimum``. Never raises for a bad interpreter: the caller reports the Unusable
     ones and goes on with the others."""
-    timeout_s = PROBE_TIMEOUT_S if timeout_s is None else timeout_s
+    timeout_s = probe_timeout() if timeout_s is None else timeout_s
     wanted: list[str] = []
     for name in names:
         wanted += installed() if name == ALL else [os.fspath(name)]
