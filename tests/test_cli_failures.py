@@ -13,7 +13,7 @@ import pytest
 from gilstudy import cli, pythons
 from gilstudy.compare import limits
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.timeout(300), pytest.mark.one_pass]
 
 QUICK = ["--models", "threads-python", "--workers", "1", "--repeat", "1", "--min-time", "0",
          "--quiet", "--idle-timeout", "0", "--max-outside-load", "inf"]

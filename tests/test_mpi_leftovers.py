@@ -18,7 +18,7 @@ from gilstudy.mpi.exits import shared_segments  # noqa: E402
 
 TIMEOUT = 120
 
-pytestmark = pytest.mark.usefixtures("no_thread_left_behind")
+pytestmark = [pytest.mark.usefixtures("no_thread_left_behind"), pytest.mark.one_pass]
 
 
 def segments_of(fan) -> set[str]:
