@@ -72,6 +72,8 @@ class _FanOut(ExitRule):
 
     def __init__(self):
         self._is_closed = False
+        # (index, runner) whose close(timeout=) stalled: a later close() or abort() ends them.
+        self._stalled: list = []
 
     @property
     def is_closed(self) -> bool:
@@ -87,17 +89,54 @@ class _FanOut(ExitRule):
         self._is_closed = True
         return True
 
-    def close(self) -> None:
+    def close(self, timeout: float | None = None) -> None:
         """Close every consumer even if some raise, then raise the first error unchanged
-        except for one note per later error naming the consumer's index; idempotent."""
+        except for one note per later error naming the consumer's index; idempotent.
+
+        With ``timeout`` (seconds), as on one runner: each runner whose close() takes a
+        timeout (coprocesses, connections, MPI ranks, subinterpreters) gets it, and one
+        whose worker makes no progress for that long raises CoprocessStalled (a
+        TimeoutError) and is left as it is, while the others are closed. A later close()
+        tries the stalled ones again (and ends them), abort() ends them at once. Other
+        consumers (threads, plain consumers) are closed without a bound."""
+        if timeout is not None:
+            timeout = _checks.timeout(f"{self._owner}.close", timeout)
         if self._mark_closed():
-            close_all(self._owner, self._consumers_now())
+            left = list(enumerate(self._consumers_now()))
+        else:
+            left, self._stalled = self._stalled, []
+        errors, stalled = [], []
+        for index, consumer in left:
+            try:
+                _close_within(consumer, timeout)
+            except Exception as exc:
+                errors.append((index, exc))
+                if isinstance(exc, TimeoutError):
+                    stalled.append((index, consumer))
+        self._stalled = stalled
+        _raise_first(self._owner, "close", errors)
 
     def abort(self) -> None:
-        """Abort every runner among the consumers now (see abort_all); idempotent, never
-        raises. Plain consumers are left unclosed: their stream is incomplete."""
+        """Abort every runner among the consumers now (see abort_all), a runner whose
+        close(timeout=) stalled included; idempotent, never raises. Plain consumers are
+        left unclosed: their stream is incomplete."""
         if self._mark_closed():
             abort_all(self._consumers_now())
+        elif self._stalled:
+            left, self._stalled = self._stalled, []
+            abort_all(consumer for _, consumer in left)
+
+
+def _close_within(consumer, timeout: float | None) -> None:
+    """``consumer.close(timeout=timeout)`` if its close() takes a timeout, else close()."""
+    close = consumer.close
+    if timeout is not None:
+        code = getattr(getattr(close, "__func__", close), "__code__", None)
+        if code is not None and "timeout" in code.co_varnames[:code.co_argcount
+                                                             + code.co_kwonlyargcount]:
+            close(timeout=timeout)
+            return
+    close()
 
 
 

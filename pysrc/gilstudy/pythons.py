@@ -6,6 +6,7 @@ and sort them all, and Child runs a command under one, quoting its last words on
 
 import glob
 import json
+import math
 import os
 import re
 import shutil
@@ -20,7 +21,8 @@ from gilstudy import machine
 from gilstudy.errors import InterpreterFailed
 
 __all__ = ["Python", "Unusable", "locate", "probe", "installed", "survey", "Child", "ALL",
-           "GILSTUDY_MIN_PYTHON", "PROBE_TIMEOUT_S", "EXIT_TIMEOUT_S"]
+           "GILSTUDY_MIN_PYTHON", "PROBE_TIMEOUT_S", "EXIT_TIMEOUT_S", "PROBE_TIMEOUT_VARIABLE",
+           "probe_timeout"]
 
 # The Python versions gilstudy supports (pyproject's requires-python).
 GILSTUDY_MIN_PYTHON = (3, 11)
@@ -30,6 +32,26 @@ GILSTUDY_MIN_PYTHON = (3, 11)
 # and to exit once told to.
 PROBE_TIMEOUT_S = 120.0
 EXIT_TIMEOUT_S = 60.0
+
+# The environment variable that sets another probe timeout, in seconds (see probe_timeout).
+PROBE_TIMEOUT_VARIABLE = "GILSTUDY_PYTHON_TIMEOUT"
+
+
+def probe_timeout() -> float:
+    """The seconds an interpreter given with --python may take to answer: the environment
+    variable GILSTUDY_PYTHON_TIMEOUT when set, else PROBE_TIMEOUT_S (120). ValueError
+    naming the variable when it is not a positive, finite number."""
+    text = os.environ.get(PROBE_TIMEOUT_VARIABLE)
+    if text is None or not text.strip():
+        return PROBE_TIMEOUT_S
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value < math.inf:
+        raise ValueError(f"{PROBE_TIMEOUT_VARIABLE} must be a positive number of seconds, "
+                         f"got {text!r}")
+    return value
 
 # The name that stands for every interpreter installed() finds, in survey() and --python.
 ALL = "all"
@@ -281,10 +303,10 @@ def survey(names: Sequence[str], minimum: tuple[int, ...] = (2, 7),
     kept once per real executable, the first name kept; they come sorted by version, a
     free-threaded build after the GIL build of the same version, and then, in the order
     given, an Unusable for each name that cannot be used: missing, not a Python, silent for
-    ``timeout_s`` seconds (default PROBE_TIMEOUT_S; it is killed), not CPython, or older
+    ``timeout_s`` seconds (default probe_timeout(); it is killed), not CPython, or older
     than ``minimum``. Never raises for a bad interpreter: the caller reports the Unusable
     ones and goes on with the others."""
-    timeout_s = PROBE_TIMEOUT_S if timeout_s is None else timeout_s
+    timeout_s = probe_timeout() if timeout_s is None else timeout_s
     wanted: list[str] = []
     for name in names:
         wanted += installed() if name == ALL else [os.fspath(name)]

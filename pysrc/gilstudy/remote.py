@@ -674,24 +674,29 @@ class RemoteConsumer(ExitRule):
         Ctrl-Cs until then are absorbed, so nothing is left open however many arrive."""
         timeout = _checks.timeout("close", timeout)
         link = self._link
-        with interrupts_held(first_raises=True):
-            try:
-                link.close(timeout)
-            except BaseException as exc:
-                if exc is not link.failure:
-                    # Interrupted (Ctrl-C) while waiting: end the worker now.
-                    link.abort()
-                raise
-            finally:
-                if link.phase is _Phase.FINISHED:
-                    self._finalizer.detach()
+        with interrupts_held(first_raises=True, cleanup=link.abort):
+            self._close_held(link, timeout)   # a call first: the guard covers its line
+
+    def _close_held(self, link: "_Link", timeout: float | None) -> None:
+        try:
+            link.close(timeout)
+        except BaseException as exc:
+            if exc is not link.failure:
+                # Interrupted (Ctrl-C) while waiting: end the worker now.
+                link.abort()
+            raise
+        finally:
+            if link.phase is _Phase.FINISHED:
+                self._finalizer.detach()
 
     def abort(self) -> None:
         """Drop the remote consumer now, unclosed: items not yet handled are lost, a spawned
         process is terminated (killed after EXIT_TIMEOUT), no failure is raised. Ctrl-C
         meanwhile raises KeyboardInterrupt only once all that is done."""
-        self._finalizer.detach()
         with interrupts_held(first_raises=False):
+            # Detached only once the guard holds interrupts: a Ctrl-C before it leaves the
+            # finalizer to end the worker.
+            self._finalizer.detach()
             self._link.abort()
 
     def __reduce__(self):

@@ -16,7 +16,7 @@ from gilstudy import _checks, wire
 from gilstudy._waits import Gate
 from gilstudy.admission import (MAX_CONNECTIONS, Admission, RefusalLog, format_address,
                                 log_refusal)
-from gilstudy.errors import AuthenticationError, CoprocessDied
+from gilstudy.errors import AuthenticationError, CoprocessDied, ProtocolError
 from gilstudy.farside import run_far_side
 from gilstudy.flow import MAX_IN_FLIGHT
 from gilstudy.remote import RemoteConsumer, _Link
@@ -92,10 +92,11 @@ def connect(address: tuple[str, int], results: Any = None, *, authkey: bytes | N
 
     Raises OSError (ConnectionRefusedError...) if nothing listens there, TimeoutError if the
     server has not accepted the connection and finished the handshake within ``timeout``
-    seconds (None: wait for ever), AuthenticationError if the server refuses our key or
-    fails to prove its own, ProtocolError if the peer is not a gilstudy server, and
-    CoprocessDied if it closes or resets the connection before its HELLO (as a server at
-    its cap of connections does).
+    seconds (one deadline for the whole handshake, however the server spaces its bytes;
+    the message says whether its HELLO had arrived in part; None: wait for ever),
+    AuthenticationError if the server refuses our key or fails to prove its own,
+    ProtocolError if the peer is not a gilstudy server, and CoprocessDied if it closes or
+    resets the connection before its HELLO (as a server at its cap of connections does).
     """
     authkey = _resolve_key("connect", authkey, insecure)
     options = wire.channel_options("connect", max_frame, allowed)
@@ -104,6 +105,7 @@ def connect(address: tuple[str, int], results: Any = None, *, authkey: bytes | N
     _checks.positive_int("connect", "max_in_flight", max_in_flight)
     host, port = address
     where = format_address(host, port)
+    started = time.monotonic()
     try:
         sock = socket.create_connection((host, port), timeout=timeout)
     except TimeoutError:
@@ -115,9 +117,9 @@ def connect(address: tuple[str, int], results: Any = None, *, authkey: bytes | N
                             where=f"the server at {where}") from None
     channel = open_socket(sock, options, timeout)
     try:
-        hello = wire.handshake(channel, pid=os.getpid(),
-                               flags=wire.WANT_RESULTS if results is not None else 0,
-                               authkey=authkey, accepting=False)
+        hello = _handshake_within(channel, timeout, started, pid=os.getpid(),
+                                  flags=wire.WANT_RESULTS if results is not None else 0,
+                                  authkey=authkey, accepting=False)
     except (EOFError, ConnectionError) as exc:
         channel.close()
         how = "closed" if isinstance(exc, EOFError) else "reset"
@@ -127,10 +129,12 @@ def connect(address: tuple[str, int], results: Any = None, *, authkey: bytes | N
         channel.close()
         raise AuthenticationError(f"connect: the server at {where} did not accept: {exc}") \
             from None
-    except TimeoutError:
+    except TimeoutError as exc:
         channel.close()
+        how_far = getattr(exc, "how_far", None)
         raise TimeoutError(f"connect: the server at {where} did not finish the handshake "
-                           f"within {timeout:g} s") from None
+                           f"within {timeout:g} s" + (f"; {how_far}" if how_far else "")) \
+            from None
     except BaseException:
         channel.close()
         raise
@@ -139,6 +143,43 @@ def connect(address: tuple[str, int], results: Any = None, *, authkey: bytes | N
                  where=f"connection to {where}", expect_hello=False,
                  max_in_flight=max_in_flight)
     return RemoteConsumer(link)
+
+
+def _handshake_within(channel: wire.Channel, timeout: float | None, started: float,
+                      **handshake) -> wire.Hello:
+    """wire.handshake(channel, **handshake) under one deadline for all of it, ``timeout``
+    seconds after ``started`` (time.monotonic() when connect() began), however the server
+    spaces its bytes (the socket's own timeout bounds each read only). When it passes, the connection is shut down and TimeoutError raised,
+    saying how far the server's HELLO had come."""
+    if timeout is None:
+        return wire.handshake(channel, **handshake)
+    expired = threading.Event()
+
+    def expire() -> None:
+        expired.set()
+        channel.shutdown()
+
+    timer = threading.Timer(max(0.0, started + timeout - time.monotonic()), expire)
+    timer.name = "gilstudy-connect-deadline"
+    timer.daemon = True
+    timer.start()
+    try:
+        return wire.handshake(channel, **handshake)
+    except Exception as exc:
+        if not expired.is_set():
+            raise
+        if isinstance(exc, ProtocolError) and "inside" in str(exc):
+            how_far = f"its HELLO had arrived in part ({exc})"
+        elif isinstance(exc, EOFError):
+            how_far = "nothing of its HELLO had arrived"
+        else:
+            how_far = f"the handshake had reached: {type(exc).__name__}: {exc}"
+        timed_out = TimeoutError(how_far)
+        timed_out.how_far = how_far
+        raise timed_out from None
+    finally:
+        timer.cancel()
+        timer.join()   # at once: a cancelled timer ends as soon as it wakes
 
 
 # -- Serving: a consumer per connection -----------------------------------------------------

@@ -96,7 +96,7 @@ class Coprocess:
         self._consumer = consumer
         self._results = results
         # Checked now, not at the first pickle.
-        self._allowed = None if allowed is None else wire._permits(allowed)
+        self._allowed = None if allowed is None else wire.permits(allowed)
 
     def run(self) -> None:
         """Load pickles until EOF, send each to the consumer, then close it.

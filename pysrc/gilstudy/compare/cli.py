@@ -16,7 +16,7 @@ from typing import TextIO
 
 from gilstudy import kernels
 from gilstudy.cli import add_command, positive_int, python_paths
-from gilstudy.compare import document, registry, report
+from gilstudy.compare import document, limits, registry, report
 from gilstudy.compare.plot import plot as write_plot
 from gilstudy.compare.function import make_function_workload
 from gilstudy.compare.measure import DEFAULT_MAX_OUTSIDE_CORES, DEFAULT_MIN_TIME_S, DEFAULT_RERUNS
@@ -170,13 +170,18 @@ def run_command(prog: str, args: argparse.Namespace, check, measure, out: TextIO
     out = sys.stdout if out is None else out
     try:
         check(args)
+        limits.check(args)
     except (UnknownKernelError, ValueError, TypeError, OverflowError) as exc:
         return fail(prog, exc, 2)
+    except Exception as exc:  # the user's --function or --inputs raised while checked
+        return fail(prog, f"checking the options raised {type(exc).__name__}: {exc}", 2)
     bar = None if args.quiet or not sys.stderr.isatty() else ProgressBar(sys.stderr)
     try:
         result = measure(args, bar)
     except CompareError as exc:
         return fail(prog, exc, 1)
+    except Exception as exc:  # the user's function, or a sweep it made impossible
+        return fail(prog, limits.running_failure(prog, args, exc), 1)
     finally:
         if bar is not None:
             bar.finish()
@@ -186,12 +191,7 @@ def run_command(prog: str, args: argparse.Namespace, check, measure, out: TextIO
     else:
         text, as_json, draw = show(result, args)
     print(text, file=out)
-    if args.json is not None:
-        args.json.write_text(as_json() + "\n")
-        print(f"\nJSON written to {args.json}", file=out)
-    if args.plot is not None:
-        print(f"plot written to {draw(args.plot)}", file=out)
-    return 0
+    return limits.write_outputs(prog, args, as_json, draw, out, fail)
 
 
 def _show(result, args):
@@ -226,6 +226,11 @@ def add_timing_options(parser, min_time: float = DEFAULT_MIN_TIME_S) -> None:
                         help="a repeat during which other processes used more than this many "
                              f"cores is run again (default {DEFAULT_MAX_OUTSIDE_CORES}; inf: "
                              "never)")
+    parser.add_argument("--force", action="store_true",
+                        help="run even what looks absurd: more than "
+                             f"{limits.MAX_REPEAT} repeats, repeats of over "
+                             f"{limits.MAX_MIN_TIME_S:g} s, more than {limits.max_workers()} "
+                             "workers, or a run of more than a day")
     parser.add_argument("--reruns", type=count, default=DEFAULT_RERUNS, metavar="N",
                         help="run a disturbed repeat again at most N times, then keep its "
                              f"least disturbed try (default {DEFAULT_RERUNS})")
@@ -323,7 +328,9 @@ def add_subcommand(subparsers) -> None:
                              "gilstudy installed), in child processes taking turns with this "
                              "one; rows are labelled model@3.11, model@3.13t, ... and "
                              "speedups stay relative to serial-python under this interpreter, "
-                             "with a column against each interpreter's own serial-python")
+                             "with a column against each interpreter's own serial-python; "
+                             "one that does not answer within GILSTUDY_PYTHON_TIMEOUT seconds "
+                             "(default 120) is stopped")
     parser.add_argument("--no-footprint", dest="footprint", action="store_false",
                         help="leave out the table of start-up time and memory per worker "
                              "(thread, subinterpreter, coprocess under each interpreter), "

@@ -65,7 +65,8 @@ def checked(python: str | os.PathLike | Python, option: str) -> Python:
     if isinstance(python, Python) and _speaks_our_protocol(python):
         return python
     try:
-        return probe(python.path if isinstance(python, Python) else python)
+        return probe(python.path if isinstance(python, Python) else python,
+                     timeout_s=pythons.probe_timeout())
     except ValueError as exc:
         raise ValueError(f"{option} {exc}") from None
 
@@ -94,7 +95,7 @@ class RemoteSession:
         self.executable = python.executable
         self.label = label
         self._step = step
-        self._patience_s = pythons.PROBE_TIMEOUT_S
+        self._patience_s = pythons.probe_timeout()
         self._replies: queue.Queue = queue.Queue()
         self._child = pythons.Child(python.path, ["-m", "gilstudy.compare", "--serve"],
                                     where=f"--python {python.path} ({label})")
@@ -127,7 +128,7 @@ class RemoteSession:
         and its seconds. ``patience_s`` bounds the wait."""
         self._patience_s = patience_s + 60.0
         reply = self._call("run_reference")
-        self._patience_s = max(reply["patience_s"], pythons.PROBE_TIMEOUT_S) + 60.0
+        self._patience_s = max(reply["patience_s"], pythons.probe_timeout()) + 60.0
         return reply["answer"], reply["seconds"]
 
     def start(self, workers: int) -> None:

@@ -234,6 +234,7 @@ def command(experiment: Experiment, args: argparse.Namespace) -> int:
     progress = None if args.quiet else (lambda msg: print(f"  {msg}", file=sys.stderr, flush=True))
     try:
         check_json_path(args.json)
+        pythons.probe_timeout()   # a bad GILSTUDY_PYTHON_TIMEOUT is bad input too
     except ValueError as exc:
         print(f"{prefix} {exc}", file=sys.stderr)
         return 2

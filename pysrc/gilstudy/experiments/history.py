@@ -60,7 +60,7 @@ def read_results(path: str, result_type: type, experiment: str) -> list:
         return [result_type.from_dict(one) for one in document["results"]]
     except OSError as exc:
         raise ValueError(f"{path}: cannot be read: {exc.strerror or exc}") from None
-    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+    except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
         raise ValueError(f"{path}: is not the JSON of gilstudy experiment {experiment} "
                          f"({exc})") from None
 

@@ -79,7 +79,7 @@ def _receive(comm, message, source: int) -> list | None:
         if sizes:
             buffers = []
             for size in sizes:
-                buffer = wire._receive_buffer(size)
+                buffer = wire.receive_buffer(size)
                 comm.Recv([buffer, MPI.BYTE], source, TAG)
                 buffers.append(buffer)
             frames.append((kind, wire.OutOfBand(payload, buffers), _frame_length(payload, sizes)))
@@ -88,7 +88,7 @@ def _receive(comm, message, source: int) -> list | None:
     return frames
 
 
-class MpiChannel:
+class MpiChannel(wire.FrameChannel):
     """The frames between this rank and rank ``peer`` of ``comm``: what gilstudy.wire's
     Channel is over a pipe or a socket, with the same members, so that wire.handshake(),
     run_far_side() and RemoteConsumer use it as they use those.
@@ -98,23 +98,19 @@ class MpiChannel:
     a serving rank reads from rank 0. ``read_frame`` raises EOFError once the peer closed
     its writing side (or shutdown() was called), ProtocolError for a frame over the limit.
 
+    Loading a payload and writing one frame are wire.FrameChannel's, as for a byte-stream
+    channel.
+
     Writing: ``write_frames`` sends without waiting unless WINDOW messages are in flight;
     then it waits, raising TimeoutError at ``deadline`` (the channel is then unusable) and
     BrokenPipeError once cancel_writes() was called or the writing side was closed.
     """
 
-    # Unpickling and the one-frame write are the byte-stream channel's own: they use only
-    # ``loads`` and write_frames() (below).
-    load = wire.Channel.load
-    write_frame = wire.Channel.write_frame
-
     def __init__(self, comm, peer: int, inbox: queue.SimpleQueue | None = None, *,
                  max_frame: int = wire.MAX_FRAME, allowed=None):
+        super().__init__(max_frame=max_frame, allowed=allowed)
         self.comm = comm
         self.peer = peer
-        self.max_frame = max_frame
-        self.peer_max_frame = max_frame
-        self.loads = wire.restricted_loads(allowed)
         self._inbox = inbox
         self._frames: collections.deque = collections.deque()
         self._in_flight: collections.deque = collections.deque()   # (request, what it sends)

@@ -10,8 +10,10 @@ import collections
 import itertools
 import os
 import re
+import shutil
 import signal
 import sys
+import tempfile
 import threading
 import time
 from typing import Any, Callable, Sequence
@@ -20,6 +22,8 @@ from gilstudy import _checks, wire
 from gilstudy.admission import describe_refusal, format_address, log_refusal
 from gilstudy.dispatch import Dispatch, start_runners
 from gilstudy.errors import AuthenticationError, CoprocessDied, MpiUnavailable, ProtocolError
+from gilstudy.mpi.exits import (EXITS_VARIABLE, exit_code, remove_segments,
+                                shared_segments)
 from gilstudy.mpi.find import find_mpiexec, unavailable_reason
 from gilstudy.processes import check_factory, setup_payload
 from gilstudy.remote import EXIT_TIMEOUT, RemoteConsumer, _Link
@@ -89,6 +93,10 @@ class MpiJob:
         self.failed_signal: int | None = None
         self.relay_pid: int | None = None
         self._last_lines: collections.deque = collections.deque(maxlen=3)
+        # Where the ranks note an os._exit() code, and the MPICH segments they map here.
+        self._exits: str | None = tempfile.mkdtemp(prefix="gilstudy-mpi-exits-")
+        self._exit_codes: dict[int, int] = {}
+        self._segments: set[str] = set()
         self._listener = socket.create_server(address, family=family(address[0]))
         host, port = self._listener.getsockname()[:2]
         host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
@@ -98,9 +106,11 @@ class MpiJob:
         try:
             self.process = subprocess.Popen(
                 command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                env={**os.environ, JOB_VARIABLE: self.marker}, start_new_session=True)
+                env={**os.environ, JOB_VARIABLE: self.marker, EXITS_VARIABLE: self._exits},
+                start_new_session=True)
         except BaseException:
             self._listener.close()
+            shutil.rmtree(self._exits, ignore_errors=True)
             raise
         self.name = f"MPI job (mpiexec {self.process.pid})"
         self._output = threading.Thread(target=self._pass_output, daemon=True,
@@ -183,6 +193,7 @@ class MpiJob:
                             wire.WANT_RESULTS if results is not None else 0)
             channel.write_frame(wire.SETUP, setup)
             hello = wire.read_hello(channel)
+            self._note_segments(hello.pid)
             conn.settimeout(None)
         except (EOFError, OSError) as exc:
             channel.close()
@@ -194,6 +205,14 @@ class MpiJob:
         link = _Link(channel, LaunchedRank(self, rank, hello.pid), results=results,
                      where="MPI job", expect_hello=False, cleanups=[self.release])
         return RemoteConsumer(link)
+
+    def _note_segments(self, pid: int) -> None:
+        """Note the MPICH segments that rank ``pid`` (and the relay) map on this machine, to
+        be removed at the end: a rank that is killed or calls os._exit() leaves them."""
+        entry = f"{JOB_VARIABLE}={self.marker}".encode() + b"\0"
+        for process in (pid, self.relay_pid):
+            if process is not None:
+                self._segments |= shared_segments(process, entry)
 
     # Ending ---------------------------------------------------------------------------------
 
@@ -218,6 +237,10 @@ class MpiJob:
             return None
         if code == 0:
             return 0
+        # A rank that called os._exit() noted its code (mpiexec may report another rank).
+        noted = exit_code(self._exits, pid) if self._exits else self._exit_codes.get(pid)
+        if noted is not None:
+            return noted
         # The relay, killed when a rank died, says nothing of which one.
         if self.failed_pid is not None and self.failed_pid != self.relay_pid:
             if self.failed_pid != pid:
@@ -269,6 +292,18 @@ class MpiJob:
             self._output.join()
             process.stdout.close()
             self._listener.close()
+            self._forget_leftovers()
+
+    def _forget_leftovers(self) -> None:
+        """Once no process of the job runs here: remove the MPICH segments its ranks mapped,
+        and the directory of exit codes (keeping those codes for status_of())."""
+        remove_segments(self._segments)
+        directory, self._exits = self._exits, None
+        if directory is not None:
+            self._exit_codes = {int(name): code for name in os.listdir(directory)
+                                if name.isdigit()
+                                and (code := exit_code(directory, int(name))) is not None}
+            shutil.rmtree(directory, ignore_errors=True)
 
 
 def _write_all(fd: int, data: bytes) -> None:
