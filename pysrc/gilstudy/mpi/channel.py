@@ -17,7 +17,7 @@ from mpi4py import MPI
 from gilstudy import wire
 from gilstudy.errors import ProtocolError
 
-__all__ = ["TAG", "WINDOW", "LONGEST", "SPIN", "Backoff", "Wake", "MpiChannel", "Postbox",
+__all__ = ["TAG", "WINDOW", "LONGEST", "POSTBOX_LONGEST", "SPIN", "Backoff", "Wake", "MpiChannel", "Postbox",
            "quiet_barrier", "encode_headers", "decode_headers"]
 
 # The tag of every gilstudy message, on a communicator gilstudy duplicated for itself.
@@ -42,10 +42,17 @@ _abandoned: list = []
 # times a second, a few percent of a core at most (bench/bench_mpi.py measures both).
 LONGEST = 500e-6
 
+# The longest sleep of a Postbox, which a channel's write wakes (see Wake): what it reads
+# answers what was written, so it needs a short sleep only while an answer is due, and
+# sleeps longer when the whole job is idle, for less of a core.
+POSTBOX_LONGEST = 2e-3
+
 # How long a rank polls without sleeping after something arrived, or after it sent what
 # it expects an answer to: the next item of a burst, or the answer to a round trip, often
-# comes that soon.
-SPIN = 100e-6
+# comes that soon, and back-to-back round trips then never wait for a sleep to end. Short
+# enough that a rank waiting for work takes little from ranks that compute on the same
+# cores.
+SPIN = 250e-6
 
 
 class Wake:
@@ -375,7 +382,7 @@ class Postbox:
     def _run(self) -> None:
         comm, inboxes = self.comm, self._inboxes
         status = MPI.Status()
-        backoff = Backoff(wake=self.wake)
+        backoff = Backoff(POSTBOX_LONGEST, wake=self.wake)
         try:
             while True:
                 closing_at = self._closing_at
