@@ -57,11 +57,12 @@ def copyto_ceiling(size: int) -> float:
 
 
 def fresh_copy_s(src, huge: bool = True) -> float:
-    """Seconds to copy ``src`` into memory fresh from the kernel: a new anonymous mapping,
-    asked for huge pages (``huge``) as numpy asks for them for a large array, so the kernel
-    gives them where it can; the mapping is timed with the copy, and dropped after it."""
+    """Seconds to copy ``src`` into memory fresh from the kernel: a new private anonymous
+    mapping (what malloc gives numpy for a large array), asked for huge pages (``huge``) as
+    numpy asks for them, so the kernel gives them where it can; the mapping is timed with
+    the copy, and dropped after it."""
     start = time.perf_counter()
-    memory = mmap.mmap(-1, src.nbytes)
+    memory = mmap.mmap(-1, src.nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
     if huge and hasattr(mmap, "MADV_HUGEPAGE"):
         memory.madvise(mmap.MADV_HUGEPAGE)
     fresh = np.frombuffer(memory, src.dtype)
