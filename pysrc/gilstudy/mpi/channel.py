@@ -17,8 +17,8 @@ from mpi4py import MPI
 from gilstudy import wire
 from gilstudy.errors import ProtocolError
 
-__all__ = ["TAG", "WINDOW", "LONGEST", "POSTBOX_LONGEST", "SPIN", "Backoff", "Wake", "MpiChannel", "Postbox",
-           "quiet_barrier", "encode_headers", "decode_headers"]
+__all__ = ["TAG", "WINDOW", "LONGEST", "POSTBOX_LONGEST", "SPIN", "Backoff", "Wake",
+           "MpiChannel", "Postbox", "quiet_barrier", "encode_headers", "decode_headers"]
 
 # The tag of every gilstudy message, on a communicator gilstudy duplicated for itself.
 TAG = 0x6753
