@@ -116,6 +116,15 @@ _FRAME = struct.Struct("<BQI")
 _SIZE = struct.Struct("<Q")
 
 
+def _given_up(deadline) -> bool:
+    """Whether a write waiting on the peer gives up: ``deadline`` is None (never), a
+    gilstudy.flow.Patience (once it says the peer stalled) or a time.monotonic() time."""
+    if deadline is None:
+        return False
+    stalled = getattr(deadline, "stalled", None)
+    return stalled() if stalled is not None else time.monotonic() >= deadline
+
+
 def encode_headers(headers: list) -> bytes:
     """The first message of a write of ``headers``, ``[(kind, payload, sizes)]``."""
     parts = [_COUNT.pack(len(headers))]
@@ -289,7 +298,7 @@ class MpiChannel:
                 return
             if self._cancelled:
                 raise BrokenPipeError(errno.EPIPE, "writes to this channel were cancelled")
-            if deadline is not None and time.monotonic() >= deadline:
+            if _given_up(deadline):
                 raise TimeoutError("the peer stopped reading")
             backoff.sleep()
 
