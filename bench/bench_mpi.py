@@ -2,7 +2,12 @@
 # consumer's answer back) against a raw pickle ping-pong; a stream of small items, each
 # answered, against raw pickled messages both ways; a 16 MiB array's round trip against a
 # raw Send/Recv with a small answer; and the count_primes workload on 1 and 2 ranks that
-# gilstudy launches. Run: pytest bench/bench_mpi.py --benchmark-only
+# gilstudy launches; and the latency after idle: a lone round trip through world() and
+# ranks() after a quiet spell, next to MPIPoolExecutor's submit().result() after the same
+# spell, in the same run, with what an idle rank and the relay use of a core meanwhile.
+# Each figure is printed beside its anchor and its target (the *_target entries).
+# Run: pytest bench/bench_mpi.py --benchmark-only
+# (the latency figures alone: add -k after_idle)
 #
 # The MPI figures are timed inside `mpiexec -n 2 python bench/bench_mpi.py`, which the
 # benchmark launches: rank 0 produces, rank 1 answers; the raw and the gilstudy way take
@@ -25,6 +30,17 @@ MIN_SAMPLE_S = 0.2
 ARRAY_BYTES = 16 << 20
 SMALL_ITEM = (12345, "abc", 6.5)
 TAG = 77
+# The quiet spell before each lone round trip, in seconds (every back-off reaches its
+# longest sleep within milliseconds), and the lone round trips timed, each after one.
+IDLE_S = 0.05
+LONE_TRIPS = 31
+# How long an idle rank's use of a core is measured, in seconds.
+IDLE_WINDOW_S = 2.0
+# The targets (issue 23): back-to-back round trips, an idle rank's share of a core, and
+# a 16 MiB round trip against raw mpi4py's.
+BACK_TO_BACK_TARGET_US = 50.0
+IDLE_CORE_TARGET = 0.05
+ARRAY_RATIO_TARGET = 1.5
 
 
 class Echo:
@@ -108,6 +124,64 @@ def _through_gilstudy(comm, count: int, factory, item, stream: bool = False) -> 
     return seconds
 
 
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of process ``pid``, all its threads, in seconds."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def idle_core_share(pids, window: float = IDLE_WINDOW_S) -> dict:
+    """The share of a core each of ``pids`` used while this process slept ``window``
+    seconds."""
+    before = {pid: cpu_seconds(pid) for pid in pids}
+    start = time.monotonic()
+    time.sleep(window)
+    elapsed = time.monotonic() - start
+    return {pid: (cpu_seconds(pid) - before[pid]) / elapsed for pid in pids}
+
+
+def lone_round_trips(round_trip) -> list:
+    """LONE_TRIPS calls of ``round_trip()``, each after IDLE_S of quiet, each timed."""
+    times = []
+    for _ in range(LONE_TRIPS):
+        time.sleep(IDLE_S)
+        start = time.perf_counter()
+        round_trip()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def _world_after_idle(comm) -> dict | None:
+    """Lone round trips through world() after a quiet spell, then what rank 1 (serving)
+    and rank 0 (its Postbox polling) use of a core while nothing happens."""
+    from gilstudy import Collect
+    from gilstudy import mpi
+
+    pids = comm.gather(os.getpid(), root=0)
+    results = Collect()
+    fan = mpi.world(Echo, results=results, comm=comm)
+    if fan is None:
+        return None
+    runner = fan.consumers[0]
+    sent = 0
+
+    def round_trip():
+        nonlocal sent
+        runner.send(SMALL_ITEM)
+        runner.flush()
+        sent += 1
+        results.wait(sent)
+
+    round_trip()
+    times = lone_round_trips(round_trip)
+    shares = idle_core_share(pids)
+    fan.close()
+    return {"lone_world_us": statistics.median(times) * 1e6,
+            "idle_world_rank0_core": shares[pids[0]],
+            "idle_world_rank1_core": shares[pids[1]]}
+
+
 def _inside() -> None:
     """Both ranks: take turns, raw then gilstudy, for each size of item."""
     from mpi4py import MPI
@@ -141,6 +215,9 @@ def _inside() -> None:
     if rank == 0:
         median = {name: statistics.median(values) for name, values in samples.items()}
         print(json.dumps({
+            "back_to_back_world_us": median["small-gilstudy"] * 1e6,
+            "back_to_back_target_us": BACK_TO_BACK_TARGET_US,
+            "array_ratio_target": ARRAY_RATIO_TARGET,
             "small_raw_us": median["small-raw"] * 1e6,
             "small_gilstudy_us": median["small-gilstudy"] * 1e6,
             "small_ratio": median["small-gilstudy"] / median["small-raw"],
@@ -169,6 +246,112 @@ def test_mpi_round_trips_against_raw_mpi4py(benchmark):
     figures = benchmark.pedantic(launch, rounds=1, iterations=1)
     for name, value in figures.items():
         benchmark.extra_info[name] = round(value, 3) if isinstance(value, float) else value
+
+
+@pytest.mark.benchmark(group="mpi-after-idle")
+def test_round_trips_after_idle_against_mpi_pool_executor(benchmark):
+    """A lone round trip after IDLE_S of quiet and back-to-back round trips, through
+    ranks() (one rank) from this process, and through world() inside `mpiexec -n 2`,
+    each beside MPIPoolExecutor(max_workers=1).submit(tuple, item).result() (an echo) timed
+    the same way,
+    interleaved, in this process; and the share of a core that an idle rank, the relay and
+    world()'s rank 0 use. A figure that misses its target is printed, not failed: the
+    machine may be loaded."""
+    from gilstudy import Collect
+    from gilstudy import mpi
+
+    # MPIPoolExecutor spawns its worker through the mpiexec it finds on PATH (MPICH's
+    # singleton start): the one gilstudy uses.
+    os.environ["PATH"] = os.pathsep.join([os.path.dirname(mpi.find_mpiexec()),
+                                          os.environ.get("PATH", "")])
+    from mpi4py.futures import MPIPoolExecutor
+
+    def launch_world() -> dict:
+        done = subprocess.run([mpi.find_mpiexec(), "-n", "2", sys.executable,
+                               os.path.abspath(__file__), "after-idle"],
+                              capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stdout + done.stderr
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+    results = Collect()
+    figures = {}
+
+    def measure() -> None:
+        with MPIPoolExecutor(max_workers=1) as pool, \
+                mpi.ranks(Echo, 1, results=results) as fan:
+            runner = fan.consumers[0]
+            sent = 0
+
+            def through_ranks():
+                nonlocal sent
+                runner.send(SMALL_ITEM)
+                runner.flush()
+                sent += 1
+                results.wait(sent)
+
+            def through_pool():
+                # tuple(item) is the item: an echo the worker finds without this module.
+                assert pool.submit(tuple, SMALL_ITEM).result() == SMALL_ITEM
+
+            through_ranks()
+            through_pool()
+            lone = {"ranks": [], "pool": []}
+            back = {"ranks": [], "pool": []}
+            for _ in range(REPEATS):
+                for name, call in (("ranks", through_ranks), ("pool", through_pool)):
+                    lone[name].extend(lone_round_trips(call))
+                    start = time.perf_counter()
+                    for _ in range(200):
+                        call()
+                    back[name].append((time.perf_counter() - start) / 200)
+            time.sleep(IDLE_S)
+            shares = idle_core_share([runner.pid, runner.peer.job.relay_pid])
+        world = launch_world()
+        anchor = statistics.median(lone["pool"]) * 1e6
+        figures.update({
+            "lone_pool_anchor_us": anchor,
+            "lone_ranks_us": statistics.median(lone["ranks"]) * 1e6,
+            "lone_world_us": world["lone_world_us"],
+            "lone_target_us": anchor,
+            "back_to_back_pool_us": statistics.median(back["pool"]) * 1e6,
+            "back_to_back_ranks_us": statistics.median(back["ranks"]) * 1e6,
+            "back_to_back_world_us": world["back_to_back_world_us"],
+            "back_to_back_target_us": BACK_TO_BACK_TARGET_US,
+            "idle_rank_core": shares[runner.pid],
+            "idle_relay_core": shares[runner.peer.job.relay_pid],
+            "idle_world_rank0_core": world["idle_world_rank0_core"],
+            "idle_world_rank1_core": world["idle_world_rank1_core"],
+            "idle_core_target": IDLE_CORE_TARGET})
+
+    benchmark.pedantic(measure, rounds=1, iterations=1)
+    for name, value in figures.items():
+        benchmark.extra_info[name] = round(value, 3) if isinstance(value, float) else value
+
+
+def _after_idle_inside() -> None:
+    """Both ranks of `mpiexec -n 2 python bench_mpi.py after-idle`: back-to-back round
+    trips through world() (doubled until a sample lasts MIN_SAMPLE_S), then the lone ones
+    and the idle ranks (_world_after_idle); rank 0 prints the figures."""
+    from mpi4py import MPI
+
+    comm = MPI.COMM_WORLD
+    samples = []
+    count = 1
+    for _ in range(REPEATS):
+        while True:
+            count = comm.bcast(count, root=0)
+            comm.Barrier()
+            seconds = _through_gilstudy(comm, count, Echo, SMALL_ITEM)
+            if comm.bcast(seconds is not None and seconds >= MIN_SAMPLE_S, root=0):
+                if seconds is not None:
+                    samples.append(seconds / count)
+                break
+            count *= 2
+    after_idle = _world_after_idle(comm)
+    if comm.Get_rank() == 0:
+        print(json.dumps({**after_idle,
+                          "back_to_back_world_us": statistics.median(samples) * 1e6}),
+              flush=True)
 
 
 @pytest.mark.benchmark(group="mpi-count-primes")
@@ -217,4 +400,4 @@ def test_count_primes_on_one_and_two_ranks(benchmark):
 
 
 if __name__ == "__main__":
-    _inside()
+    _after_idle_inside() if sys.argv[1:] == ["after-idle"] else _inside()

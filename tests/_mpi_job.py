@@ -80,11 +80,12 @@ def _world_raises() -> dict:
 
 def _buffers_travel_unpickled() -> dict:
     """Rank 0 writes one frame holding a 1 MiB array through an MpiChannel; rank 1 looks at
-    the MPI messages themselves: a small pickled one, then the array's bytes alone."""
+    the MPI messages themselves: a small one of raw bytes (the frame's header and the
+    item's pickle as written, not pickled again), then the array's bytes alone."""
     from mpi4py import MPI
 
     from gilstudy import wire
-    from gilstudy.mpi.channel import TAG, MpiChannel
+    from gilstudy.mpi.channel import TAG, MpiChannel, decode_headers
 
     comm = MPI.COMM_WORLD
     array = np.arange(1 << 17, dtype=np.int64)   # 1 MiB
@@ -99,14 +100,19 @@ def _buffers_travel_unpickled() -> dict:
     status = MPI.Status()
     comm.Probe(0, TAG, status)
     header_bytes = status.Get_count(MPI.BYTE)
-    frames = comm.recv(source=0, tag=TAG)
+    first = bytearray(header_bytes)
+    comm.Recv([first, MPI.BYTE], 0, TAG)
+    frames = decode_headers(first)
     comm.Probe(0, TAG, status)
     buffer_bytes = status.Get_count(MPI.BYTE)
     received = np.empty_like(array)
     comm.Recv([received, MPI.BYTE], 0, TAG)
-    (kind, _, sizes), = frames
+    (kind, payload, sizes), = frames
     comm.send({"header_bytes": header_bytes, "buffer_bytes": buffer_bytes, "sizes": sizes,
-               "kind": chr(kind), "equal": bool((received == array).all())}, 0, TAG + 1)
+               "kind": chr(kind), "equal": bool((received == array).all()),
+               "payload_as_written": first.endswith(wire.dumps([array])[0]) and payload
+               == wire.dumps([array])[0], "pickled_again": first.startswith(b"\x80")},
+              0, TAG + 1)
     return None
 
 

@@ -65,6 +65,7 @@ def _libc():
         libc.mmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
                               ctypes.c_int, ctypes.c_long)
         libc.munmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t)
+        libc.madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
         _LIBC = libc
     return _LIBC
 
@@ -102,14 +103,34 @@ def _unmap(address: int, size: int, fd: int, release: bool) -> None:
         os.close(fd)
 
 
-def _new_segment(capacity: int):
-    """A new memory file of HEADER + ``capacity`` bytes, mapped here; it keeps its
+# madvise(2) advice (Linux numbers): ask for transparent huge pages, and fault a range in,
+# writable, in one call (Linux 5.14+).
+_MADV_HUGEPAGE = getattr(mmap, "MADV_HUGEPAGE", 14)
+_MADV_POPULATE_WRITE = 23
+
+
+def _prefault(segment) -> None:
+    """Make ``segment``'s pages before it is written whole: huge pages where the kernel
+    gives them to shared memory on request (shmem_enabled "advise"), then every page
+    allocated and mapped writable in one call, which costs far less than a fault per page
+    during the copy. Best effort: where the kernel refuses either, the copy faults the
+    pages in as before."""
+    libc = _libc()
+    libc.madvise(segment.address, segment.size, _MADV_HUGEPAGE)
+    libc.madvise(segment.address, segment.size, _MADV_POPULATE_WRITE)
+
+
+def _new_segment(capacity: int, prefault: bool = False):
+    """A new memory file of HEADER + ``capacity`` bytes, mapped here (its pages made at
+    once with ``prefault``, for a segment about to be written whole); it keeps its
     descriptor as ``fd`` (to send) and is unmapped and closed once garbage, or by
     ``segment.end()``."""
     fd = os.memfd_create("gilstudy-array", os.MFD_CLOEXEC)
     try:
         os.ftruncate(fd, HEADER + capacity)
         segment = _map(fd, HEADER + capacity)
+        if prefault:
+            _prefault(segment)
     except BaseException:
         os.close(fd)
         raise
@@ -270,7 +291,8 @@ class SharedMemory:
                 break
         else:
             # Capacity rounded up to a MiB, so arrays of nearly the same size share segments.
-            segment = _new_segment(-(-nbytes // (1 << 20)) * (1 << 20))
+            # Its pages are made before the copy (see _prefault).
+            segment = _new_segment(-(-nbytes // (1 << 20)) * (1 << 20), prefault=True)
         segment[0] = _BUSY_BYTE
         pool.append(segment)
         self._trim()

@@ -1,14 +1,16 @@
 """gilstudy's frames between two ranks of one MPI job: MpiChannel carries the framed protocol
 a coprocess speaks over a pipe through MPI calls, so the far-side loop and RemoteConsumer
-run over it unchanged. A write is one pickle-based message holding the frames (small items
-arrive batched, as the sender batched them), then one buffer-based message per
-out-of-band buffer (numpy arrays: never pickled). Every wait polls with a back-off, so a
-waiting rank sleeps instead of spinning in MPI. Imported only inside MPI processes.
+run over it unchanged. A write is one buffer message holding the frames as bytes (small
+items arrive batched, as the sender batched them; nothing is pickled again), then one
+buffer message per out-of-band buffer (numpy arrays). Every wait polls with a back-off,
+so a waiting rank sleeps instead of spinning in MPI. Imported only inside MPI processes.
 """
 
 import collections
 import errno
+import os
 import queue
+import struct
 import threading
 import time
 
@@ -17,7 +19,8 @@ from mpi4py import MPI
 from gilstudy import wire
 from gilstudy.errors import ProtocolError
 
-__all__ = ["TAG", "WINDOW", "Backoff", "MpiChannel", "Postbox", "quiet_barrier"]
+__all__ = ["TAG", "WINDOW", "LONGEST", "POSTBOX_LONGEST", "SPIN", "Backoff", "Wake",
+           "MpiChannel", "Postbox", "quiet_barrier", "encode_headers", "decode_headers"]
 
 # The tag of every gilstudy message, on a communicator gilstudy duplicated for itself.
 TAG = 0x6753
@@ -34,17 +37,71 @@ WINDOW = 16
 _abandoned: list = []
 
 
+# The longest sleep between two polls of a waiting rank, in seconds. A message that arrives
+# while a rank sleeps waits for the rest of that sleep: half of it on average. 500 µs keeps a
+# lone round trip after a quiet spell (one such wait: the other hops are woken, see Wake)
+# under mpi4py.futures' (which sleeps up to 1 ms), while an idle rank wakes about 2,000
+# times a second, a few percent of a core at most (bench/bench_mpi.py measures both).
+LONGEST = 500e-6
+
+# The longest sleep of a Postbox, which a channel's write wakes (see Wake): what it reads
+# answers what was written, so it needs a short sleep only while an answer is due, and
+# sleeps longer when the whole job is idle, for less of a core.
+POSTBOX_LONGEST = 2e-3
+
+# How long a rank polls without sleeping after something arrived, or after it sent what
+# it expects an answer to: the next item of a burst, or the answer to a round trip, often
+# comes that soon, and back-to-back round trips then never wait for a sleep to end. Short
+# enough that a rank waiting for work takes little from ranks that compute on the same
+# cores.
+SPIN = 250e-6
+
+# Linux lets a sleep overrun by the thread's timer slack, 50 µs by default, so even
+# time.sleep(0) takes 50 to 70 µs. A thread alone in its process spins with sched_yield()
+# instead, which takes about a microsecond (with other Python threads beside it, that
+# would starve them of the GIL: they would wait for the interpreter's 5 ms switch
+# interval). (Sleeps that start at 50 µs instead of 1/1024 of the longest made
+# back-to-back round trips ten times slower: measured, not understood.)
+
+
+class Wake:
+    """What wakes a Backoff early, from any thread: set() ends its current sleep (or the
+    next one) and makes it spin again, as after an arrival. Cheaper than an Event: one lock,
+    held while nothing is pending."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._lock.acquire()
+
+    def set(self) -> None:
+        try:
+            self._lock.release()
+        except RuntimeError:
+            pass   # already set
+
+    def wait(self, timeout: float) -> bool:
+        """Sleep up to ``timeout`` seconds, or until set(); whether it was set (it is then
+        clear again)."""
+        return self._lock.acquire(timeout=timeout)
+
+
 class Backoff:
     """A polite wait between two polls, as mpi4py.futures does it: polls without sleeping
-    for the first ``spin`` seconds (50 µs: a reply to a round trip often comes that soon),
-    then sleeps 1 µs doubling up to ``longest`` (1 ms); reset() when something arrived. A
-    blocking MPI receive spins at 100% of a core (mpi4py#419); a rank waiting here uses
-    well under 1% once it has waited a few milliseconds."""
+    for the first ``spin`` seconds after reset() (SPIN; between polls it yields the
+    processor, with sched_yield() when ``alone``, the only Python thread that runs, else
+    with time.sleep(0), which lets other threads take the GIL), then sleeps 1/1024 of
+    ``longest`` doubling up to ``longest`` (LONGEST); reset() when something arrived. With ``wake``
+    (a Wake), its set() cuts a sleep short and resets: a thread that just sent a request
+    sets the poller's Wake, so the answer is polled for at once. A blocking MPI receive
+    spins at 100% of a core (mpi4py#419); a rank waiting here uses a few percent at most."""
 
-    def __init__(self, longest: float = 0.001, spin: float = 50e-6):
+    def __init__(self, longest: float = LONGEST, spin: float = SPIN,
+                 wake: Wake | None = None, alone: bool = False):
         self.longest = longest
         self.shortest = longest / 1024
         self.spin = spin
+        self.wake = wake
+        self._yield = os.sched_yield if alone else _sleep_zero
         self.reset()
 
     def reset(self) -> None:
@@ -53,10 +110,75 @@ class Backoff:
 
     def sleep(self) -> None:
         if self.delay == 0.0 and time.monotonic() < self._spin_until:
-            time.sleep(0)   # lets this process's other threads run
+            self._yield()
             return
-        time.sleep(self.delay)
+        if self.wake is None:
+            time.sleep(self.delay)
+        elif self.wake.wait(self.delay):
+            self.reset()
+            return
         self.delay = min(self.longest, max(self.shortest, self.delay * 2))
+
+
+def _sleep_zero() -> None:
+    time.sleep(0)
+
+
+# A write's first message: the number of frames, then for each its kind, its payload's
+# length and its out-of-band buffers' count, then their sizes; the payloads follow, in
+# order. An empty message is the end of the stream.
+_COUNT = struct.Struct("<I")
+_FRAME = struct.Struct("<BQI")
+_SIZE = struct.Struct("<Q")
+
+
+def _given_up(deadline) -> bool:
+    """Whether a write waiting on the peer gives up: ``deadline`` is None (never), a
+    gilstudy.flow.Patience (once it says the peer stalled) or a time.monotonic() time."""
+    if deadline is None:
+        return False
+    stalled = getattr(deadline, "stalled", None)
+    return stalled() if stalled is not None else time.monotonic() >= deadline
+
+
+def encode_headers(headers: list) -> bytes:
+    """The first message of a write of ``headers``, ``[(kind, payload, sizes)]``."""
+    parts = [_COUNT.pack(len(headers))]
+    for kind, payload, sizes in headers:
+        parts.append(_FRAME.pack(kind, len(payload), len(sizes)))
+        parts.extend(_SIZE.pack(size) for size in sizes)
+    parts.extend(payload for _, payload, _ in headers)
+    return b"".join(parts)
+
+
+def decode_headers(message: bytes | bytearray) -> list:
+    """``[(kind, payload, sizes)]`` from a write's first message; ProtocolError when it is
+    malformed."""
+    view = memoryview(message)
+    try:
+        (count,) = _COUNT.unpack_from(view, 0)
+        offset = _COUNT.size
+        shapes = []
+        for _ in range(count):
+            kind, length, buffers = _FRAME.unpack_from(view, offset)
+            offset += _FRAME.size
+            sizes = [_SIZE.unpack_from(view, offset + index * _SIZE.size)[0]
+                     for index in range(buffers)]
+            offset += buffers * _SIZE.size
+            shapes.append((kind, length, sizes))
+        headers = []
+        for kind, length, sizes in shapes:
+            if offset + length > len(view):
+                raise ProtocolError("a message of frames from an MPI rank ends inside a "
+                                    "payload")
+            headers.append((kind, bytes(view[offset:offset + length]), sizes))
+            offset += length
+    except struct.error as exc:
+        raise ProtocolError(f"a malformed message of frames from an MPI rank: {exc}") from None
+    if offset != len(view):
+        raise ProtocolError(f"a message of frames from an MPI rank has {len(view) - offset} "
+                            "bytes too many")
+    return headers
 
 
 def _frame_length(payload: bytes, sizes: list) -> int:
@@ -67,13 +189,15 @@ def _frame_length(payload: bytes, sizes: list) -> int:
     return 4 + 8 * len(sizes) + len(payload) + sum(sizes)
 
 
-def _receive(comm, message, source: int) -> list | None:
-    """The frames of the matched ``message`` from ``source``, their out-of-band buffers
-    received into fresh buffers, as ``[(kind, payload, length)]``; None for the sender's
-    end of stream."""
-    headers = message.recv()
-    if headers is None:
+def _receive(comm, message, status, source: int) -> list | None:
+    """The frames of the matched ``message`` from ``source`` (``status`` the one its probe
+    filled), their out-of-band buffers received into fresh buffers, as ``[(kind, payload,
+    length)]``; None for the sender's end of stream."""
+    first = bytearray(status.Get_count(MPI.BYTE))
+    message.Recv([first, MPI.BYTE])
+    if not first:
         return None
+    headers = decode_headers(first)
     frames = []
     for kind, payload, sizes in headers:
         if sizes:
@@ -142,11 +266,13 @@ class MpiChannel(wire.FrameChannel):
         if self._inbox is not None:
             return self._inbox.get()
         comm, peer = self.comm, self.peer
-        backoff = Backoff()
+        status = MPI.Status()
+        # A serving rank reads in the thread that runs its consumer: nothing else runs.
+        backoff = Backoff(alone=True)
         while not self._shut:
-            message = comm.improbe(peer, TAG)
+            message = comm.improbe(peer, TAG, status)
             if message is not None:
-                return _receive(comm, message, peer)
+                return _receive(comm, message, status, peer)
             backoff.sleep()
         return None
 
@@ -165,10 +291,15 @@ class MpiChannel(wire.FrameChannel):
             headers.append((kind, bytes(payload), [view.nbytes for view in views]))
             buffers.extend(views)
         self._wait_for_room(deadline)
-        self._in_flight.append((self.comm.issend(headers, self.peer, TAG), None))
+        first = encode_headers(headers)
+        self._in_flight.append((self.comm.Issend([first, MPI.BYTE], self.peer, TAG), first))
         for view in buffers:
             self._wait_for_room(deadline)
             self._in_flight.append((self.comm.Issend([view, MPI.BYTE], self.peer, TAG), view))
+        # An answer may follow: the Postbox that reads for this channel polls for it now.
+        wake = getattr(self._inbox, "wake", None)
+        if wake is not None:
+            wake.set()
 
     def _wait_for_room(self, deadline: float | None) -> None:
         in_flight = self._in_flight
@@ -180,7 +311,7 @@ class MpiChannel(wire.FrameChannel):
                 return
             if self._cancelled:
                 raise BrokenPipeError(errno.EPIPE, "writes to this channel were cancelled")
-            if deadline is not None and time.monotonic() >= deadline:
+            if _given_up(deadline):
                 raise TimeoutError("the peer stopped reading")
             backoff.sleep()
 
@@ -212,7 +343,7 @@ class MpiChannel(wire.FrameChannel):
         if self._writer_closed:
             return
         self._writer_closed = True
-        self._in_flight.append((self.comm.issend(None, self.peer, TAG), None))
+        self._in_flight.append((self.comm.Issend([_EMPTY, MPI.BYTE], self.peer, TAG), _EMPTY))
 
     def shutdown(self) -> None:
         """From any thread: a read waiting in another thread returns EOF."""
@@ -231,11 +362,22 @@ class MpiChannel(wire.FrameChannel):
             self._in_flight.clear()
 
 
+_EMPTY = bytearray()
+
+
+class _Inbox(queue.SimpleQueue):
+    """A Postbox's queue for one rank's channel; ``wake`` is the Postbox's Wake, which the
+    channel sets after each write."""
+
+    __slots__ = ("wake",)
+
+
 class Postbox:
     """Rank 0's one receiver: a thread polls for messages from every one of ``sources``
     (with a back-off), receives each whole, buffers included, and queues its frames for that
     rank's channel (``inbox(rank)``). One polling thread serves any number of ranks, where a
-    thread per rank would wake thousands of times a millisecond.
+    thread per rank would wake thousands of times a millisecond. A channel that writes sets
+    ``wake``, so the answer is polled for at once instead of after the current sleep.
 
     close() waits (up to ``timeout``) until every rank has sent its end of stream, so no
     rank is left waiting for its last message to be received, then stops the thread. If
@@ -244,7 +386,11 @@ class Postbox:
 
     def __init__(self, comm, sources):
         self.comm = comm
-        self._inboxes = {source: queue.SimpleQueue() for source in sources}
+        self.wake = Wake()
+        self._inboxes = {}
+        for source in sources:
+            inbox = self._inboxes[source] = _Inbox()
+            inbox.wake = self.wake
         self._open = len(self._inboxes)    # sources that have not yet ended their stream
         self._closing_at: float | None = None
         self.failure: BaseException | None = None
@@ -258,7 +404,7 @@ class Postbox:
     def _run(self) -> None:
         comm, inboxes = self.comm, self._inboxes
         status = MPI.Status()
-        backoff = Backoff()
+        backoff = Backoff(POSTBOX_LONGEST, wake=self.wake)
         try:
             while True:
                 closing_at = self._closing_at
@@ -271,7 +417,7 @@ class Postbox:
                     continue
                 backoff.reset()
                 source = status.Get_source()
-                frames = _receive(comm, message, source)
+                frames = _receive(comm, message, status, source)
                 if frames is None:
                     self._open -= 1
                 inboxes[source].put(frames)
@@ -282,6 +428,7 @@ class Postbox:
 
     def close(self, timeout: float = 5.0) -> None:
         self._closing_at = time.monotonic() + timeout
+        self.wake.set()
         if self._thread is not threading.current_thread():
             self._thread.join()
 

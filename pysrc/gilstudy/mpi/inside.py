@@ -197,6 +197,10 @@ def relay(comm, address: tuple[str, int], authkey: bytes, max_frame: int) -> Non
     end."""
     import socket
 
+    # Loaded here, the relay reads arrays from the caller into numpy.empty() buffers, which
+    # reuse freed memory, instead of zero-filled bytearrays (see wire's receive buffers).
+    import numpy  # noqa: F401
+
     from gilstudy.mpi.channel import MpiChannel, Postbox
 
     serving = range(comm.Get_size() - 1)
