@@ -301,7 +301,7 @@ def test_small_items_travel_many_to_a_frame():
     with spawn(cc.Count) as consumer:
         for item in small_items(20_000):
             consumer.send(item)
-        frames = consumer._link.flushes
+        frames = consumer._link.sender.flushes
     assert frames <= 40  # 500 items a frame or more, on average
 
 

@@ -199,7 +199,8 @@ def open_link(channel: wire.Channel, peer, setup: bytes, flags: int, *, results,
     to a child's end that has just started, and return the RemoteConsumer that feeds it,
     with ``peer`` (gilstudy.remote.Peer) behind it. A child that ended at once leaves the
     writer broken; its reader thread tells how (CoprocessDied)."""
-    from gilstudy.remote import RemoteConsumer, _Link
+    from gilstudy.link import Link
+    from gilstudy.remote import RemoteConsumer
 
     try:
         if hello:
@@ -209,7 +210,7 @@ def open_link(channel: wire.Channel, peer, setup: bytes, flags: int, *, results,
         broken = True
     else:
         broken = False
-    link = _Link(channel, peer, results=results, where=where, expect_hello=hello,
+    link = Link(channel, peer, results=results, where=where, expect_hello=hello,
                  cleanups=cleanups, max_in_flight=max_in_flight)
     if broken:
         link.break_writer()

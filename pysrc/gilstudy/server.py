@@ -18,7 +18,8 @@ from gilstudy.admission import (MAX_CONNECTIONS, Admission, RefusalLog, format_a
 from gilstudy.errors import AuthenticationError, CoprocessDied
 from gilstudy.farside import run_far_side
 from gilstudy.flow import MAX_IN_FLIGHT
-from gilstudy.remote import RemoteConsumer, _Link
+from gilstudy.link import Link
+from gilstudy.remote import RemoteConsumer
 from gilstudy.transports import CONNECT_TIMEOUT, family, open_socket
 
 __all__ = ["AUTHKEY_ENV", "CONNECT_TIMEOUT", "MAX_CONNECTIONS", "CLOSE_GRACE", "connect",
@@ -134,7 +135,7 @@ def connect(address: tuple[str, int], results: Any = None, *, authkey: bytes | N
         channel.close()
         raise
     sock.settimeout(None)
-    link = _Link(channel, ServerConnection(hello.pid, where), results=results,
+    link = Link(channel, ServerConnection(hello.pid, where), results=results,
                  where=f"connection to {where}", expect_hello=False,
                  max_in_flight=max_in_flight)
     return RemoteConsumer(link)

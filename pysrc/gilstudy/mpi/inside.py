@@ -148,7 +148,8 @@ def world(factory: Callable, *args: Any, results: Any = None, comm=None,
                          "mpiexec -n 2 or more")
     setup = setup_payload(factory, args, max_frame, "world")
     from gilstudy.mpi.channel import MpiChannel, Postbox
-    from gilstudy.remote import RemoteConsumer, _Link
+    from gilstudy.link import Link
+    from gilstudy.remote import RemoteConsumer
 
     shared = _SharedPostbox(comm, Postbox(comm, range(1, size)), size - 1)
     flags = wire.WANT_RESULTS if results is not None else 0
@@ -159,7 +160,7 @@ def world(factory: Callable, *args: Any, results: Any = None, comm=None,
         wire.send_hello(channel, os.getpid(), flags)
         channel.write_frame(wire.SETUP, setup)
         hello = wire.read_hello(channel)
-        link = _Link(channel, RankInJob(rank, hello.pid), results=results, where="MPI job",
+        link = Link(channel, RankInJob(rank, hello.pid), results=results, where="MPI job",
                      expect_hello=False, cleanups=[shared.release])
         return RemoteConsumer(link)
 

@@ -21,7 +21,8 @@ from gilstudy.dispatch import Dispatch, start_runners
 from gilstudy.errors import AuthenticationError, CoprocessDied, MpiUnavailable, ProtocolError
 from gilstudy.mpi.find import find_mpiexec, unavailable_reason
 from gilstudy.processes import check_factory, setup_payload
-from gilstudy.remote import EXIT_TIMEOUT, RemoteConsumer, _Link
+from gilstudy.link import Link
+from gilstudy.remote import EXIT_TIMEOUT, RemoteConsumer
 from gilstudy.transports import CONNECT_TIMEOUT, START_TIMEOUT, family, open_socket
 
 __all__ = ["ranks", "MpiJob", "LaunchedRank", "JOB_VARIABLE", "job_processes"]
@@ -190,7 +191,7 @@ class MpiJob:
         except BaseException:
             channel.close()
             raise
-        link = _Link(channel, LaunchedRank(self, rank, hello.pid), results=results,
+        link = Link(channel, LaunchedRank(self, rank, hello.pid), results=results,
                      where="MPI job", expect_hello=False, cleanups=[self.release])
         return RemoteConsumer(link)
 
