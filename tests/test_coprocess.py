@@ -25,7 +25,7 @@ from gilstudy.consumers import Collect
 from gilstudy.coprocess import (EXIT_TIMEOUT, FLUSH_INTERVAL, Coprocess, CoprocessSender,
                                 RemoteConsumer, connect, parse_address, serve, spawn)
 from gilstudy.errors import (CoprocessDied, CoprocessStalled, ProtocolError, RemoteError,
-                             RemoteTraceback)
+                             RemoteTraceback, WorkerDied)
 
 # Only reached when something deadlocks.
 TIMEOUT = 60
@@ -877,10 +877,11 @@ def test_remote_error_survives_pickling_with_its_facts():
     assert str(copy) == str(error)
 
 
-def test_coprocess_died_survives_pickling_with_its_facts():
-    error = CoprocessDied(123, -9, "its pipe closed", sent=4, acknowledged=2)
+def test_worker_died_survives_pickling_with_its_facts():
+    error = CoprocessDied(123, -9, "its pipe closed", sent=4, acknowledged=2,
+                          where="coprocess 123")
     copy = pickle.loads(pickle.dumps(error))
-    assert type(copy) is CoprocessDied
+    assert type(copy) is CoprocessDied is WorkerDied
     assert (copy.pid, copy.exitcode, copy.signal, copy.detail, copy.sent,
             copy.acknowledged) == (123, -9, 9, "its pipe closed", 4, 2)
     assert str(copy) == str(error) == ("coprocess 123 was killed by signal 9 (4 items sent, 2 "

@@ -17,7 +17,7 @@ from typing import Any, Callable
 import hmac  # noqa: F401
 import traceback  # noqa: F401
 
-from gilstudy.errors import AuthenticationError, CoprocessStalled, PeerGone, ProtocolError
+from gilstudy.errors import AuthenticationError, WorkerStalled, PeerGone, ProtocolError
 
 __all__ = ["Admission", "RefusalLog", "MAX_CONNECTIONS", "LOG_INTERVAL", "format_address",
            "describe_refusal", "log_refusal"]
@@ -49,7 +49,7 @@ _DEPARTURE_WAIT = 0.2
 
 def describe_refusal(exc: BaseException) -> str:
     """Why a connection was dropped before or during its handshake, for the log."""
-    if isinstance(exc, TimeoutError) and not isinstance(exc, CoprocessStalled):
+    if isinstance(exc, TimeoutError) and not isinstance(exc, WorkerStalled):
         return "no handshake in time"
     if isinstance(exc, EOFError):
         return "it closed the connection before its HELLO"

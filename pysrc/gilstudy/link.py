@@ -12,7 +12,7 @@ import threading
 
 from gilstudy import wire
 from gilstudy.batching import Batcher
-from gilstudy.errors import CoprocessDied, CoprocessStalled, RemoteError
+from gilstudy.errors import WorkerDied, WorkerStalled, RemoteError
 from gilstudy.flow import EXIT_TIMEOUT, MAX_IN_FLIGHT, POLL, FlowControl, Patience
 from gilstudy.replies import ReplyReader
 
@@ -103,7 +103,7 @@ class Link:
     def raise_failure(self):
         exc = self.failure
         self.failure_raised = True
-        if isinstance(exc, (RemoteError, CoprocessDied, CoprocessStalled)):
+        if isinstance(exc, (RemoteError, WorkerDied, WorkerStalled)):
             # Facts of this moment; the traceback of an earlier raise would only mislead.
             exc._set_counts(self.sent, self.acknowledged)
             raise exc.with_traceback(None)
@@ -112,15 +112,15 @@ class Link:
     def stall(self, caller: str, patience: Patience,
               what: str = "no item acknowledged and no byte read"):
         """``caller``'s patience ran out: the peer made no progress for its timeout
-        (``what`` says which). Record and raise CoprocessStalled (or the failure recorded
+        (``what`` says which). Record and raise WorkerStalled (or the failure recorded
         first)."""
-        self.fail(CoprocessStalled(self.peer.pid, f"{caller} saw no progress for "
+        self.fail(WorkerStalled(self.peer.pid, f"{caller} saw no progress for "
                                                   f"{patience.timeout:g} s: {what}",
                                    where=self.peer.name))
         self.raise_failure()
 
-    def died(self, exitcode: int | None, detail: str) -> CoprocessDied:
-        return CoprocessDied(self.peer.pid, exitcode, detail, where=self.peer.name)
+    def died(self, exitcode: int | None, detail: str) -> WorkerDied:
+        return WorkerDied(self.peer.pid, exitcode, detail, where=self.peer.name)
 
     def refuse(self, call: str = "send()"):
         """The link halted: raise why."""

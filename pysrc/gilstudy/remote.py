@@ -5,19 +5,23 @@
 # of gilstudy.flow). Whatever runs the far side (a spawned process, a server's connection, a
 # later kind of worker) stands behind it as a Peer: is it alive, how did it end, stop it.
 
+import os
 import weakref
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol, runtime_checkable
 
-from gilstudy import _checks
+from gilstudy import _checks, wire
 from gilstudy._exit_rule import ExitRule
 from gilstudy._waits import interrupts_held
 from gilstudy.batching import FLUSH_INTERVAL
 from gilstudy.flow import EXIT_TIMEOUT, MAX_IN_FLIGHT
 from gilstudy.link import Link, Phase
+from gilstudy.startup import Start
 
-__all__ = ["Peer", "RemoteConsumer", "FLUSH_INTERVAL", "EXIT_TIMEOUT", "MAX_IN_FLIGHT"]
+__all__ = ["Peer", "UnownedPeer", "RemoteConsumer", "open_remote", "FLUSH_INTERVAL",
+           "EXIT_TIMEOUT", "MAX_IN_FLIGHT"]
 
 
+@runtime_checkable
 class Peer(Protocol):
     """What a RemoteConsumer needs from whatever runs the far-side loop for it: a spawned
     process (gilstudy.processes), a server's connection (gilstudy.server), or another kind
@@ -42,6 +46,64 @@ class Peer(Protocol):
     def stop(self, force: bool) -> bool: ...
 
 
+class UnownedPeer:
+    """The Peer of a worker this process does not own: a server's connection (the server's
+    process is not ours) or a rank of the MPI job this process is rank 0 of (MPI gives no
+    rank a way to end another or to see how it ended). Its end cannot be waited for or
+    known from here, so ``wait()`` says None, and ``stop()`` leaves it to end once its
+    channel is closed (False: only closing the channel ends this side of it). ``pid`` is
+    the worker's, as its HELLO said."""
+
+    def __init__(self, name: str, pid: int | None):
+        self.name = name
+        self.pid = pid
+
+    def wait(self, timeout: float) -> int | None:
+        return None
+
+    def stop(self, force: bool) -> bool:
+        return False
+
+    def __repr__(self) -> str:
+        return f"<UnownedPeer {self.name}, pid {self.pid}>"
+
+
+def open_remote(channel: wire.Channel, peer: "Peer | Callable[[wire.Hello], Peer]",
+                start: Start, *, where: str, greet: bool = True,
+                cleanups=()) -> "RemoteConsumer":
+    """The near side's opening, the same for every runner kind: say HELLO on ``channel``
+    (unless ``greet`` is false: a handshake said it already), send SETUP when ``start``
+    (see gilstudy.startup.prepare) carries one, and return the RemoteConsumer that feeds
+    the far side, with ``peer`` behind it. ``where`` names the channel in messages ("pipe",
+    "MPI job"); each of ``cleanups`` is called once the worker has finished.
+
+    ``peer`` is the Peer, or a callable that makes it from the far side's Hello (when the
+    Peer needs its pid): the far side's HELLO is then read here, and what that raises
+    (EOFError, OSError, ProtocolError) reaches the caller, who owns the channel still.
+    Otherwise nothing here waits for the far side: the reader thread reads its HELLO, and a
+    far side that ended at once leaves the writer broken, which the first send() or close()
+    reports (WorkerDied)."""
+    broken = False
+    try:
+        if greet:
+            wire.send_hello(channel, os.getpid(), start.flags)
+        if start.setup is not None:
+            channel.write_frame(wire.SETUP, start.setup)
+    except OSError:
+        if not isinstance(peer, Peer):
+            raise
+        broken = True
+    expect_hello = greet
+    if not isinstance(peer, Peer):
+        peer = peer(wire.read_hello(channel))
+        expect_hello = False
+    link = Link(channel, peer, results=start.results, where=where, expect_hello=expect_hello,
+                cleanups=cleanups, max_in_flight=start.max_in_flight)
+    if broken:
+        link.break_writer()
+    return RemoteConsumer(link)
+
+
 class RemoteConsumer(ExitRule):
     """A consumer running on the far side of a framed channel (in another process, for
     spawn(), coprocesses() and connect()), fed in batches.
@@ -61,9 +123,9 @@ class RemoteConsumer(ExitRule):
 
     Trouble: when the remote consumer raises, the next send() or close() raises
     RemoteError (a ConsumerError; the remote traceback is its ``__cause__``); when the
-    worker dies or the connection drops, CoprocessDied (exit code or signal); when a
+    worker dies or the connection drops, WorkerDied (exit code or signal); when a
     timeout given to send(), flush() or close() passes with no progress from the peer (no
-    item acknowledged, no byte read), CoprocessStalled (a TimeoutError); a consumer that is
+    item acknowledged, no byte read), WorkerStalled (a TimeoutError); a consumer that is
     slow but keeps acknowledging never stalls. All three carry how many items were sent and
     how many the consumer acknowledged: the items after ``acknowledged`` are the ones to
     send again. close() raises such a failure only if no send() raised it before. An item
@@ -120,7 +182,7 @@ class RemoteConsumer(ExitRule):
 
         Most calls only append to the batch; the one that fills it writes it, and waits
         while the peer does not read or while ``max_in_flight`` items are unacknowledged.
-        With ``timeout`` (seconds) such a wait ends with CoprocessStalled once the peer has
+        With ``timeout`` (seconds) such a wait ends with WorkerStalled once the peer has
         made no progress for that long; without, it lasts as long as the peer stalls. A
         send() that raises did not deliver its item."""
         # The hot path is an append and two comparisons; see Batcher.limit. A bad timeout
@@ -149,7 +211,7 @@ class RemoteConsumer(ExitRule):
 
         With ``timeout`` (seconds), when the peer makes no progress for that long (reads
         nothing, acknowledges no item) before its consumer has closed, close() raises
-        CoprocessStalled and leaves the worker as it is; a later close() ends it (within
+        WorkerStalled and leaves the worker as it is; a later close() ends it (within
         EXIT_TIMEOUT, killing it if need be) and abort() ends it at once. Without, close()
         waits as long as the consumer works.
 
