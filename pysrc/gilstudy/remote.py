@@ -105,8 +105,9 @@ def open_remote(channel: wire.Channel, peer: "Peer | Callable[[wire.Hello], Peer
 
 
 class RemoteConsumer(ExitRule):
-    """A consumer running on the far side of a framed channel (in another process, for
-    spawn(), coprocesses() and connect()), fed in batches.
+    """A consumer running on the far side of a framed channel, fed in batches: in another
+    process (spawn(), coprocesses(), connect()), an MPI rank (gilstudy.mpi) or a
+    subinterpreter (gilstudy.interpreters); open_remote() makes one.
 
     ``send(item)`` appends the item to a batch: nothing is pickled or written per item. A
     full batch (sized to make frames of about 64 KiB) is pickled and written by the send
