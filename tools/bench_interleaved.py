@@ -7,7 +7,10 @@ built and installed (``make .venv/.installed-test``). Then
 the benchmarks run in turns, one pytest session per commit and turn, the order flipped every
 turn (A B, B A, A B...). Each commit runs its own copy of bench/bench_coprocess.py. The
 table gives, per benchmark, each commit's median over the turns (items/s; seconds for
-start-up) and the candidate's ratio to the baseline (above 1: the candidate is faster).
+start-up), how far apart its turns were (the largest over the smallest), and the
+candidate's ratio to the baseline (above 1: the candidate is faster). The stream through
+multiprocessing.Queue runs no gilstudy code: its ratio is the control, what the machine
+alone did to the figures.
 
     python3 tools/bench_interleaved.py                      # HEAD against 8187c36, 3 turns
     python3 tools/bench_interleaved.py --baseline 8187c36 --candidate issue22 --turns 5
@@ -26,7 +29,9 @@ import subprocess
 import sys
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
-BENCHMARKS = ("test_one_way_stream and coprocess or test_round_trip_through_two_coprocesses "
+# The coprocess figures, and one control: multiprocessing.Queue's stream runs no gilstudy
+# code, so its ratio shows how far the machine alone moved the figures.
+BENCHMARKS = ("test_one_way_stream or test_round_trip_through_two_coprocesses "
               "or test_spawn_until_first_item_handled")
 
 
@@ -120,15 +125,19 @@ def main(argv: list[str]) -> int:
     print(f"\nbaseline {shas['baseline'][:12]} ({args.baseline}), candidate "
           f"{shas['candidate'][:12]} ({args.candidate}); {args.turns} turns each, "
           f"interleaved; {busy} of {2 * args.turns} sessions on a busy machine")
-    print(f"{'benchmark':62} {'baseline':>12} {'candidate':>12} {'ratio':>7}")
+    print(f"{'benchmark':58} {'baseline':>12} {'spread':>6} {'candidate':>12} {'spread':>6} "
+          f"{'ratio':>6}")
     for name in names:
-        base = statistics.median(run[name] for run in runs["baseline"] if name in run)
-        cand = statistics.median(run[name] for run in runs["candidate"] if name in run)
+        base_runs = [run[name] for run in runs["baseline"] if name in run]
+        cand_runs = [run[name] for run in runs["candidate"] if name in run]
+        base, cand = statistics.median(base_runs), statistics.median(cand_runs)
         start_up = "spawn_until" in name
         unit = "s" if start_up else "/s"
         # Above 1: the candidate is faster (more items a second, fewer seconds to start).
         ratio = base / cand if start_up else cand / base
-        print(f"{name:62} {base:>10.4g}{unit:>2} {cand:>10.4g}{unit:>2} {ratio:>7.3f}")
+        label = f"{name} (control)" if "multiprocessing" in name else name
+        print(f"{label:58} {base:>10.4g}{unit:>2} {max(base_runs) / min(base_runs):>5.2f}x "
+              f"{cand:>10.4g}{unit:>2} {max(cand_runs) / min(cand_runs):>5.2f}x {ratio:>6.3f}")
     return 0
 
 
