@@ -14,6 +14,7 @@ alone did to the figures.
 
     python3 tools/bench_interleaved.py                      # HEAD against 8187c36, 3 turns
     python3 tools/bench_interleaved.py --baseline 8187c36 --candidate issue22 --turns 5
+    python3 tools/bench_interleaved.py --turns 9 --select "round_trip and socket"
 
 Every session first waits up to a minute for idle CPUs (bench/conftest.py) and records
 whether it got them: the table says how many sessions ran on a busy machine. Exit status 0,
@@ -62,10 +63,11 @@ def _tree(sha: str, trees: pathlib.Path) -> pathlib.Path:
     return path
 
 
-def _session(tree: pathlib.Path, out: pathlib.Path) -> dict:
-    """One pytest session of the chosen benchmarks in ``tree``; its pytest-benchmark JSON."""
+def _session(tree: pathlib.Path, out: pathlib.Path, select: str) -> dict:
+    """One pytest session of the benchmarks ``select`` chooses (a pytest -k expression) in
+    ``tree``; its pytest-benchmark JSON."""
     command = [str(tree / ".venv" / "bin" / "python"), "-m", "pytest",
-               "bench/bench_coprocess.py", "-k", BENCHMARKS, "-q", "-p", "no:cacheprovider",
+               "bench/bench_coprocess.py", "-k", select, "-q", "-p", "no:cacheprovider",
                "--benchmark-only", f"--benchmark-json={out}"]
     done = subprocess.run(command, cwd=tree, capture_output=True, text=True)
     if done.returncode != 0:
@@ -92,6 +94,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--baseline", default="8187c36", help="commit to compare against")
     parser.add_argument("--candidate", default="HEAD", help="commit to measure")
     parser.add_argument("--turns", type=int, default=3, help="sessions per commit")
+    parser.add_argument("--select", default=BENCHMARKS,
+                        help="the benchmarks, as a pytest -k expression (default: the stream, "
+                             "round-trip and start-up figures)")
     parser.add_argument("--trees", type=pathlib.Path,
                         default=pathlib.Path.home() / ".cache" / "gilstudy" / "bench-trees",
                         help="where the exported trees go")
@@ -115,7 +120,7 @@ def main(argv: list[str]) -> int:
             order = ("baseline", "candidate") if turn % 2 == 0 else ("candidate", "baseline")
             for role in order:
                 print(f"turn {turn + 1}/{args.turns}: {role} {shas[role][:12]}", flush=True)
-                report = _session(trees[role], out / f"{turn}-{role}.json")
+                report = _session(trees[role], out / f"{turn}-{role}.json", args.select)
                 busy += not _idle(report)
                 runs[role].append(_figures(report))
     except (RuntimeError, subprocess.CalledProcessError) as exc:
