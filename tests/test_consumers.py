@@ -313,10 +313,16 @@ def test_inline_has_nothing_pending():
     assert runner.pending == 0
 
 
-def test_inline_passes_the_consumers_exception_through_unchanged():
+def test_inline_raises_a_consumer_error_caused_by_the_consumers_exception():
     runner = Inline(Failing(bad=1))
-    with pytest.raises(ValueError, match=r"^bad item 1$"):
+    runner.send(0)
+    with pytest.raises(ConsumerError, match=r"^Inline: the consumer's send\(\) raised "
+                                            r"ValueError: bad item 1 \(2 items sent, 1 "
+                                            r"acknowledged\)$") as caught:
         runner.send(1)
+    assert isinstance(caught.value.__cause__, ValueError)
+    assert (caught.value.sent, caught.value.acknowledged) == (2, 1)
+    assert (runner.sent, runner.acknowledged, runner.is_closed) == (2, 1, True)
 
 
 def test_inline_send_after_close_raises():
@@ -329,7 +335,9 @@ def test_inline_send_after_close_raises():
 def test_inline_close_is_idempotent():
     consumer = FailsOnClose("once")
     runner = Inline(consumer)
-    with pytest.raises(OSError, match=r"^once$"):
+    with pytest.raises(ConsumerError, match=r"^Inline: the consumer's close\(\) raised "
+                                            r"OSError: once \(0 items sent, 0 "
+                                            r"acknowledged\)$"):
         runner.close()
     runner.close()
     assert consumer.close_calls == 1
@@ -1076,14 +1084,20 @@ ERRORS = [
     AuthenticationError("wrong key"),
     errors.RemoteTraceback("Traceback (most recent call last): ...\nValueError: bad\n"),
     errors.PeerGone("the sender closed the channel"),
+    errors.RunnerUnavailable("this runner needs something that is missing"),
     errors.MpiUnavailable("gilstudy.mpi needs mpi4py, which is not installed"),
+    errors.SubinterpretersUnavailable("subinterpreter: subinterpreters need Python 3.14",
+                                      name="concurrent.interpreters"),
     errors.CompareError("compare failed", subject="threads-python"),
     errors.ModelFailed("threads-python with 2 workers: repeat 1 failed", "threads-python"),
     errors.WrongAnswer("pool-cython computed a wrong answer", "pool-cython"),
-    errors.InterpreterFailed("--python /x: exited early", "/x"),
+    errors.PythonExecutableFailed("--python /x: exited early", "/x"),
     errors.BrokenWorkerPool("gilstudy.Executor('coprocess', max_workers=2): coprocess 7 was "
                             "killed by signal 9", worker="coprocess 7", exitcode=-9),
 ]
+# The older names of renamed errors: the same classes.
+ALIASES = {"CoprocessDied": "WorkerDied", "CoprocessStalled": "WorkerStalled",
+           "InterpreterFailed": "PythonExecutableFailed"}
 
 
 @pytest.mark.parametrize("error", ERRORS, ids=lambda error: type(error).__name__)
@@ -1095,7 +1109,22 @@ def test_error_pickles_with_its_message_and_facts(error):
 
 
 def test_every_error_class_is_pickle_tested():
-    assert {type(error).__name__ for error in ERRORS} == set(errors.__all__)
+    assert {type(error).__name__ for error in ERRORS} == set(errors.__all__) - set(ALIASES)
+
+
+def test_an_older_error_name_is_the_same_class_as_the_new_one():
+    for old, new in ALIASES.items():
+        assert getattr(errors, old) is getattr(errors, new)
+    assert str(errors.WorkerDied(7, 3)) == "worker 7 exited with code 3"
+
+
+def test_every_missing_runner_support_is_a_runner_unavailable():
+    assert issubclass(errors.MpiUnavailable, errors.RunnerUnavailable)
+    assert issubclass(errors.SubinterpretersUnavailable, errors.RunnerUnavailable)
+    # Both stay what they were: an ImportError, and for subinterpreters a
+    # ModuleNotFoundError.
+    assert issubclass(errors.RunnerUnavailable, ImportError)
+    assert issubclass(errors.SubinterpretersUnavailable, ModuleNotFoundError)
 
 
 def test_a_remote_error_is_a_consumer_error_caused_by_the_remote_traceback():

@@ -26,7 +26,7 @@ from gilstudy.consumers import Collect
 from gilstudy.coprocess import (EXIT_TIMEOUT, FLUSH_INTERVAL, Coprocess, CoprocessSender,
                                 RemoteConsumer, connect, parse_address, serve, spawn)
 from gilstudy.errors import (CoprocessDied, CoprocessStalled, ProtocolError, RemoteError,
-                             RemoteTraceback)
+                             RemoteTraceback, WorkerDied)
 
 # Only reached when something deadlocks.
 TIMEOUT = 60
@@ -302,7 +302,7 @@ def test_small_items_travel_many_to_a_frame():
     with spawn(cc.Count) as consumer:
         for item in small_items(20_000):
             consumer.send(item)
-        frames = consumer._link.flushes
+        frames = consumer._link.sender.flushes
     assert frames <= 40  # 500 items a frame or more, on average
 
 
@@ -884,10 +884,11 @@ def test_remote_error_survives_pickling_with_its_facts():
     assert str(copy) == str(error)
 
 
-def test_coprocess_died_survives_pickling_with_its_facts():
-    error = CoprocessDied(123, -9, "its pipe closed", sent=4, acknowledged=2)
+def test_worker_died_survives_pickling_with_its_facts():
+    error = CoprocessDied(123, -9, "its pipe closed", sent=4, acknowledged=2,
+                          where="coprocess 123")
     copy = pickle.loads(pickle.dumps(error))
-    assert type(copy) is CoprocessDied
+    assert type(copy) is CoprocessDied is WorkerDied
     assert (copy.pid, copy.exitcode, copy.signal, copy.detail, copy.sent,
             copy.acknowledged) == (123, -9, 9, "its pipe closed", 4, 2)
     assert str(copy) == str(error) == ("coprocess 123 was killed by signal 9 (4 items sent, 2 "

@@ -1,5 +1,6 @@
-# One table of deliberately broken cases, run against every kind of runner: a thread, a
-# coprocess over each transport, a connection to `gilstudy serve`, and a subinterpreter. The cases: an item
+# One table of deliberately broken cases, run against every kind of runner: inline, a thread,
+# a coprocess over each transport, a connection to `gilstudy serve`, a subinterpreter, an MPI
+# rank, and the toy runner of docs/guide/new-runner.md. The cases: an item
 # that fails to pickle, one that fails to unpickle on the far side, a consumer that raises,
 # a worker killed with SIGKILL, one that segfaults, one that exits early, one that stops
 # reading and one that stops finishing. Each states what the caller sees and how soon; the
@@ -21,7 +22,8 @@ from typing import Callable, NamedTuple
 import pytest
 
 import _coprocess_consumers as cc
-from gilstudy.consumers import ConsumerThread
+import _toy_runner
+from gilstudy.consumers import ConsumerThread, Inline
 from gilstudy.coprocess import EXIT_TIMEOUT, TRANSPORTS, connect, parse_address, spawn
 from gilstudy.server import CLOSE_GRACE
 from gilstudy.errors import ConsumerError, CoprocessDied, CoprocessStalled, RemoteError
@@ -77,6 +79,9 @@ FAULTS = {
 _THREAD_DIES_WITH_US = ("a thread cannot die alone: a signal, a segfault or os._exit ends "
                         "the whole process, the caller's included")
 _NOTHING_PICKLED = "a thread is handed the object itself: nothing is pickled or unpickled"
+_INLINE_NOTHING_PICKLED = "inline, the consumer is called with the object itself"
+_INLINE_NO_WORKER = ("inline, the consumer runs in the caller's thread: there is no worker "
+                     "to die, to stop reading or to stall, and no timeout")
 _NO_TIMEOUT = ("a thread's send() and close() take no timeout: back-pressure blocks send() "
                "while maxsize items wait, and close() waits for the consumer")
 # A server's process is not ours: how it ended cannot be known from the connection.
@@ -100,8 +105,22 @@ def _assert_reaped(pid: int) -> None:
         os.waitpid(pid, os.WNOHANG)
 
 
+def _start_inline(factory, args, results=None) -> Started:
+    return Started(Inline(factory(*args), results=results), lambda: None)
+
+
 def _start_thread(factory, args, results=None) -> Started:
     return Started(ConsumerThread(factory(*args), results=results), lambda: None)
+
+
+def _start_pipe_thread(factory, args, results=None) -> Started:
+    runner = _toy_runner.pipe_thread(factory, *args, results=results)
+
+    def end() -> None:
+        # Its far side has ended, and with it the thread that ran it.
+        assert runner.peer.wait(TIMEOUT) is not None, f"{runner.peer.name} still runs"
+
+    return Started(runner, end)
 
 
 def _start_coprocess(transport):
@@ -184,7 +203,18 @@ def _assert_nothing_left(mpi, marker: str) -> None:
     assert mpi.job_processes(marker) == set()
 
 
+_PIPE_THREAD_DIES_WITH_US = ("the toy runner's far side is a thread of this process: a "
+                             "signal, a segfault or os._exit ends the caller too")
+_PIPE_THREAD_NOT_KILLABLE = ("the case's consumer sleeps for an hour, and a thread cannot be "
+                             "killed, so it would outlive the test")
+
 RUNNERS = {
+    "inline": RunnerKind(_start_inline, {
+        "item-fails-to-pickle": _INLINE_NOTHING_PICKLED,
+        "item-fails-to-unpickle": _INLINE_NOTHING_PICKLED,
+        "SIGKILL-mid-stream": _INLINE_NO_WORKER, "segfault": _INLINE_NO_WORKER,
+        "os._exit-early": _INLINE_NO_WORKER, "stops-reading": _INLINE_NO_WORKER,
+        "stops-finishing": _INLINE_NO_WORKER}, {}),
     "thread": RunnerKind(_start_thread, {
         "item-fails-to-pickle": _NOTHING_PICKLED, "item-fails-to-unpickle": _NOTHING_PICKLED,
         "SIGKILL-mid-stream": _THREAD_DIES_WITH_US, "segfault": _THREAD_DIES_WITH_US,
@@ -199,6 +229,10 @@ RUNNERS = {
         "os._exit-early": _INTERPRETER_DIES_WITH_US, "stops-reading": _INTERPRETER_NOT_KILLABLE,
         "stops-finishing": _INTERPRETER_NOT_KILLABLE}, {}, (pytest.mark.subinterpreters,)),
     "mpi-rank": RunnerKind(_start_mpi_rank, {}, {}),
+    "pipe-thread": RunnerKind(_start_pipe_thread, {
+        "SIGKILL-mid-stream": _PIPE_THREAD_DIES_WITH_US, "segfault": _PIPE_THREAD_DIES_WITH_US,
+        "os._exit-early": _PIPE_THREAD_DIES_WITH_US, "stops-reading": _PIPE_THREAD_NOT_KILLABLE,
+        "stops-finishing": _PIPE_THREAD_NOT_KILLABLE}, {}),
 }
 
 

@@ -1,5 +1,6 @@
 # How gilstudy's modules import each other: no cycle (the graph is read from the source, and
-# an import inside a function counts: a lazy import must not hide one), each compare and
+# an import inside a function counts: a lazy import must not hide one), no module takes
+# another's underscore names, no class is too long to read at once, each compare and
 # experiments module imports alone in a fresh interpreter, and importing the registry is
 # enough to find the built-in models.
 
@@ -27,6 +28,11 @@ def _module_name(path: pathlib.Path) -> str:
 
 
 MODULES = {_module_name(path): path for path in sorted(PACKAGE.rglob("*.py"))}
+# Every module, compiled ones (gilstudy.kernels._ckernels) included: importing a module is
+# never taking another module's private name, even when the module's own name starts with
+# "_" (a module private to the package, such as gilstudy._checks).
+ALL_MODULES = set(MODULES) | {_module_name(path.with_name(path.name.split(".")[0] + ".py"))
+                              for path in PACKAGE.rglob("*.so")}
 
 
 def _is_type_checking(node: ast.If) -> bool:
@@ -89,6 +95,50 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 GRAPH = {name: _imported_modules(name, path) for name, path in MODULES.items()}
 
 
+def _is_private(name: str) -> bool:
+    return name.startswith("_") and not (name.startswith("__") and name.endswith("__"))
+
+
+def _private_names_taken(name: str, path: pathlib.Path) -> set[str]:
+    """Where module ``name`` takes an underscore name of another gilstudy module, as
+    "module: other._name": imported (``from gilstudy.wire import _permits``) or read as an
+    attribute of a module it imported (``wire._permits``). Every import counts, those for
+    type checkers too; submodules (``from gilstudy import _checks``) are modules, not
+    names, and do not."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    tree = ast.parse(path.read_text(), str(path))
+    taken, aliases = set(), {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name in ALL_MODULES and alias.asname:
+                    aliases[alias.asname] = alias.name
+            continue
+        if not isinstance(node, ast.ImportFrom):
+            continue
+        base = node.module or ""
+        if node.level:
+            anchor = package.split(".")[:len(package.split(".")) - node.level + 1]
+            base = ".".join(anchor + ([base] if base else []))
+        for alias in node.names:
+            full = f"{base}.{alias.name}"
+            if full in ALL_MODULES:
+                aliases[alias.asname or alias.name] = full
+            elif base in ALL_MODULES and base != name and _is_private(alias.name):
+                taken.add(f"{name}: {full}")
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+                and node.value.id in aliases and _is_private(node.attr)):
+            module = aliases[node.value.id]
+            if f"{module}.{node.attr}" not in ALL_MODULES and module != name:
+                taken.add(f"{name}: {module}.{node.attr}")
+    return taken
+
+
+PRIVATE_NAMES_TAKEN = {leak for name, path in MODULES.items()
+                       for leak in _private_names_taken(name, path)}
+
+
 def test_the_import_graph_is_read_from_the_source():
     assert "gilstudy.compare.registry" in GRAPH["gilstudy.compare.models"]
     assert "gilstudy.compare.runner" in GRAPH["gilstudy.compare.child"]
@@ -103,6 +153,37 @@ def test_the_cycle_finder_finds_a_cycle():
 
 def test_no_module_of_gilstudy_imports_itself_back_not_even_inside_a_function():
     assert _cycles(GRAPH) == []
+
+
+def test_the_private_name_finder_finds_imports_and_attributes(tmp_path):
+    module = tmp_path / "probe.py"
+    module.write_text("from gilstudy.wire import _permits, Channel\n"
+                      "from gilstudy import wire, _checks\n"
+                      "import gilstudy.shared as shared\n"
+                      "from gilstudy import __version__\n"
+                      "wire._receive_buffer(1); shared._private; _checks.timeout; wire.__name__\n")
+    assert _private_names_taken("gilstudy.probe", module) == {
+        "gilstudy.probe: gilstudy.wire._permits", "gilstudy.probe: gilstudy.wire._receive_buffer",
+        "gilstudy.probe: gilstudy.shared._private"}
+
+
+def test_no_module_of_gilstudy_takes_another_modules_underscore_names():
+    assert sorted(PRIVATE_NAMES_TAKEN) == []
+
+
+# A class longer than this cannot be read at once: split it by job.
+LONGEST_CLASS = 250
+
+
+def test_no_class_is_too_long_to_read_at_once():
+    long_classes = []
+    for name, path in MODULES.items():
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ClassDef):
+                length = node.end_lineno - node.lineno + 1
+                if length > LONGEST_CLASS:
+                    long_classes.append(f"{name}.{node.name}: {length} lines")
+    assert long_classes == []
 
 
 @pytest.mark.timeout(TIMEOUT)

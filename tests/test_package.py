@@ -18,10 +18,36 @@ def test_every_public_name_resolves():
 def test_public_names_come_from_their_modules():
     from gilstudy.consumers import Dispatch
     from gilstudy.coprocess import spawn
-    from gilstudy.errors import CoprocessDied
+    from gilstudy.errors import WorkerDied
+    from gilstudy.mpi import ranks
 
     assert gilstudy.Dispatch is Dispatch and gilstudy.spawn is spawn
-    assert gilstudy.CoprocessDied is CoprocessDied
+    assert gilstudy.WorkerDied is WorkerDied and gilstudy.ranks is ranks
+
+
+def test_all_holds_the_consumer_interface_the_runner_starters_compare_and_the_errors():
+    from gilstudy import errors
+
+    consumer_interface = {"Consumer", "Runner", "Collect", "Inline", "ConsumerThread",
+                          "coroutine", "threads", "Dispatch", "Broadcast", "start_runners"}
+    starters = {"spawn", "coprocesses", "connect", "serve", "subinterpreter",
+                "subinterpreters", "ranks", "world"}
+    # Every error but the older names of renamed ones, and PeerGone, which never reaches a
+    # caller, and RemoteTraceback, which is only ever a RemoteError's __cause__.
+    error_names = set(errors.__all__) - {"CoprocessDied", "CoprocessStalled",
+                                         "InterpreterFailed", "PeerGone", "RemoteTraceback"}
+    assert set(gilstudy.__all__) == ({"__version__", "compare"} | consumer_interface
+                                     | starters | error_names)
+
+
+def test_a_name_dropped_from_the_top_level_still_resolves_but_is_not_listed():
+    from gilstudy.errors import CoprocessDied
+    from gilstudy.shared import shared_array
+
+    assert gilstudy.shared_array is shared_array and gilstudy.CoprocessDied is CoprocessDied
+    for name in ("shared_array", "CoprocessDied", "RemoteConsumer", "wire"):
+        assert name not in gilstudy.__all__
+    assert "shared_array" not in dir(gilstudy)
 
 
 def test_unknown_names_raise_attribute_error():

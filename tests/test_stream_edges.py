@@ -58,7 +58,7 @@ class PausingBatch(list):
 
 
 def with_batch(consumer, batch: PausingBatch):
-    consumer._link.batch = consumer._batch = batch
+    consumer._link.sender.batch = consumer._batch = batch
     return consumer
 
 

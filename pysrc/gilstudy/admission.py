@@ -18,7 +18,7 @@ from typing import Any, Callable
 import hmac  # noqa: F401
 import traceback  # noqa: F401
 
-from gilstudy.errors import AuthenticationError, CoprocessStalled, PeerGone, ProtocolError
+from gilstudy.errors import AuthenticationError, WorkerStalled, PeerGone, ProtocolError
 
 __all__ = ["Admission", "RefusalLog", "MAX_CONNECTIONS", "LOG_INTERVAL", "format_address",
            "describe_refusal", "log_refusal"]
@@ -50,7 +50,7 @@ _DEPARTURE_WAIT = 0.2
 
 def describe_refusal(exc: BaseException) -> str:
     """Why a connection was dropped before or during its handshake, for the log."""
-    if isinstance(exc, TimeoutError) and not isinstance(exc, CoprocessStalled):
+    if isinstance(exc, TimeoutError) and not isinstance(exc, WorkerStalled):
         return "no handshake in time"
     if isinstance(exc, EOFError):
         return "it closed the connection before its HELLO"
@@ -131,6 +131,90 @@ class RefusalLog:
             log_refusal("%s", summary)
 
 
+class _Watch:
+    """What the accept loop waits on: the listening socket, unless it rests, and a socket
+    pair that wake() writes to from any thread. After accept() or a thread's start failed
+    for want of resources, the listener rests: from _FIRST_PAUSE, doubling while it keeps
+    failing, up to _MAX_PAUSE."""
+
+    def __init__(self, listener: socket.socket):
+        self.listener = listener
+        listener.setblocking(False)
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(self._wake_r, selectors.EVENT_READ)
+        self._selector.register(listener, selectors.EVENT_READ)
+        self.listening = True
+        self.pause = 0.0
+        self._resume_at = 0.0
+
+    def wake(self) -> None:
+        try:
+            self._wake_w.send(b"x")
+        except OSError:
+            pass  # already woken (the buffer is full), or closed
+
+    def wait(self, wait: float | None) -> bool:
+        """Wait up to ``wait`` seconds (None: until something happens), never past the end
+        of a rest; return whether the listener has a connection to accept (a rest that is
+        over ends here)."""
+        if not self.listening:
+            wait = _sooner(wait, self._resume_at - time.monotonic())
+        ready = {key.fileobj for key, _ in self._selector.select(
+            None if wait is None else max(0.0, wait))}
+        if self._wake_r in ready:
+            try:
+                while self._wake_r.recv(4096):
+                    pass
+            except BlockingIOError:
+                pass
+        return self.listener in ready
+
+    def resume_if_rested(self) -> None:
+        if not self.listening and time.monotonic() >= self._resume_at:
+            self.listening = True
+            self._selector.register(self.listener, selectors.EVENT_READ)
+
+    def rest(self) -> None:
+        """Stop watching the listener for the next pause (see the class)."""
+        self.pause = min(self.pause * 2 or _FIRST_PAUSE, _MAX_PAUSE)
+        self._resume_at = time.monotonic() + self.pause
+        if self.listening:
+            self.listening = False
+            self._selector.unregister(self.listener)
+
+    def close(self) -> None:
+        self._selector.close()
+        self.listener.close()
+        self._wake_r.close()
+        self._wake_w.close()
+
+
+def _note_failure(log: RefusalLog, reason: str | None, where: str, exc: Exception) -> None:
+    """Log why the connection from ``where`` failed with ``exc``: ``reason`` is why it
+    was told to leave (None: it was not)."""
+    if reason == "closing":
+        return
+    if reason is not None:
+        kind = ("connections that gave way to newer ones"
+                if reason.startswith("it gave way") else
+                "connections dropped for no handshake in time")
+        log.note(kind, f"dropped a connection from {where}: {reason}")
+    elif isinstance(exc, AuthenticationError):
+        log.note("connections refused for their key",
+                 f"refused a connection from {where}: {describe_refusal(exc)}")
+    elif isinstance(exc, (ProtocolError, TimeoutError)):
+        log.note("connections dropped for breaking the protocol",
+                 f"dropped a connection from {where}: {describe_refusal(exc)}")
+    elif not isinstance(exc, (PeerGone, EOFError, OSError)):
+        # Not the peer's doing (the consumer's factory failed to import, memory ran
+        # out...): that connection ends, the others go on.
+        log.note("connections dropped for an error here",
+                 f"dropped a connection from {where}: {type(exc).__name__}: {exc}")
+
+
 class _Guest:
     """One admitted socket: its peer, its thread, the end of its handshake deadline,
     whether the handshake is done, and why it was told to leave (None while it may stay)."""
@@ -144,6 +228,15 @@ class _Guest:
         self.deadline = deadline
         self.admitted = False
         self.evicted: str | None = None
+
+    def evict(self, reason: str) -> None:
+        """Tell it to leave, for ``reason`` (under the Admission's lock): its thread's
+        reads and writes fail at once, and it leaves on its own."""
+        self.evicted = reason
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
 
 class Admission:
@@ -175,7 +268,7 @@ class Admission:
                  handshake: Callable[[Any], Any], admitted: Callable[[Any, Any], bool],
                  max_connections: int, handshake_timeout: float, log: RefusalLog,
                  thread_name: str):
-        self._listener = listener
+        self._watch = _Watch(listener)
         self._open = open
         self._handshake = handshake
         self._admitted = admitted
@@ -183,16 +276,6 @@ class Admission:
         self.handshake_timeout = handshake_timeout
         self.log = log
         self._thread_name = thread_name
-        listener.setblocking(False)
-        self._wake_r, self._wake_w = socket.socketpair()
-        self._wake_r.setblocking(False)
-        self._wake_w.setblocking(False)
-        self._selector = selectors.DefaultSelector()
-        self._selector.register(self._wake_r, selectors.EVENT_READ)
-        self._selector.register(listener, selectors.EVENT_READ)
-        self._listening = True
-        self._pause = 0.0
-        self._resume_at = 0.0
         self._lock = threading.Lock()
         # In arrival order: the oldest handshake gives way first. A guest leaves the list
         # before its socket is closed, so every socket in it is open.
@@ -213,10 +296,7 @@ class Admission:
 
     def wake(self) -> None:
         """From any thread: make the current turn() return now."""
-        try:
-            self._wake_w.send(b"x")
-        except OSError:
-            pass  # already woken (the buffer is full), or closed
+        self._watch.wake()
 
     # The accept loop ----------------------------------------------------------------------
 
@@ -230,24 +310,14 @@ class Admission:
                          if not guest.admitted and guest.evicted is None]
         if deadlines:
             wait = _sooner(wait, min(deadlines) - now)
-        if not self._listening:
-            wait = _sooner(wait, self._resume_at - now)
         wait = _sooner(wait, self.log.tick())
-        ready = {key.fileobj for key, _ in self._selector.select(
-            None if wait is None else max(0.0, wait))}
-        if self._wake_r in ready:
-            try:
-                while self._wake_r.recv(4096):
-                    pass
-            except BlockingIOError:
-                pass
+        watch = self._watch
+        can_accept = watch.wait(wait)
         self._expire_handshakes()
-        if not self._listening and time.monotonic() >= self._resume_at:
-            self._listening = True
-            self._selector.register(self._listener, selectors.EVENT_READ)
-        if self._listening and self._listener in ready:
+        watch.resume_if_rested()
+        if watch.listening and can_accept:
             for _ in range(_ACCEPTS_PER_TURN):
-                if not self._accept_one() or not self._listening:
+                if not self._accept_one() or not watch.listening:
                     break
 
     def _expire_handshakes(self) -> None:
@@ -255,13 +325,13 @@ class Admission:
         with self._lock:
             for guest in self._guests:
                 if not guest.admitted and guest.evicted is None and now >= guest.deadline:
-                    self._evict(guest, f"no handshake within {self.handshake_timeout:g} s")
+                    guest.evict(f"no handshake within {self.handshake_timeout:g} s")
 
     def _accept_one(self) -> bool:
         """Take one connection from the backlog; False when there was none to take (or
         the listener must rest)."""
         try:
-            sock, peer = self._listener.accept()
+            sock, peer = self._watch.listener.accept()
         except (BlockingIOError, InterruptedError):
             return False
         except OSError as exc:
@@ -274,9 +344,10 @@ class Admission:
                                                        "handshake gave way")
                 self._await_departure()
                 return True
-            self._rest(self._pause * 2 or _FIRST_PAUSE)
+            self._watch.rest()
             self.log.note("failed accept() calls", f"accept() failed: {exc.strerror}; "
-                                                   f"accepting again in {self._pause:g} s")
+                                                   f"accepting again in "
+                                                   f"{self._watch.pause:g} s")
             return False
         where = format_address(*peer[:2])
         with self._lock:
@@ -312,7 +383,7 @@ class Admission:
             else:
                 with self._lock:
                     self._threads.add(thread)
-                self._pause = 0.0  # resources are back: the next failure rests briefly
+                self._watch.pause = 0.0  # resources are back: a next failure rests briefly
                 return
             finally:
                 # Ended threads let go of their Thread objects here: on 3.13 a thread's
@@ -335,11 +406,11 @@ class Admission:
                 continue
             break
         sock.close()
-        self._rest(self._pause * 2 or _FIRST_PAUSE)
+        self._watch.rest()
         self.log.note("threads that could not be started",
                       f"cannot start a thread for a connection from "
                       f"{format_address(*peer[:2])}: {failure}; closed it, accepting again "
-                      f"in {self._pause:g} s")
+                      f"in {self._watch.pause:g} s")
 
     def _await_departure(self) -> None:
         """Wait (up to _DEPARTURE_WAIT) for a connection's thread to end: the one that was
@@ -353,26 +424,9 @@ class Admission:
         with self._lock:
             for guest in self._guests:
                 if not guest.admitted and guest.evicted is None:
-                    self._evict(guest, reason)
+                    guest.evict(reason)
                     return True
         return False
-
-    @staticmethod
-    def _evict(guest: _Guest, reason: str) -> None:
-        # Under the lock. Its thread's reads and writes fail at once; it leaves on its own.
-        guest.evicted = reason
-        try:
-            guest.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-
-    def _rest(self, pause: float) -> None:
-        """Stop watching the listener for ``pause`` seconds (capped at _MAX_PAUSE)."""
-        self._pause = min(pause, _MAX_PAUSE)
-        self._resume_at = time.monotonic() + self._pause
-        if self._listening:
-            self._listening = False
-            self._selector.unregister(self._listener)
 
     # Each connection's thread -------------------------------------------------------------
 
@@ -390,7 +444,7 @@ class Admission:
             guest.sock.settimeout(None)
             kept = self._admitted(channel, hello)
         except Exception as exc:
-            self._note_failure(guest, where, exc)
+            _note_failure(self.log, guest.evicted, where, exc)
         finally:
             with self._lock:
                 self._guests.remove(guest)
@@ -406,27 +460,6 @@ class Admission:
                 pass  # a departure is already pending
             self.wake()
 
-    def _note_failure(self, guest: _Guest, where: str, exc: Exception) -> None:
-        reason = guest.evicted
-        if reason == "closing":
-            return
-        if reason is not None:
-            kind = ("connections that gave way to newer ones"
-                    if reason.startswith("it gave way") else
-                    "connections dropped for no handshake in time")
-            self.log.note(kind, f"dropped a connection from {where}: {reason}")
-        elif isinstance(exc, AuthenticationError):
-            self.log.note("connections refused for their key",
-                          f"refused a connection from {where}: {describe_refusal(exc)}")
-        elif isinstance(exc, (ProtocolError, TimeoutError)):
-            self.log.note("connections dropped for breaking the protocol",
-                          f"dropped a connection from {where}: {describe_refusal(exc)}")
-        elif not isinstance(exc, (PeerGone, EOFError, OSError)):
-            # Not the peer's doing (the consumer's factory failed to import, memory ran
-            # out...): that connection ends, the others go on.
-            self.log.note("connections dropped for an error here",
-                          f"dropped a connection from {where}: {type(exc).__name__}: {exc}")
-
     # Closing ------------------------------------------------------------------------------
 
     def close(self, grace: float | None) -> list[threading.Thread]:
@@ -438,16 +471,13 @@ class Admission:
         with self._lock:
             for guest in self._guests:
                 if guest.evicted is None:
-                    self._evict(guest, "closing")
+                    guest.evict("closing")
                 else:
                     guest.evicted = "closing"
             threads = [thread for thread in self._threads if thread.is_alive()]
         if not self._closed:
             self._closed = True
-            self._selector.close()
-            self._listener.close()
-            self._wake_r.close()
-            self._wake_w.close()
+            self._watch.close()
         give_up = None if grace is None else time.monotonic() + grace
         for thread in threads:
             thread.join(None if give_up is None else max(0.0, give_up - time.monotonic()))

@@ -188,8 +188,11 @@ class Inline(ExitRule):
     ``results`` when given and dropped otherwise; the runner's own ``send`` and ``close``
     return None, like every runner's.
 
-    Nothing crosses a thread, so the consumer's exceptions reach the caller unchanged
-    (not wrapped in ConsumerError). ``close()`` is idempotent; ``send`` after it raises
+    A consumer that raises is a ConsumerError here too, as on every runner (the rule of
+    gilstudy.errors): the ``send`` or ``close`` that called it raises ConsumerError, with
+    the consumer's own exception as the ``__cause__`` and the counts ``sent`` (the failing
+    item included) and ``acknowledged`` (the items the consumer handled). The runner is
+    then closed, its consumer unclosed. ``close()`` is idempotent; ``send`` after it raises
     ValueError. ``abort()`` marks it closed without closing the consumer.
 
     >>> from gilstudy.examples import Countdown
@@ -207,11 +210,23 @@ class Inline(ExitRule):
         self._consumer = consumer
         self._results = results
         self._is_closed = False
+        self._sent = 0
+        self._failed = False   # the consumer's send() raised
 
     @property
     def consumer(self) -> Consumer:
         """The consumer this runner runs."""
         return self._consumer
+
+    @property
+    def sent(self) -> int:
+        """Items passed to send() so far."""
+        return self._sent
+
+    @property
+    def acknowledged(self) -> int:
+        """Items the consumer has handled (all sent, but one that raised)."""
+        return self._sent - 1 if self._failed else self._sent
 
     @property
     def results(self) -> Consumer | None:
@@ -240,7 +255,11 @@ class Inline(ExitRule):
         """
         if self._is_closed:
             raise ValueError("send on a closed Inline runner")
-        result = self._consumer.send(item)
+        self._sent += 1
+        try:
+            result = self._consumer.send(item)
+        except Exception as exc:
+            raise self._failure("send()", exc, handled=self._sent - 1) from exc
         if result is not None and self._results is not None:
             self._results.send(result)
 
@@ -249,9 +268,19 @@ class Inline(ExitRule):
         if self._is_closed:
             return
         self._is_closed = True
-        result = self._consumer.close()
+        try:
+            result = self._consumer.close()
+        except Exception as exc:
+            raise self._failure("close()", exc, handled=self._sent) from exc
         if result is not None and self._results is not None:
             self._results.send(result)
+
+    def _failure(self, where: str, exc: Exception, handled: int) -> ConsumerError:
+        self._is_closed = True
+        self._failed = where == "send()"
+        return ConsumerError(f"Inline: the consumer's {where} raised {type(exc).__name__}: "
+                             f"{exc} ({self._sent} items sent, {handled} acknowledged)",
+                             sent=self._sent, acknowledged=handled)
 
     def abort(self) -> None:
         """Mark the runner closed without closing the consumer."""

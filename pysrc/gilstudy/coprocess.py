@@ -2,8 +2,12 @@
 pickled items. The work is done by modules with one job each, re-exported here::
 
   gilstudy.stream      the plain protocol (CoprocessSender, Coprocess): a bare pickle stream
-  gilstudy.remote      RemoteConsumer, the framed sending end, and the Peer interface
-  gilstudy.farside     the loop every worker runs on the far side of a framed channel
+  gilstudy.remote      RemoteConsumer, the framed sending end, the Peer interface, and
+                       open_remote(), the near side's opening for every kind of runner
+  gilstudy.link        what stands behind a RemoteConsumer (gilstudy.batching: the batch
+                       and its flusher; gilstudy.replies: the reader; gilstudy.flow)
+  gilstudy.startup     the start-up checks, and the SETUP frame that carries the factory
+  gilstudy.farside     the far side's entry and loop, the same for every kind of worker
   gilstudy.transports  pipe, FIFO and socket, both ends of each
   gilstudy.processes   spawn() and coprocesses(), and the spawned child's entry point
   gilstudy.server      serve(), connect() and the `gilstudy serve` command

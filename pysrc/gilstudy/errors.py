@@ -11,15 +11,20 @@ __all__ = [
     "ConsumerError",
     "RemoteError",
     "RemoteTraceback",
+    "WorkerDied",
+    "WorkerStalled",
     "CoprocessDied",
     "CoprocessStalled",
     "ProtocolError",
     "AuthenticationError",
     "PeerGone",
+    "RunnerUnavailable",
     "MpiUnavailable",
+    "SubinterpretersUnavailable",
     "CompareError",
     "ModelFailed",
     "WrongAnswer",
+    "PythonExecutableFailed",
     "InterpreterFailed",
     "BrokenWorkerPool",
 ]
@@ -107,12 +112,14 @@ class RemoteError(ConsumerError):
                              self.sent, self.acknowledged, self.where))
 
 
-class CoprocessDied(_DeliveryCounts, GilstudyError, ChildProcessError):
-    """A worker outside this interpreter ended before it was closed (killed, crashed,
-    exited early, or its connection dropped).
+class WorkerDied(_DeliveryCounts, GilstudyError, ChildProcessError):
+    """A worker outside this interpreter (a coprocess, a server's connection, an MPI rank,
+    a subinterpreter) ended before it was closed: killed, crashed, exited early, or its
+    connection dropped. ``CoprocessDied`` is the same class, its older name.
 
     ``exitcode`` is its exit status, or ``-N`` when signal N ended it (``signal`` is then
-    N); None when unknown. ``where`` names it ("coprocess 1234" by default).
+    N); None when unknown. ``where`` names it ("coprocess 1234", "MPI rank 2",
+    "subinterpreter 1"; "worker PID" when not given).
     """
 
     def __init__(self, pid: int | None, exitcode: int | None, detail: str = "",
@@ -133,7 +140,7 @@ class CoprocessDied(_DeliveryCounts, GilstudyError, ChildProcessError):
             how = "stopped answering"
         else:
             how = f"exited with code {self.exitcode}"
-        who = self.where or f"coprocess {self.pid}"
+        who = self.where or f"worker {self.pid}"
         text = f"{who} {how}{self._counts_text()}"
         return f"{text}: {self.detail}" if self.detail else text
 
@@ -142,10 +149,10 @@ class CoprocessDied(_DeliveryCounts, GilstudyError, ChildProcessError):
                              self.where))
 
 
-class CoprocessStalled(_DeliveryCounts, GilstudyError, TimeoutError):
+class WorkerStalled(_DeliveryCounts, GilstudyError, TimeoutError):
     """A worker outside this interpreter did not keep up within the timeout given to
     ``send``, ``flush`` or ``close``: it stopped reading, or its consumer did not finish in
-    time.
+    time. ``CoprocessStalled`` is the same class, its older name.
 
     The worker is left as it was, its consumer unclosed, and every later ``send`` raises
     this again: ``abort()`` ends it at once, ``close()`` within EXIT_TIMEOUT. ``detail``
@@ -161,11 +168,16 @@ class CoprocessStalled(_DeliveryCounts, GilstudyError, TimeoutError):
         super().__init__(str(self))
 
     def __str__(self) -> str:
-        who = self.where or f"coprocess {self.pid}"
+        who = self.where or f"worker {self.pid}"
         return f"{who} stalled{self._counts_text()}: {self.detail}"
 
     def __reduce__(self):
         return (type(self), (self.pid, self.detail, self.sent, self.acknowledged, self.where))
+
+
+# The older names, kept: the same classes, so either name catches both.
+CoprocessDied = WorkerDied
+CoprocessStalled = WorkerStalled
 
 
 class ProtocolError(GilstudyError, ValueError):
@@ -185,9 +197,22 @@ class PeerGone(GilstudyError, ConnectionError):
     it never reaches a caller of the public API."""
 
 
-class MpiUnavailable(GilstudyError, ImportError):
+class RunnerUnavailable(GilstudyError, ImportError):
+    """A kind of runner cannot run here: what it needs (a library, a program, a Python
+    version) is missing. The rule of every runner kind whose support may be missing: its
+    starters raise a subclass of this, before anything starts, and the message says what
+    is missing and how to get it."""
+
+
+class MpiUnavailable(RunnerUnavailable):
     """gilstudy.mpi cannot run here: mpi4py, or an mpiexec to start ranks with, is missing.
     The message says which, and that ``pip install 'gilstudy[mpi]'`` brings both."""
+
+
+class SubinterpretersUnavailable(RunnerUnavailable, ModuleNotFoundError):
+    """Subinterpreters cannot run here: this Python has no concurrent.interpreters (it
+    came with 3.14). The message names the version needed. A ModuleNotFoundError too, as
+    it was before it had a name of its own."""
 
 
 class CompareError(GilstudyError, RuntimeError):
@@ -213,9 +238,14 @@ class WrongAnswer(CompareError):
     of the table."""
 
 
-class InterpreterFailed(CompareError):
-    """Another interpreter (``--python``) could not be started, died, stopped answering or
-    broke the protocol between the two."""
+class PythonExecutableFailed(CompareError):
+    """Another Python executable (``--python``, a child process that measures under it)
+    could not be started, died, stopped answering or broke the protocol between the two.
+    Not a subinterpreter's failure: a subinterpreter is a worker (WorkerDied).
+    ``InterpreterFailed`` is the same class, its older name."""
+
+
+InterpreterFailed = PythonExecutableFailed
 
 
 # BrokenWorkerPool subclasses concurrent.futures.BrokenExecutor, whose module imports logging

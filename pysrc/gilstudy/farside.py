@@ -5,13 +5,16 @@ so whatever can carry frames can run it: a spawned coprocess, a server's connect
 any later kind of worker. It imports only what that needs, so a coprocess starts fast.
 """
 
+import os
+import sys
 import time
 from typing import Any, Callable, Protocol
 
 from gilstudy import wire
-from gilstudy.errors import PeerGone, ProtocolError
+from gilstudy.errors import AuthenticationError, PeerGone, ProtocolError
+from gilstudy.startup import build_from_setup
 
-__all__ = ["FarChannel", "run_far_side"]
+__all__ = ["FarChannel", "run_far_side", "serve_channel", "serve_as_worker"]
 
 
 class FarChannel(Protocol):
@@ -182,3 +185,42 @@ def run_far_side(channel: FarChannel, make_consumer: Callable[[], Any],
         except Exception as exc:
             _report(channel, results, handled, acknowledged, exc)
             return False
+
+
+def serve_channel(channel: FarChannel, *, factory: Callable[[], Any] | None = None,
+                  hello: wire.Hello | None = None, authkey: bytes | None = None,
+                  accepting: bool = False) -> bool:
+    """The one far-side entry, from a channel to a far side that has run to its end: the
+    handshake (unless ``hello``, the near side's Hello, says that it happened already, as
+    a server's admission does it), with ``authkey`` when the channel is a socket and
+    ``accepting`` for the end that accepted the connection; then the consumer, built by
+    ``factory()`` when given (a server has its own), else from the SETUP frame the near
+    side sends (gilstudy.startup.build_from_setup); then run_far_side(), whose answer it
+    returns. Every runner kind calls it: the spawned child, each server connection, each
+    MPI rank, each subinterpreter.
+
+    Raises AuthenticationError or ProtocolError when the near side fails the handshake or
+    breaks the protocol, PeerGone, EOFError or OSError when it went away."""
+    if hello is None:
+        hello = wire.handshake(channel, pid=os.getpid(), authkey=authkey, accepting=accepting)
+    make_consumer = factory if factory is not None else (lambda: build_from_setup(channel))
+    return run_far_side(channel, make_consumer,
+                        want_results=bool(hello.flags & wire.WANT_RESULTS))
+
+
+def serve_as_worker(channel: FarChannel, name: str, **how) -> int:
+    """serve_channel(channel, **how) for a worker that ends when its far side does (a
+    spawned process, a subinterpreter); return its exit status. 0 when the far side ran to
+    its end, and when the near side went away (nobody is left to report to); 2, after a
+    line on stderr naming the worker (``name``), when the near side failed the handshake
+    or broke the protocol. Closes the channel."""
+    try:
+        serve_channel(channel, **how)
+    except (AuthenticationError, ProtocolError) as exc:
+        print(f"gilstudy {name}: {exc}", file=sys.stderr)
+        return 2
+    except (PeerGone, EOFError, OSError):
+        return 0
+    finally:
+        channel.close()
+    return 0

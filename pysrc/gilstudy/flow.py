@@ -7,13 +7,18 @@ never "the consumer is slow".
 import time
 from typing import Callable
 
-__all__ = ["MAX_IN_FLIGHT", "FlowControl", "Patience"]
+__all__ = ["MAX_IN_FLIGHT", "EXIT_TIMEOUT", "POLL", "FlowControl", "Patience"]
 
 # How many items may be sent to one worker and not yet acknowledged, by default: four frames
 # of the smallest items (gilstudy.remote batches at most 4096 to a frame), so the worker
 # always has the next frame at hand, while a producer faster than its consumer waits
 # instead of running minutes ahead.
 MAX_IN_FLIGHT = 16384
+
+# How long a worker may take to exit once its channel has closed, in seconds, before it
+# is killed; close() raises WorkerDied for a dead one at the latest this long after the
+# death, and usually within milliseconds.
+EXIT_TIMEOUT = 5.0
 
 # How often, in seconds, a wait looks again whether the peer made progress or the channel
 # halted.

@@ -88,7 +88,7 @@ def measure(kind: str, workers: int = 2, kernel: str = "count_primes",
     already are not counted again for threads, and an allocator's leftovers from earlier
     work would blur the figures. A kind that this Python cannot run (a subinterpreter
     before 3.14) gives a Footprint with ``unavailable`` set. Raises ValueError for an
-    unknown kind, and what starting the workers raises (their error, CoprocessDied).
+    unknown kind, and what starting the workers raises (their error, WorkerDied).
     """
     from gilstudy.consumers import Collect
     from gilstudy.dispatch import start_runners
@@ -139,10 +139,10 @@ def footprint(kinds=KINDS, workers: int = 2, python: str | None = None,
     """measure() each of ``kinds`` in a fresh process of ``python`` (this interpreter by
     default; it needs gilstudy installed), one after the other; return their Footprints.
 
-    Raises ValueError for an unknown kind and InterpreterFailed (with the child's last
+    Raises ValueError for an unknown kind and PythonExecutableFailed (with the child's last
     words) when a measuring process fails.
     """
-    from gilstudy.errors import InterpreterFailed
+    from gilstudy.errors import PythonExecutableFailed
 
     _checks.positive_int("footprint", "workers", workers)
     kinds = tuple(kinds)
@@ -158,7 +158,7 @@ def footprint(kinds=KINDS, workers: int = 2, python: str | None = None,
                               capture_output=True, text=True, timeout=_START_TIMEOUT_S * 2)
         if done.returncode != 0:
             last_words = (done.stderr.strip().splitlines() or ["(nothing on stderr)"])[-1]
-            raise InterpreterFailed(f"{python}: measuring {kind} workers failed with exit "
+            raise PythonExecutableFailed(f"{python}: measuring {kind} workers failed with exit "
                                     f"status {done.returncode}: {last_words}", subject=python)
         found.append(Footprint(**json.loads(done.stdout)))
     return found

@@ -1,6 +1,6 @@
 """Subinterpreters as an execution model: each worker is an isolated interpreter of this
 process, with a GIL of its own (PEP 684; concurrent.interpreters, PEP 734, Python 3.14+), in
-a thread of its own, running the coprocess child's entry (gilstudy.processes.main) over two
+a thread of its own, running the far-side entry (gilstudy.farside.serve_as_worker) over two
 socket pairs. The near side is an ordinary RemoteConsumer: batching, acknowledgements,
 errors and flow control are the coprocesses'; only the Peer differs.
 """
@@ -15,8 +15,10 @@ from typing import Any, Callable
 
 from gilstudy import _checks, wire
 from gilstudy.dispatch import start_runners
-from gilstudy.processes import check_factory, open_link, setup_payload
-from gilstudy.remote import EXIT_TIMEOUT, RemoteConsumer
+from gilstudy.errors import SubinterpretersUnavailable
+from gilstudy.flow import EXIT_TIMEOUT, MAX_IN_FLIGHT
+from gilstudy.remote import RemoteConsumer, open_remote
+from gilstudy.startup import prepare
 
 __all__ = ["MIN_VERSION", "unavailable_reason", "subinterpreter", "subinterpreters",
            "InterpreterPeer"]
@@ -25,6 +27,10 @@ __all__ = ["MIN_VERSION", "unavailable_reason", "subinterpreter", "subinterprete
 MIN_VERSION = (3, 14)
 
 _numbers = itertools.count(1)
+
+# The directory gilstudy is imported from: the one path a new interpreter needs before the
+# SETUP frame brings the caller's whole sys.path.
+_PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def unavailable_reason() -> str | None:
@@ -41,29 +47,36 @@ def unavailable_reason() -> str | None:
 def _require(owner: str):
     reason = unavailable_reason()
     if reason is not None:
-        raise ModuleNotFoundError(f"{owner}: {reason}", name="concurrent.interpreters")
+        raise SubinterpretersUnavailable(f"{owner}: {reason}", name="concurrent.interpreters")
     import concurrent.interpreters
 
     return concurrent.interpreters
 
 
-def _far_end(argv: tuple, sys_path: tuple) -> int:
-    """Run in the new interpreter: take the caller's sys.path, then the coprocess child's
-    entry with ``argv``. It uses no globals, so concurrent.interpreters hands it over as
-    code rather than by a name that the new interpreter could not import yet. When the
-    entry cannot even be imported, the channel's ends are closed here, so the caller's
-    reader sees the far side gone instead of waiting for it."""
+def _far_end(read_fd: int, write_fd: int, max_frame: int, package_root: str) -> int:
+    """Run in the new interpreter: the far-side entry over the descriptors ``read_fd`` and
+    ``write_fd``. It uses no globals, so concurrent.interpreters hands it over as code
+    rather than by a name that the new interpreter could not import yet. Only
+    ``package_root``, where gilstudy lies, is put on sys.path here, to import the entry;
+    the caller's whole sys.path arrives with the SETUP frame. When the entry cannot even
+    be imported, the descriptors are closed here, so the caller's reader sees the far side
+    gone instead of waiting for it."""
     import os
     import sys
 
-    sys.path[:] = sys_path
+    if package_root not in sys.path:
+        sys.path.insert(0, package_root)
     try:
-        from gilstudy.processes import main
+        from gilstudy.farside import serve_as_worker
+        from gilstudy.wire import Channel
     except BaseException:
-        os.close(int(argv[3]))
-        os.close(int(argv[4]))
+        os.close(read_fd)
+        os.close(write_fd)
         raise
-    return main(list(argv))
+    channel = Channel.from_fds(read_fd, write_fd, max_frame=max_frame)
+    # Frames may come before the caller's HELLO: its frame limit is the one it gave us.
+    channel.peer_max_frame = max_frame
+    return serve_as_worker(channel, "subinterpreter")
 
 
 def _exit_status(failure) -> int:
@@ -103,27 +116,28 @@ class InterpreterPeer:
 
     pid = None
 
-    def __init__(self, argv: tuple, replies: socket.socket):
+    def __init__(self, far_end: tuple, replies: socket.socket):
         self.name = f"subinterpreter {next(_numbers)}"
         self.exitcode: int | None = None
         self._replies = replies
         self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._run, args=(argv, tuple(sys.path)),
+        self._thread = threading.Thread(target=self._run, args=far_end,
                                         name=f"gilstudy-{self.name.replace(' ', '-')}",
                                         daemon=True)
         self._thread.start()
 
-    def _run(self, argv: tuple, sys_path: tuple) -> None:
+    def _run(self, read_fd: int, write_fd: int, max_frame: int) -> None:
         interpreters = _require("subinterpreter")
         try:
             interpreter = interpreters.create()
         except BaseException:
-            os.close(int(argv[3]))
-            os.close(int(argv[4]))
+            os.close(read_fd)
+            os.close(write_fd)
             self.exitcode = 1
             raise
         try:
-            self.exitcode = interpreter.call(_far_end, argv, sys_path)
+            self.exitcode = interpreter.call(_far_end, read_fd, write_fd, max_frame,
+                                             _PACKAGE_ROOT)
         except interpreters.ExecutionFailed as failure:
             self.exitcode = _exit_status(failure)
         finally:
@@ -155,26 +169,28 @@ class InterpreterPeer:
 
 
 def subinterpreter(factory: Callable, *args: Any, results: Any = None,
-                   max_frame: int = wire.MAX_FRAME, allowed=None) -> RemoteConsumer:
+                   max_frame: int = wire.MAX_FRAME, allowed=None,
+                   max_in_flight: int = MAX_IN_FLIGHT) -> RemoteConsumer:
     """Start an isolated subinterpreter of this process, with its own GIL, that runs the
     consumer ``factory(*args)``; return the RemoteConsumer that feeds it.
 
     The twin of gilstudy.processes.spawn(), and the same in use: ``factory`` and ``args`` are
     pickled here (``factory`` by reference: importable by its module name, not defined in
-    ``__main__``), the interpreter takes this one's sys.path, and it runs the spawned
-    child's entry over two socket pairs, in a daemon thread of this process. It shares this
-    process's file descriptors and standard streams, not its modules or objects: it imports
-    what it needs afresh, and extension modules that do not support isolated interpreters
-    (numpy) cannot be imported there. ``results``, ``max_frame`` and ``allowed`` are
-    spawn()'s.
+    ``__main__``), the interpreter takes this one's sys.path, and it runs the far-side
+    entry (gilstudy.farside) over two socket pairs, in a daemon thread of this process. It
+    shares this process's file descriptors and standard streams, not its modules or
+    objects: it imports what it needs afresh, and extension modules that do not support
+    isolated interpreters (numpy) cannot be imported there. ``results``, ``max_frame``, ``allowed`` and
+    ``max_in_flight`` are spawn()'s.
 
     Trouble is reported as for a coprocess (see RemoteConsumer): RemoteError when the
-    consumer raises, with its traceback as the ``__cause__``; CoprocessDied when the far
+    consumer raises, with its traceback as the ``__cause__``; WorkerDied when the far
     side ends without closing its consumer (for instance the consumer calls sys.exit(),
     whose code is the ``exitcode``). An interpreter cannot be killed: abort() shuts its
     channel down at once and waits up to EXIT_TIMEOUT for the consumer's current call to
     return; a consumer that never returns keeps its interpreter and daemon thread (see
-    InterpreterPeer). Raises ModuleNotFoundError, naming the version needed, on a Python
+    InterpreterPeer). Raises SubinterpretersUnavailable (a RunnerUnavailable, and a
+    ModuleNotFoundError), naming the version needed, on a Python
     without concurrent.interpreters. For example::
 
         from gilstudy.kernels.work import KernelConsumer
@@ -184,11 +200,9 @@ def subinterpreter(factory: Callable, *args: Any, results: Any = None,
         # collect got (index, 1229) for every index
     """
     _require("subinterpreter")
-    check_factory(factory, "subinterpreter",
-                  "a subinterpreter (it has a __main__ of its own)")
-    options = wire.channel_options("subinterpreter", max_frame, allowed)
-    _checks.results("subinterpreter", results)
-    setup = setup_payload(factory, args, max_frame, "subinterpreter")
+    start = prepare("subinterpreter", factory, args, results=results, max_frame=max_frame,
+                    allowed=allowed, max_in_flight=max_in_flight,
+                    worker="a subinterpreter (it has a __main__ of its own)")
     # Socket pairs rather than pipes: the far side's ends live in this process, so only a
     # shutdown (which a pipe lacks) can release this side's reader while it runs.
     items_near, items_far = socket.socketpair()
@@ -199,16 +213,16 @@ def subinterpreter(factory: Callable, *args: Any, results: Any = None,
         for end in (items_near, items_far, replies_near, replies_far):
             end.close()
         raise
-    channel = wire.Channel.from_fds(replies_near.detach(), items_near.detach(), **options)
-    # The child's entry speaks the pipe transport: one descriptor to read, one to write.
-    argv = ("pipe", str(max_frame), "-", str(items_far.detach()), str(replies_far.detach()))
-    flags = wire.WANT_RESULTS if results is not None else 0
-    return open_link(channel, InterpreterPeer(argv, replies_handle), setup, flags,
-                     results=results, where="socket pair")
+    channel = wire.Channel.from_fds(replies_near.detach(), items_near.detach(),
+                                    **start.options)
+    far_end = (items_far.detach(), replies_far.detach(), max_frame)
+    return open_remote(channel, InterpreterPeer(far_end, replies_handle), start,
+                       where="socket pair")
 
 
 def subinterpreters(factory: Callable, n: int, *args: Any, results: Any = None,
-                    max_frame: int = wire.MAX_FRAME, allowed=None):
+                    max_frame: int = wire.MAX_FRAME, allowed=None,
+                    max_in_flight: int = MAX_IN_FLIGHT):
     """``n`` subinterpreters, each running its own ``factory(*args)``, behind one Dispatch:
     the interpreter twin of threads() and coprocesses(), started with
     gilstudy.dispatch.start_runners (if one fails to start, those already started are
@@ -224,7 +238,9 @@ def subinterpreters(factory: Callable, n: int, *args: Any, results: Any = None,
         # results.items holds (index, count) for all eight ranges, in arrival order
     """
     _checks.positive_int("subinterpreters", "n", n)
+    _checks.positive_int("subinterpreters", "max_in_flight", max_in_flight)
     _require("subinterpreters")
     return start_runners(lambda index: subinterpreter(factory, *args, results=results,
-                                                      max_frame=max_frame, allowed=allowed),
+                                                      max_frame=max_frame, allowed=allowed,
+                                                      max_in_flight=max_in_flight),
                          n, owner="subinterpreters")

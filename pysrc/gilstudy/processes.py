@@ -8,20 +8,18 @@ imported inside spawn().
 """
 
 import os
-import pickle
 import signal
 import sys
 from typing import Any, Callable
 
-from gilstudy import _checks, mainscript, wire
-from gilstudy.errors import AuthenticationError, PeerGone, ProtocolError
-from gilstudy.farside import run_far_side
-from gilstudy.flow import MAX_IN_FLIGHT
+from gilstudy import _checks, wire
+from gilstudy.farside import serve_as_worker
+from gilstudy.flow import EXIT_TIMEOUT, MAX_IN_FLIGHT
 from gilstudy.shared import SharedMemory, side_pair
+from gilstudy.startup import check_factory, prepare, setup_payload
 from gilstudy.transports import TRANSPORTS
 
-__all__ = ["spawn", "coprocesses", "SpawnedProcess", "check_factory", "setup_payload",
-           "open_link", "main"]
+__all__ = ["spawn", "coprocesses", "SpawnedProcess", "check_factory", "setup_payload", "main"]
 
 # The module a spawned interpreter runs; its main() is the child's end.
 CHILD_MODULE = "gilstudy.processes"
@@ -78,8 +76,6 @@ class SpawnedProcess:
         return self.process.returncode
 
     def stop(self, force: bool) -> bool:
-        from gilstudy.remote import EXIT_TIMEOUT
-
         process = self.process
         if force and process.poll() is None:
             process.terminate()
@@ -87,33 +83,6 @@ class SpawnedProcess:
             process.kill()
             process.wait()
         return True
-
-
-def check_factory(factory: Callable, owner: str = "spawn", worker: str = "a coprocess",
-                  in_main_ok: bool = False) -> None:
-    """Refuse a ``factory`` that ``worker`` cannot rebuild from its pickle: one that is not
-    callable (TypeError) or, unless ``in_main_ok`` (the workers run this same ``__main__``),
-    is defined in a ``__main__`` that cannot be loaded again, such as an interactive
-    session (ValueError; see gilstudy.mainscript)."""
-    if not callable(factory):
-        raise TypeError(f"{owner}: factory must be callable, got {factory!r} "
-                        f"({type(factory).__name__})")
-    if not in_main_ok:
-        mainscript.check(owner, "factory", factory, worker)
-
-
-def setup_payload(factory: Callable, args: tuple, max_frame: int, owner: str = "spawn") -> bytes:
-    """The SETUP frame that makes the child's end build ``factory(*args)`` (see
-    _build_from_setup): this process's sys.path, the pickled call and how to load this
-    process's main script (gilstudy.mainscript.describe()). Pickled before
-    anything starts, so an unpicklable factory or argument fails here; ValueError when it
-    is longer than ``max_frame``."""
-    call = pickle.dumps((factory, args), wire.PICKLE_PROTOCOL)
-    setup = pickle.dumps((sys.path, call, mainscript.describe()), wire.PICKLE_PROTOCOL)
-    if len(setup) > max_frame:
-        raise ValueError(f"{owner}: the factory and its arguments pickle to {len(setup)} "
-                         f"bytes, more than max_frame ({max_frame})")
-    return setup
 
 
 def spawn(factory: Callable, *args: Any, transport: str = "pipe", path=None, address=None,
@@ -133,7 +102,7 @@ def spawn(factory: Callable, *args: Any, transport: str = "pipe", path=None, add
     process listens on ``address``, by default 127.0.0.1 on an ephemeral port, and the
     child connects back, proving that it holds the fresh random key spawn handed it). For
     "pipe" spawn returns at once; for the others once the child has opened its end,
-    raising CoprocessDied if it ends first or takes more than START_TIMEOUT. Non-None
+    raising WorkerDied if it ends first or takes more than START_TIMEOUT. Non-None
     results of the consumer go to ``results.send``, from a reader thread; ``results.send``
     must not wait for the thread that calls ``send`` here.
 
@@ -153,6 +122,8 @@ def spawn(factory: Callable, *args: Any, transport: str = "pipe", path=None, add
     """
     import subprocess
 
+    from gilstudy.remote import open_remote
+
     if transport not in TRANSPORTS:
         raise ValueError(f"spawn: transport must be one of {', '.join(TRANSPORTS)}, "
                          f"got {transport!r}")
@@ -160,18 +131,14 @@ def spawn(factory: Callable, *args: Any, transport: str = "pipe", path=None, add
         raise ValueError(f"spawn: path is for transport='fifo', not {transport!r}")
     if address is not None and transport != "socket":
         raise ValueError(f"spawn: address is for transport='socket', not {transport!r}")
-    check_factory(factory)
-    options = wire.channel_options("spawn", max_frame, allowed)
-    _checks.results("spawn", results)
-    _checks.positive_int("spawn", "max_in_flight", max_in_flight)
-    setup = setup_payload(factory, args, max_frame)
+    start = prepare("spawn", factory, args, results=results, max_frame=max_frame,
+                    allowed=allowed, max_in_flight=max_in_flight)
     if transport == "pipe":
         opener = TRANSPORTS[transport]()
     elif transport == "fifo":
         opener = TRANSPORTS[transport](path)
     else:
         opener = TRANSPORTS[transport](address)
-    flags = wire.WANT_RESULTS if results is not None else 0
     process = None
     side_near, side_far = side_pair()
     try:
@@ -181,7 +148,7 @@ def spawn(factory: Callable, *args: Any, transport: str = "pipe", path=None, add
                                    pass_fds=(*pass_fds, side_far.fileno()),
                                    env={**os.environ, SIDE_FD_ENV: str(side_far.fileno())})
         side_far.close()
-        channel = opener.connect(process, options, flags)
+        channel = opener.connect(process, start.options, start.flags)
     except BaseException:
         if process is not None:
             process.kill()
@@ -191,32 +158,8 @@ def spawn(factory: Callable, *args: Any, transport: str = "pipe", path=None, add
         side_near.close()
         raise
     channel.shared = SharedMemory(side_near)
-    return open_link(channel, SpawnedProcess(process), setup, flags, results=results,
-                     where=opener.name, hello=not opener.handshakes, cleanups=[opener.cleanup],
-                     max_in_flight=max_in_flight)
-
-
-def open_link(channel: wire.Channel, peer, setup: bytes, flags: int, *, results, where: str,
-              hello: bool = True, cleanups=(), max_in_flight: int = MAX_IN_FLIGHT):
-    """Say HELLO (unless a handshake did already, ``hello=False``) and SETUP on ``channel``
-    to a child's end that has just started, and return the RemoteConsumer that feeds it,
-    with ``peer`` (gilstudy.remote.Peer) behind it. A child that ended at once leaves the
-    writer broken; its reader thread tells how (CoprocessDied)."""
-    from gilstudy.remote import RemoteConsumer, _Link
-
-    try:
-        if hello:
-            wire.send_hello(channel, os.getpid(), flags)
-        channel.write_frame(wire.SETUP, setup)
-    except OSError:
-        broken = True
-    else:
-        broken = False
-    link = _Link(channel, peer, results=results, where=where, expect_hello=hello,
-                 cleanups=cleanups, max_in_flight=max_in_flight)
-    if broken:
-        link.break_writer()
-    return RemoteConsumer(link)
+    return open_remote(channel, SpawnedProcess(process), start, where=opener.name,
+                       greet=not opener.handshakes, cleanups=[opener.cleanup])
 
 
 def coprocesses(factory: Callable, n: int, *args: Any, transport: str = "pipe",
@@ -251,21 +194,6 @@ def coprocesses(factory: Callable, n: int, *args: Any, transport: str = "pipe",
 
 # -- The child's end --------------------------------------------------------------------------
 
-def _build_from_setup(channel: wire.Channel):
-    """Read the SETUP frame of a spawned coprocess: take the parent's sys.path, so that
-    whatever the parent imports by name the child can import too, then unpickle the
-    factory and its arguments (which may need that path, or the parent's main script,
-    loaded under ``__mp_main__`` when first needed: gilstudy.mainscript) and call it."""
-    kind, payload = channel.read_frame()
-    if kind != wire.SETUP:
-        raise ProtocolError(f"expected a SETUP frame, got {wire.KIND_NAMES[kind]}")
-    sys_path, call, main = channel.load(payload)
-    sys.path[:] = sys_path
-    mainscript.install(main)
-    factory, args = channel.load(call)
-    return factory(*args)
-
-
 def _read_key(fd: int) -> bytes:
     """The key the parent wrote into the pipe ``fd`` (then closed): all of it, up to EOF."""
     chunks = []
@@ -282,12 +210,8 @@ def main(argv: list[str]) -> int:
     large arrays cross through shared memory, their descriptors over that Unix socket
     (gilstudy.shared)."""
     # Ctrl-C reaches the whole foreground process group; the parent decides what happens
-    # to its coprocesses, and this one ends when its input closes. A subinterpreter
-    # (gilstudy.interpreters) runs this too, where signals are not its own to set.
-    try:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-    except ValueError:
-        pass  # not the main thread of the main interpreter
+    # to its coprocesses, and this one ends when its input closes.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     side = None
     side_fd = os.environ.pop(SIDE_FD_ENV, None)
     if side_fd is not None:
@@ -300,21 +224,7 @@ def main(argv: list[str]) -> int:
     channel = TRANSPORTS[transport].open_child_end(where, int(max_frame))
     if side is not None:
         channel.shared = SharedMemory(side)
-    try:
-        hello = wire.handshake(channel, pid=os.getpid(), authkey=authkey, accepting=False)
-        run_far_side(channel, lambda: _build_from_setup(channel),
-                     want_results=bool(hello.flags & wire.WANT_RESULTS))
-    except AuthenticationError as exc:
-        print(f"gilstudy coprocess {os.getpid()}: {exc}", file=sys.stderr)
-        return 2
-    except (PeerGone, EOFError, OSError):
-        return 0  # the parent is gone: nobody to report to
-    except ProtocolError as exc:
-        print(f"gilstudy coprocess {os.getpid()}: {exc}", file=sys.stderr)
-        return 2
-    finally:
-        channel.close()
-    return 0
+    return serve_as_worker(channel, f"coprocess {os.getpid()}", authkey=authkey)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from gilstudy import machine
-from gilstudy.errors import InterpreterFailed
+from gilstudy.errors import PythonExecutableFailed
 
 __all__ = ["Python", "Unusable", "locate", "probe", "installed", "survey", "Child", "ALL",
            "GILSTUDY_MIN_PYTHON", "PROBE_TIMEOUT_S", "EXIT_TIMEOUT_S", "PROBE_TIMEOUT_VARIABLE",
@@ -155,7 +155,7 @@ def probe(path: str | os.PathLike, module: str | None = None,
                    stdin=False) as child:
             output = child.output(timeout_s)
             status, said = child.process.returncode, child.last_words()
-    except InterpreterFailed as exc:
+    except PythonExecutableFailed as exc:
         raise ValueError(str(exc)) from None
     line = next((ln for ln in output.splitlines() if ln.startswith(_PROBE_MARK)), None)
     try:
@@ -349,8 +349,8 @@ class Child:
     file, so that when it fails its last words can be quoted. ``where`` names it in
     messages ('--python /usr/bin/python3.13t (3.13t)').
 
-    Raises InterpreterFailed (``subject``: the path) when it cannot be started; ``output``,
-    ``stalled`` and ``failed`` make the InterpreterFailed of a child that hangs or ends
+    Raises PythonExecutableFailed (``subject``: the path) when it cannot be started; ``output``,
+    ``stalled`` and ``failed`` make the PythonExecutableFailed of a child that hangs or ends
     badly. A context manager: leaving the block ends the child (``close``).
     """
 
@@ -365,7 +365,7 @@ class Child:
                 errors="replace")
         except OSError as exc:
             self._stderr.close()
-            raise InterpreterFailed(f"{where}: cannot be started: {exc.strerror or exc}",
+            raise PythonExecutableFailed(f"{where}: cannot be started: {exc.strerror or exc}",
                                     subject=path) from exc
         self._closed = False
 
@@ -377,7 +377,7 @@ class Child:
 
     def output(self, timeout_s: float) -> str:
         """Everything the child writes on stdout, once it has exited. A child still running
-        after ``timeout_s`` seconds is killed: InterpreterFailed (``stalled``)."""
+        after ``timeout_s`` seconds is killed: PythonExecutableFailed (``stalled``)."""
         try:
             out, _ = self.process.communicate(timeout=timeout_s)
         except subprocess.TimeoutExpired:
@@ -404,14 +404,15 @@ class Child:
         said = self.last_words()
         return f"status {status}" + (f": {said}" if said else ", nothing on stderr")
 
-    def failed(self, what: str) -> InterpreterFailed:
+    def failed(self, what: str) -> PythonExecutableFailed:
         """The error for a child that ended badly: '<where>: <what> (<ending>)'."""
-        return InterpreterFailed(f"{self.where}: {what} ({self.ending()})", subject=self.path)
+        return PythonExecutableFailed(f"{self.where}: {what} ({self.ending()})",
+                                      subject=self.path)
 
-    def stalled(self, seconds: float) -> InterpreterFailed:
+    def stalled(self, seconds: float) -> PythonExecutableFailed:
         """Kill the child, silent for ``seconds``, and return the error that says so."""
         self.process.kill()
-        return InterpreterFailed(f"{self.where}: no answer for {seconds:.0f} s; the child "
+        return PythonExecutableFailed(f"{self.where}: no answer for {seconds:.0f} s; the child "
                                  "process was killed", subject=self.path)
 
     def end(self) -> None:

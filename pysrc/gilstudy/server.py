@@ -16,14 +16,15 @@ from gilstudy import _checks, wire
 from gilstudy._waits import Gate
 from gilstudy.admission import (MAX_CONNECTIONS, Admission, RefusalLog, format_address,
                                 log_refusal)
-from gilstudy.errors import AuthenticationError, CoprocessDied, ProtocolError
-from gilstudy.farside import run_far_side
+from gilstudy.errors import AuthenticationError, ProtocolError, WorkerDied
+from gilstudy.farside import serve_channel
 from gilstudy.flow import MAX_IN_FLIGHT
-from gilstudy.remote import RemoteConsumer, _Link
+from gilstudy.remote import RemoteConsumer, UnownedPeer, open_remote
+from gilstudy.startup import check_factory, prepare
 from gilstudy.transports import CONNECT_TIMEOUT, family, open_socket
 
 __all__ = ["AUTHKEY_ENV", "CONNECT_TIMEOUT", "MAX_CONNECTIONS", "CLOSE_GRACE", "connect",
-           "serve", "CoprocessServer", "ServerConnection", "parse_address", "import_factory",
+           "serve", "CoprocessServer", "parse_address", "import_factory",
            "add_subcommand"]
 
 # Where serve(), connect() and `gilstudy serve` find the key when authkey= is not given:
@@ -58,22 +59,6 @@ def _resolve_key(who: str, authkey: bytes | None, insecure: bool) -> bytes | Non
     return bytes(authkey)
 
 
-class ServerConnection:
-    """The Peer (gilstudy.remote.Peer) of a connection made with connect(): the server's
-    process is not ours, so its end cannot be waited for or known; only closing the
-    connection ends our side of it. ``pid`` is the server's, as its HELLO said."""
-
-    def __init__(self, pid: int, address: str):
-        self.pid = pid
-        self.name = f"coprocess at {address}"
-
-    def wait(self, timeout: float) -> int | None:
-        return None
-
-    def stop(self, force: bool) -> bool:
-        return False
-
-
 def connect(address: tuple[str, int], results: Any = None, *, authkey: bytes | None = None,
             insecure: bool = False, allowed=None, max_frame: int = wire.MAX_FRAME,
             timeout: float | None = CONNECT_TIMEOUT,
@@ -95,14 +80,13 @@ def connect(address: tuple[str, int], results: Any = None, *, authkey: bytes | N
     seconds (one deadline for the whole handshake, however the server spaces its bytes;
     the message says whether its HELLO had arrived in part; None: wait for ever),
     AuthenticationError if the server refuses our key or fails to prove its own,
-    ProtocolError if the peer is not a gilstudy server, and CoprocessDied if it closes or
+    ProtocolError if the peer is not a gilstudy server, and WorkerDied if it closes or
     resets the connection before its HELLO (as a server at its cap of connections does).
     """
     authkey = _resolve_key("connect", authkey, insecure)
-    options = wire.channel_options("connect", max_frame, allowed)
-    _checks.results("connect", results)
+    start = prepare("connect", results=results, max_frame=max_frame, allowed=allowed,
+                    max_in_flight=max_in_flight)
     timeout = _checks.timeout("connect", timeout)
-    _checks.positive_int("connect", "max_in_flight", max_in_flight)
     host, port = address
     where = format_address(host, port)
     started = time.monotonic()
@@ -113,17 +97,16 @@ def connect(address: tuple[str, int], results: Any = None, *, authkey: bytes | N
                            f"{timeout:g} s") from None
     except (ConnectionResetError, ConnectionAbortedError):
         # Accepted, then dropped at once (the reset can beat connect() itself).
-        raise CoprocessDied(None, None, "connect: it reset the connection before its HELLO",
+        raise WorkerDied(None, None, "connect: it reset the connection before its HELLO",
                             where=f"the server at {where}") from None
-    channel = open_socket(sock, options, timeout)
+    channel = open_socket(sock, start.options, timeout)
     try:
         hello = _handshake_within(channel, timeout, started, pid=os.getpid(),
-                                  flags=wire.WANT_RESULTS if results is not None else 0,
-                                  authkey=authkey, accepting=False)
+                                  flags=start.flags, authkey=authkey, accepting=False)
     except (EOFError, ConnectionError) as exc:
         channel.close()
         how = "closed" if isinstance(exc, EOFError) else "reset"
-        raise CoprocessDied(None, None, f"connect: it {how} the connection before its HELLO",
+        raise WorkerDied(None, None, f"connect: it {how} the connection before its HELLO",
                             where=f"the server at {where}") from None
     except AuthenticationError as exc:
         channel.close()
@@ -139,10 +122,8 @@ def connect(address: tuple[str, int], results: Any = None, *, authkey: bytes | N
         channel.close()
         raise
     sock.settimeout(None)
-    link = _Link(channel, ServerConnection(hello.pid, where), results=results,
-                 where=f"connection to {where}", expect_hello=False,
-                 max_in_flight=max_in_flight)
-    return RemoteConsumer(link)
+    return open_remote(channel, UnownedPeer(f"coprocess at {where}", hello.pid), start,
+                       where=f"connection to {where}", greet=False)
 
 
 def _handshake_within(channel: wire.Channel, timeout: float | None, started: float,
@@ -208,8 +189,8 @@ class CoprocessServer:
                  authkey: bytes | None = None, insecure: bool = False, allowed=None,
                  max_frame: int = wire.MAX_FRAME, max_connections: int = MAX_CONNECTIONS,
                  handshake_timeout: float = CONNECT_TIMEOUT):
-        if not callable(factory):
-            raise TypeError(f"serve: factory must be callable, got {factory!r}")
+        # The factory runs in this process: one defined in __main__ is fine.
+        check_factory(factory, "serve", in_main_ok=True)
         self._authkey = _resolve_key("serve", authkey, insecure)
         options = wire.channel_options("serve", max_frame, allowed)
         _checks.positive_int("serve", "max_connections", max_connections)
@@ -274,8 +255,7 @@ class CoprocessServer:
         return wire.handshake(channel, pid=os.getpid(), authkey=self._authkey, accepting=True)
 
     def _serve_connection(self, channel: wire.Channel, hello: wire.Hello) -> bool:
-        run_far_side(channel, lambda: self._factory(*self._args),
-                     want_results=bool(hello.flags & wire.WANT_RESULTS))
+        serve_channel(channel, factory=lambda: self._factory(*self._args), hello=hello)
         return False
 
     def serve_forever(self) -> None:

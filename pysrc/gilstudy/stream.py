@@ -8,14 +8,20 @@ import pickle
 from typing import Any, BinaryIO
 
 from gilstudy import _checks, wire
+from gilstudy._exit_rule import ExitRule
 from gilstudy.errors import ProtocolError
 
 __all__ = ["CoprocessSender", "Coprocess"]
 
 _TRUNCATED = "the stream was truncated: it ended inside a pickle"
 
+# What abort() writes last: a PROTO opcode without its argument, so that every unpickler
+# sees a truncated pickle (the C one an UnpicklingError, the Python one an IndexError), never
+# the clean EOFError of a finished stream.
+_CUT = b"\x80"
 
-class CoprocessSender:
+
+class CoprocessSender(ExitRule):
     """Send items to a consumer in another process over the binary stream ``stream``.
 
     Each ``send(item)`` writes one standard pickle (``pickle.dump(item, stream,
@@ -25,6 +31,12 @@ class CoprocessSender:
     older protocol (2 for a loop still running under Python 2, 4 before Python 3.8).
     Nothing comes back: no results, no errors. A reader that died shows up as
     BrokenPipeError from a later send or from close.
+
+    Leaving a ``with`` block normally closes it; leaving it because the block raised
+    aborts it (the rule of every runner): abort() ends the stream inside a pickle, so the
+    reader sees a truncated stream (a Coprocess raises ProtocolError and leaves its
+    consumer unclosed; a plain ``pickle.load`` loop gets an UnpicklingError), never a
+    finished one.
 
     Raises TypeError or ValueError when ``protocol`` is not an int from 0 to
     pickle.HIGHEST_PROTOCOL.
@@ -63,11 +75,20 @@ class CoprocessSender:
         if not self._stream.closed:
             self._stream.close()
 
-    def __enter__(self) -> "CoprocessSender":
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self.close()
+    def abort(self) -> None:
+        """End the stream inside a pickle and close it, so the reader cannot mistake it for
+        a finished one; a reader already gone is no error. Idempotent; never raises."""
+        stream = self._stream
+        if stream.closed:
+            return
+        try:
+            stream.write(_CUT)
+        except (OSError, ValueError):
+            pass  # the reader is gone: it sees no finished stream either
+        try:
+            stream.close()
+        except (OSError, ValueError):
+            pass
 
 
 class Coprocess:

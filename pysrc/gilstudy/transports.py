@@ -14,7 +14,7 @@ import time
 from typing import Callable
 
 from gilstudy import wire
-from gilstudy.errors import CoprocessDied
+from gilstudy.errors import WorkerDied
 
 __all__ = ["TRANSPORTS", "START_TIMEOUT", "CONNECT_TIMEOUT", "PipeTransport", "FifoTransport",
            "SocketTransport", "open_socket", "family"]
@@ -39,17 +39,19 @@ _DROPPED_GRACE = 1.0
 def _wait_until(ready: Callable[[float], bool], process, what: str,
                 deadline: float | None = None) -> None:
     """Call ``ready(timeout)``, which waits up to ``timeout`` seconds for the child, until it
-    returns true; raise CoprocessDied if ``process`` ends first or is not ready by
+    returns true; raise WorkerDied if ``process`` ends first or is not ready by
     ``deadline`` (START_TIMEOUT from now by default; the caller then kills it). ``what``
     completes "before ..."."""
     if deadline is None:
         deadline = time.monotonic() + START_TIMEOUT
     while not ready(0.05):
         if process.poll() is not None:
-            raise CoprocessDied(process.pid, process.returncode, f"it ended before {what}")
+            raise WorkerDied(process.pid, process.returncode, f"it ended before {what}",
+                             where=f"coprocess {process.pid}")
         if time.monotonic() > deadline:
-            raise CoprocessDied(process.pid, None,
-                                f"{START_TIMEOUT:g} s passed before {what}; it was killed")
+            raise WorkerDied(process.pid, None,
+                             f"{START_TIMEOUT:g} s passed before {what}; it was killed",
+                             where=f"coprocess {process.pid}")
 
 
 def _spawned_channel(channel: wire.Channel) -> wire.Channel:

@@ -14,7 +14,7 @@ from typing import Callable, ClassVar, TextIO
 
 from gilstudy import machine, pythons
 from gilstudy.cli import add_command, python_paths
-from gilstudy.errors import GilstudyError, InterpreterFailed
+from gilstudy.errors import GilstudyError, PythonExecutableFailed
 from gilstudy.pythons import Python, Unusable
 
 __all__ = ["TIMEOUT", "MIN_PYTHON", "Experiment", "Result", "Failure", "failure_rows",
@@ -165,7 +165,7 @@ def run_workload(name: str, python: Python, options: dict, timeout_s: float,
     return what it reported: (the interpreter's facts, its results). Its progress lines
     go to ``progress`` once it is done (none are asked for when it is None).
 
-    Raises InterpreterFailed (``subject``: the path) when the child cannot be started,
+    Raises PythonExecutableFailed (``subject``: the path) when the child cannot be started,
     exits with a failure (the message gives its status and its last line on stderr),
     prints no result line or a malformed one, or is still running after ``timeout_s``
     seconds (it is then killed).
@@ -182,13 +182,13 @@ def run_workload(name: str, python: Python, options: dict, timeout_s: float,
         said = child.stderr_text()
     line = next((ln for ln in output.splitlines() if ln.startswith(_MARK)), None)
     if line is None:
-        raise InterpreterFailed(f"{where}: printed no result line (it printed "
+        raise PythonExecutableFailed(f"{where}: printed no result line (it printed "
                                 f"{output.strip()[:200]!r})", subject=python.path)
     try:
         answer = json.loads(line[len(_MARK):])
         facts, results = answer["facts"], answer["results"]
     except (ValueError, TypeError, KeyError) as exc:
-        raise InterpreterFailed(f"{where}: printed a malformed result line ({exc!r})",
+        raise PythonExecutableFailed(f"{where}: printed a malformed result line ({exc!r})",
                                 subject=python.path) from None
     if progress is not None:
         for said_line in said.splitlines():

@@ -133,7 +133,7 @@ def run(seconds: float = DEFAULT_SECONDS, python: str | Python | None = None,
 
     Raises TypeError/ValueError for a ``seconds`` that is not a number in (0, MAX_SECONDS];
     ValueError when ``python`` cannot be used (_experiment.interpreter() says which);
-    InterpreterFailed when the child fails (_experiment.run_workload() says how).
+    PythonExecutableFailed when the child fails (_experiment.run_workload() says how).
     """
     seconds = _check_seconds(seconds)
     python = _experiment.interpreter(python)

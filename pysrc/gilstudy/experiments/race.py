@@ -123,7 +123,7 @@ def run(n: int = DEFAULT_N, repeat: int = 1, python: str | Python | None = None,
 
     Raises TypeError/ValueError for a non-int ``n`` or ``repeat``, one < 1, or an ``n``
     over MAX_N; ValueError when ``python`` cannot be used (_experiment.interpreter() says
-    which); InterpreterFailed when the child fails (_experiment.run_workload() says how).
+    which); PythonExecutableFailed when the child fails (_experiment.run_workload() says how).
 
     >>> result = run(n=1000)
     >>> [r.lost for r in result.runs_of("locked")]

@@ -5,8 +5,8 @@ the processes inside a job do (see find.py, channel.py, inside.py, job.py).
 """
 
 from gilstudy.mpi.find import INSTALL_HINT, find_mpiexec, unavailable_reason
-from gilstudy.mpi.inside import RankInJob, world
+from gilstudy.mpi.inside import world
 from gilstudy.mpi.job import JOB_VARIABLE, LaunchedRank, MpiJob, job_processes, ranks
 
 __all__ = ["ranks", "world", "unavailable_reason", "find_mpiexec", "INSTALL_HINT",
-           "MpiJob", "LaunchedRank", "RankInJob", "JOB_VARIABLE", "job_processes"]
+           "MpiJob", "LaunchedRank", "JOB_VARIABLE", "job_processes"]

@@ -11,14 +11,15 @@ import sys
 import threading
 from typing import Any, Callable
 
-from gilstudy import _checks, wire
+from gilstudy import wire
 from gilstudy.dispatch import Dispatch, start_runners
 from gilstudy.errors import PeerGone, ProtocolError
-from gilstudy.farside import run_far_side
+from gilstudy.farside import serve_channel
+from gilstudy.flow import MAX_IN_FLIGHT
 from gilstudy.mpi.find import load_mpi
-from gilstudy.processes import _build_from_setup, check_factory, setup_payload
+from gilstudy.startup import prepare
 
-__all__ = ["world", "serve", "relay", "main", "RankInJob", "setup_payload", "check_factory"]
+__all__ = ["world", "serve", "relay", "main"]
 
 # How long a rank that is done waits for its last messages to be received before it leaves.
 _DRAIN_TIMEOUT = 5.0
@@ -36,9 +37,7 @@ def serve(comm, producer: int, max_frame: int) -> None:
 
     channel = MpiChannel(comm, producer, max_frame=max_frame)
     try:
-        hello = wire.handshake(channel, pid=os.getpid(), accepting=False)
-        run_far_side(channel, lambda: _build_from_setup(channel),
-                     want_results=bool(hello.flags & wire.WANT_RESULTS))
+        serve_channel(channel)
         _read_to_end(channel)
     except (PeerGone, EOFError):
         pass
@@ -60,23 +59,6 @@ def _read_to_end(channel) -> None:
             return
         except ProtocolError:
             continue
-
-
-class RankInJob:
-    """The Peer (gilstudy.remote.Peer) of a rank of the job this process is rank 0 of. MPI
-    gives no rank a way to end another or to see how it ended: when one dies, the MPI
-    launcher ends the whole job, this process included. So wait() knows nothing, and stop()
-    leaves the rank to end once its channel is closed."""
-
-    def __init__(self, rank: int, pid: int):
-        self.pid = pid
-        self.name = f"MPI rank {rank}"
-
-    def wait(self, timeout: float) -> int | None:
-        return None
-
-    def stop(self, force: bool) -> bool:
-        return False
 
 
 class _SharedPostbox:
@@ -108,7 +90,8 @@ class _SharedPostbox:
 
 
 def world(factory: Callable, *args: Any, results: Any = None, comm=None,
-          max_frame: int = wire.MAX_FRAME, allowed=None) -> Dispatch | None:
+          max_frame: int = wire.MAX_FRAME, allowed=None,
+          max_in_flight: int = MAX_IN_FLIGHT) -> Dispatch | None:
     """The ranks of an MPI job the user launched (``mpiexec -n 5 python myjob.py``) as
     consumers: every rank calls world() with the same arguments. On rank 0 it returns a
     Dispatch over one RemoteConsumer per other rank, each running ``factory(*args)``; on the
@@ -123,17 +106,18 @@ def world(factory: Callable, *args: Any, results: Any = None, comm=None,
     ``comm`` (default MPI.COMM_WORLD) is duplicated, so gilstudy's messages never meet the
     program's own. The factory travels from rank 0 as a pickle, by reference: every rank
     runs the same program, so a factory defined in ``__main__`` is found too. ``results``,
-    ``max_frame`` and ``allowed`` are spawn()'s. Items and results travel as a coprocess's
-    do (batched, acknowledged; numpy arrays as raw MPI buffers), and a consumer that raises
+    ``max_frame``, ``allowed`` and ``max_in_flight`` are spawn()'s. Items and results
+    travel as a coprocess's do (batched, acknowledged; numpy arrays as raw MPI buffers), and a consumer that raises
     is a RemoteError naming its rank. A rank that dies ends the whole job: that is MPI's
     rule, and mpiexec reports which rank and how.
 
     Raises MpiUnavailable without mpi4py, TypeError or ValueError for bad arguments (on
     every rank, before any MPI call), and ValueError on a job of one rank.
     """
-    check_factory(factory, "world", "a rank", in_main_ok=True)
-    _checks.results("world", results)
-    options = wire.channel_options("world", max_frame, allowed)
+    # Checked on every rank, before any MPI call; only rank 0 sends the SETUP.
+    start = prepare("world", factory, args, results=results, max_frame=max_frame,
+                    allowed=allowed, max_in_flight=max_in_flight, worker="a rank",
+                    in_main_ok=True)
     MPI = load_mpi()
     comm = (MPI.COMM_WORLD if comm is None else comm).Dup()
     if comm.Get_rank() != 0:
@@ -147,22 +131,18 @@ def world(factory: Callable, *args: Any, results: Any = None, comm=None,
         comm.Free()
         raise ValueError("world: this MPI job has one rank, so none to serve; launch it with "
                          "mpiexec -n 2 or more")
-    setup = setup_payload(factory, args, max_frame, "world")
     from gilstudy.mpi.channel import MpiChannel, Postbox
-    from gilstudy.remote import RemoteConsumer, _Link
+    from gilstudy.remote import RemoteConsumer, UnownedPeer, open_remote
 
     shared = _SharedPostbox(comm, Postbox(comm, range(1, size)), size - 1)
-    flags = wire.WANT_RESULTS if results is not None else 0
 
     def start_one(index: int) -> RemoteConsumer:
+        # MPI gives no rank a way to end another or to see how it ended: when one dies,
+        # the launcher ends the whole job, this process included.
         rank = index + 1
-        channel = MpiChannel(comm, rank, shared.postbox.inbox(rank), **options)
-        wire.send_hello(channel, os.getpid(), flags)
-        channel.write_frame(wire.SETUP, setup)
-        hello = wire.read_hello(channel)
-        link = _Link(channel, RankInJob(rank, hello.pid), results=results, where="MPI job",
-                     expect_hello=False, cleanups=[shared.release])
-        return RemoteConsumer(link)
+        channel = MpiChannel(comm, rank, shared.postbox.inbox(rank), **start.options)
+        return open_remote(channel, lambda hello: UnownedPeer(f"MPI rank {rank}", hello.pid),
+                           start, where="MPI job", cleanups=[shared.release])
 
     try:
         return start_runners(start_one, size - 1, owner="world")

@@ -21,12 +21,13 @@ from typing import Any, Callable, Sequence
 from gilstudy import _checks, wire
 from gilstudy.admission import describe_refusal, format_address, log_refusal
 from gilstudy.dispatch import Dispatch, start_runners
-from gilstudy.errors import AuthenticationError, CoprocessDied, MpiUnavailable, ProtocolError
+from gilstudy.errors import AuthenticationError, MpiUnavailable, ProtocolError, WorkerDied
 from gilstudy.mpi.exits import (EXITS_VARIABLE, exit_code, remove_segments,
                                 shared_segments)
 from gilstudy.mpi.find import find_mpiexec, unavailable_reason
-from gilstudy.processes import check_factory, setup_payload
-from gilstudy.remote import EXIT_TIMEOUT, RemoteConsumer, _Link
+from gilstudy.flow import EXIT_TIMEOUT, MAX_IN_FLIGHT
+from gilstudy.remote import RemoteConsumer, open_remote
+from gilstudy.startup import Start, prepare
 from gilstudy.transports import CONNECT_TIMEOUT, START_TIMEOUT, family, open_socket
 
 __all__ = ["ranks", "MpiJob", "LaunchedRank", "JOB_VARIABLE", "job_processes"]
@@ -147,15 +148,15 @@ class MpiJob:
 
     # Starting the ranks ---------------------------------------------------------------------
 
-    def _died(self, before: str) -> CoprocessDied:
+    def _died(self, before: str) -> WorkerDied:
         code = self.process.poll()
         said = "; it printed: " + " | ".join(self._last_lines) if self._last_lines else ""
-        return CoprocessDied(self.process.pid, code, f"it ended {before}{said}",
+        return WorkerDied(self.process.pid, code, f"it ended {before}{said}",
                              where=self.name)
 
     def _accept(self, options: dict, deadline: float):
         """The next connection from the relay, once it proved that it holds the key; a
-        stranger's is logged and dropped. Raises CoprocessDied if mpiexec ends first or
+        stranger's is logged and dropped. Raises WorkerDied if mpiexec ends first or
         ``deadline`` passes (the caller then ends the job)."""
         while True:
             self._listener.settimeout(0.05)
@@ -166,7 +167,7 @@ class MpiJob:
                     self._output.join(EXIT_TIMEOUT)
                     raise self._died("before its relay connected back") from None
                 if time.monotonic() > deadline:
-                    raise CoprocessDied(self.process.pid, None,
+                    raise WorkerDied(self.process.pid, None,
                                         f"{START_TIMEOUT:g} s passed before its relay "
                                         "connected back", where=self.name) from None
                 continue
@@ -182,19 +183,20 @@ class MpiJob:
                 continue
             return conn, channel
 
-    def start_rank(self, rank: int, setup: bytes, results, options: dict) -> RemoteConsumer:
+    def start_rank(self, rank: int, start: Start) -> RemoteConsumer:
         """The RemoteConsumer of serving rank ``rank`` (0, 1, ...: the relay connects in
         rank order): its connection, the HELLO and SETUP relayed to it, its HELLO back."""
         deadline = time.monotonic() + START_TIMEOUT
-        conn, channel = self._accept(options, deadline)
-        try:
-            conn.settimeout(max(0.05, deadline - time.monotonic()))
-            wire.send_hello(channel, os.getpid(),
-                            wire.WANT_RESULTS if results is not None else 0)
-            channel.write_frame(wire.SETUP, setup)
-            hello = wire.read_hello(channel)
+        conn, channel = self._accept(start.options, deadline)
+
+        def peer(hello: wire.Hello) -> LaunchedRank:
             self._note_segments(hello.pid)
             conn.settimeout(None)
+            return LaunchedRank(self, rank, hello.pid)
+
+        try:
+            conn.settimeout(max(0.05, deadline - time.monotonic()))
+            return open_remote(channel, peer, start, where="MPI job", cleanups=[self.release])
         except (EOFError, OSError) as exc:
             channel.close()
             self.wait(EXIT_TIMEOUT)
@@ -202,9 +204,6 @@ class MpiJob:
         except BaseException:
             channel.close()
             raise
-        link = _Link(channel, LaunchedRank(self, rank, hello.pid), results=results,
-                     where="MPI job", expect_hello=False, cleanups=[self.release])
-        return RemoteConsumer(link)
 
     def _note_segments(self, pid: int) -> None:
         """Note the MPICH segments that rank ``pid`` (and the relay) map on this machine, to
@@ -342,7 +341,7 @@ class LaunchedRank:
 def ranks(factory: Callable, n: int, *args: Any, results: Any = None,
           hostfile: str | os.PathLike | None = None, mpiexec_args: Sequence[str] = (),
           address: tuple[str, int] | None = None, max_frame: int = wire.MAX_FRAME,
-          allowed=None) -> Dispatch:
+          allowed=None, max_in_flight: int = MAX_IN_FLIGHT) -> Dispatch:
     """``n`` MPI ranks, each running its own ``factory(*args)``, behind one Dispatch: the
     MPI twin of coprocesses(). gilstudy launches ``mpiexec -n n+1`` itself (the mpich
     wheel's, see find_mpiexec()): ranks 0 to n-1 serve, and rank n relays between this
@@ -353,25 +352,24 @@ def ranks(factory: Callable, n: int, *args: Any, results: Any = None,
     or ``host:slots`` per line) and ``mpiexec_args`` more options for mpiexec (``-hosts``,
     ``-launcher-exec``, ``-iface``...). The relay, the last rank, takes the last slot and
     connects back to ``address`` (default 127.0.0.1, an ephemeral port): make the last
-    host this machine, or pass an address of this machine that the last host reaches. ``results``, ``max_frame`` and
-    ``allowed`` are spawn()'s.
+    host this machine, or pass an address of this machine that the last host reaches.
+    ``results``, ``max_frame``, ``allowed`` and ``max_in_flight`` are spawn()'s.
 
     Trouble: a consumer that raises is a RemoteError naming its rank ("MPI rank 2"), its
     traceback the ``__cause__``. A rank that is killed, crashes or exits ends the whole
-    job (MPI's rule): every rank's next send() or close() raises CoprocessDied within
+    job (MPI's rule): every rank's next send() or close() raises WorkerDied within
     EXIT_TIMEOUT (5 s); the rank that died says how (its ``signal`` or ``exitcode``, read
     from mpiexec's report), the others that they stopped answering. After close(),
     abort() or such a failure no mpiexec, proxy or rank is left on this machine. Aborting
     one rank's runner ends the whole job.
 
     Raises MpiUnavailable when mpi4py or mpiexec is missing, TypeError or ValueError for bad
-    arguments before anything starts, and CoprocessDied when the job ends before its ranks
+    arguments before anything starts, and WorkerDied when the job ends before its ranks
     answered (with mpiexec's last words) or does not answer within START_TIMEOUT.
     """
     n = _checks.positive_int("ranks", "n", n)
-    check_factory(factory, "ranks", "the ranks")
-    _checks.results("ranks", results)
-    options = wire.channel_options("ranks", max_frame, allowed)
+    start = prepare("ranks", factory, args, results=results, max_frame=max_frame,
+                    allowed=allowed, max_in_flight=max_in_flight, worker="the ranks")
     if hostfile is not None:
         hostfile = os.fspath(hostfile)
         if not os.path.isfile(hostfile):
@@ -379,15 +377,13 @@ def ranks(factory: Callable, n: int, *args: Any, results: Any = None,
     if isinstance(mpiexec_args, str) or not all(isinstance(arg, str) for arg in mpiexec_args):
         raise TypeError(f"ranks: mpiexec_args must be a sequence of strings, got "
                         f"{mpiexec_args!r}")
-    setup = setup_payload(factory, args, max_frame, "ranks")
     reason = unavailable_reason()
     if reason is not None:
         raise MpiUnavailable(reason)
     job = MpiJob(n, hostfile=hostfile, mpiexec_args=tuple(mpiexec_args),
                  address=("127.0.0.1", 0) if address is None else address, max_frame=max_frame)
     try:
-        return start_runners(lambda index: job.start_rank(index, setup, results, options),
-                             n, owner="ranks")
+        return start_runners(lambda index: job.start_rank(index, start), n, owner="ranks")
     except BaseException:
         job.end(force=True)
         raise
