@@ -22,7 +22,7 @@ from gilstudy.compare.projection import seconds_text
 from gilstudy.compare.facts import workers_text
 from gilstudy.compare.report import markdown_table, unavailable_notes
 from gilstudy.compare.runner import check_workers, environment, model_error, stop_all
-from gilstudy.compare.workload import Work, _combine_indexed, make_workload, same_answer
+from gilstudy.compare.workload import Work, combine_indexed, make_workload, same_answer
 from gilstudy.errors import WrongAnswer
 from gilstudy.kernels import IMPLS
 from gilstudy.timing import Samples, repeat_for
@@ -79,7 +79,7 @@ class _SizedItems(Work):
         return [(i, self.args) for i in range(self.items_count)]
 
     def combine(self, results):
-        return _combine_indexed(self.title, self.items_count, results)
+        return combine_indexed(self.title, self.items_count, results)
 
     def consumer_factory(self, impl):
         return self.base.consumer_factory(impl)

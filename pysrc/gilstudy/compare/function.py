@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Callable, Iterable
 
-from gilstudy.compare.workload import Work, _combine_indexed, digest, same_answer
+from gilstudy.compare.workload import Work, combine_indexed, digest, same_answer
 
 __all__ = ["FunctionConsumer", "FunctionWorkload", "make_function_workload", "resolve",
            "NOGIL_LABEL", "is_numba_function", "compile_for"]
@@ -203,7 +203,7 @@ class FunctionWorkload(Work):
         return list(self._items)
 
     def combine(self, results: Iterable[tuple[int, object]]) -> list:
-        return _combine_indexed(self.title, self.items_count, results)
+        return combine_indexed(self.title, self.items_count, results)
 
     def consumer_factory(self, impl: str) -> tuple[Callable, tuple]:
         implementation = self._implementation(impl)

@@ -16,7 +16,7 @@ from gilstudy.kernels import _args
 from gilstudy.kernels.work import KernelConsumer
 
 __all__ = ["Work", "Workload", "Probe", "make_workload", "DEFAULT_ITEMS", "default_size",
-           "answer_summary", "same_answer", "digest"]
+           "answer_summary", "same_answer", "digest", "combine_indexed"]
 
 # 64 items: enough for Dispatch / dynamic scheduling to balance uneven items over up to
 # a few dozen workers, few enough that per-item overhead stays small next to the work.
@@ -201,7 +201,7 @@ class Work:
         raise NotImplementedError
 
 
-def _combine_indexed(owner: str, count: int, results: Iterable[tuple[int, object]]) -> list:
+def combine_indexed(owner: str, count: int, results: Iterable[tuple[int, object]]) -> list:
     """Item results in index order from ``(index, result)`` pairs in any order; WrongAnswer
     unless there is exactly one result for every index 0 .. count - 1 (a model that loses or
     repeats items computed a wrong answer)."""
@@ -230,7 +230,7 @@ class Probe(Work):
         return list(self._items)
 
     def combine(self, results) -> int:
-        return len(_combine_indexed(self.title, self.items_count, results))
+        return len(combine_indexed(self.title, self.items_count, results))
 
     def consumer_factory(self, impl: str):
         return self.work.consumer_factory(impl)
@@ -298,7 +298,7 @@ class Workload(Work):
         Raises gilstudy.errors.WrongAnswer unless there is exactly one result for every
         item: a model that loses or repeats items computed a wrong answer.
         """
-        return _work(self.kernel).combine(_combine_indexed(self.kernel, self.items_count,
+        return _work(self.kernel).combine(combine_indexed(self.kernel, self.items_count,
                                                            results))
 
     def describe(self) -> str:

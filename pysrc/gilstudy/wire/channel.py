@@ -200,34 +200,15 @@ class Channel(FrameChannel):
         return payload
 
     def _read_out_of_band(self, kind: int, length: int) -> OutOfBand:
-        # Every size is checked against what is left of ``length`` before it is read or
-        # allocated, so a lying table costs nothing beyond the frame limit.
-        name = KIND_NAMES[kind]
-        if length < OOB_COUNT.size:
-            raise ProtocolError(f"a {name} frame with buffers of {length} bytes has no room "
-                                "for its buffer count")
-        (count,) = OOB_COUNT.unpack(self._read_exactly(kind, OOB_COUNT.size))
-        table = OOB_SIZE.size * count
-        if not count or OOB_COUNT.size + table > length:
-            raise ProtocolError(f"a {name} frame of {length} bytes announces {count} "
-                                "out-of-band buffers")
-        if count > MAX_BUFFERS:
-            raise ProtocolError(f"a {name} frame announces {count} out-of-band buffers, "
-                                f"more than the {MAX_BUFFERS} a frame may carry")
-        sizes = struct.unpack(f"!{count}Q", self._read_exactly(kind, table))
-        if 0 in sizes:
-            raise ProtocolError(f"a {name} frame announces an out-of-band buffer of 0 bytes")
-        left = length - OOB_COUNT.size - table - sum(sizes)
-        if left < 0:
-            raise ProtocolError(f"the out-of-band buffers of a {name} frame of {length} "
-                                "bytes add up to more than the frame")
+        sizes, left = _buffer_table(lambda size: self._read_exactly(kind, size),
+                                    KIND_NAMES[kind], length)
         data = self._read_exactly(kind, left)
         buffers = []
         for size in sizes:
             buffer = receive_buffer(size)
             if self._readinto(buffer) != size:
                 raise ProtocolError(f"the channel closed inside an out-of-band buffer of a "
-                                    f"{name} frame")
+                                    f"{KIND_NAMES[kind]} frame")
             buffers.append(buffer)
         return OutOfBand(data, buffers)
 
@@ -236,25 +217,7 @@ class Channel(FrameChannel):
     def write_frames(self, frames, patience=None) -> None:
         """Write several ``(kind, payload)`` or ``(kind, payload, buffers)`` frames with one
         system call when the peer keeps up; see write_frame()."""
-        pieces = []
-        for kind, payload, *rest in frames:
-            buffers = rest[0] if rest else ()
-            length = frame_size(payload, buffers)
-            if length > self.peer_max_frame:
-                raise ProtocolError(f"a {KIND_NAMES[kind]} frame of {length} bytes, more "
-                                    f"than the {self.peer_max_frame} the peer accepts")
-            if buffers:
-                pieces.append(HEADER.pack(OOB_KINDS[kind], length))
-                pieces.append(OOB_COUNT.pack(len(buffers))
-                              + struct.pack(f"!{len(buffers)}Q",
-                                            *(view.nbytes for view in buffers)))
-                pieces.append(payload)
-                pieces.extend(buffers)
-            else:
-                pieces.append(HEADER.pack(kind, length))
-                if payload:
-                    pieces.append(payload)
-        self._write_all(pieces, patience)
+        self._write_all(_frame_pieces(frames, self.peer_max_frame), patience)
 
     def _write_all(self, pieces: list, patience) -> None:
         if self._write_fd is None:
@@ -370,3 +333,51 @@ def _skip(pieces: list, count: int) -> list:
         index += 1
 
 
+def _buffer_table(read_exactly, name: str, length: int) -> tuple[tuple[int, ...], int]:
+    """Read and check the table of out-of-band buffer sizes that opens a frame of
+    ``length`` bytes with buffers: return the sizes and the bytes of pickle data left.
+    Every size is checked against what is left of ``length`` before it is read or
+    allocated, so a lying table costs nothing beyond the frame limit."""
+    if length < OOB_COUNT.size:
+        raise ProtocolError(f"a {name} frame with buffers of {length} bytes has no room "
+                            "for its buffer count")
+    (count,) = OOB_COUNT.unpack(read_exactly(OOB_COUNT.size))
+    table = OOB_SIZE.size * count
+    if not count or OOB_COUNT.size + table > length:
+        raise ProtocolError(f"a {name} frame of {length} bytes announces {count} "
+                            "out-of-band buffers")
+    if count > MAX_BUFFERS:
+        raise ProtocolError(f"a {name} frame announces {count} out-of-band buffers, "
+                            f"more than the {MAX_BUFFERS} a frame may carry")
+    sizes = struct.unpack(f"!{count}Q", read_exactly(table))
+    if 0 in sizes:
+        raise ProtocolError(f"a {name} frame announces an out-of-band buffer of 0 bytes")
+    left = length - OOB_COUNT.size - table - sum(sizes)
+    if left < 0:
+        raise ProtocolError(f"the out-of-band buffers of a {name} frame of {length} "
+                            "bytes add up to more than the frame")
+    return sizes, left
+
+
+def _frame_pieces(frames, peer_max_frame: int) -> list:
+    """The headers, payloads and buffers of ``frames`` in writing order, each frame
+    refused (ProtocolError) when it is longer than the peer accepts."""
+    pieces = []
+    for kind, payload, *rest in frames:
+        buffers = rest[0] if rest else ()
+        length = frame_size(payload, buffers)
+        if length > peer_max_frame:
+            raise ProtocolError(f"a {KIND_NAMES[kind]} frame of {length} bytes, more "
+                                f"than the {peer_max_frame} the peer accepts")
+        if buffers:
+            pieces.append(HEADER.pack(OOB_KINDS[kind], length))
+            pieces.append(OOB_COUNT.pack(len(buffers))
+                          + struct.pack(f"!{len(buffers)}Q",
+                                        *(view.nbytes for view in buffers)))
+            pieces.append(payload)
+            pieces.extend(buffers)
+        else:
+            pieces.append(HEADER.pack(kind, length))
+            if payload:
+                pieces.append(payload)
+    return pieces
