@@ -25,13 +25,13 @@ def test_public_names_come_from_their_modules():
     assert gilstudy.WorkerDied is WorkerDied and gilstudy.ranks is ranks
 
 
-def test_all_holds_the_consumer_interface_the_runner_starters_compare_and_the_errors():
+def test_all_holds_the_consumer_interface_the_runner_starters_the_executor_compare_and_the_errors():
     from gilstudy import errors
 
     consumer_interface = {"Consumer", "Runner", "Collect", "Inline", "ConsumerThread",
                           "coroutine", "threads", "Dispatch", "Broadcast", "start_runners"}
     starters = {"spawn", "coprocesses", "connect", "serve", "subinterpreter",
-                "subinterpreters", "ranks", "world"}
+                "subinterpreters", "ranks", "world", "Executor"}
     # Every error but the older names of renamed ones, and PeerGone, which never reaches a
     # caller, and RemoteTraceback, which is only ever a RemoteError's __cause__.
     error_names = set(errors.__all__) - {"CoprocessDied", "CoprocessStalled",

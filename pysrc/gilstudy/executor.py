@@ -418,7 +418,7 @@ class Executor(cf.Executor):
             "subinterpreter" (Python 3.14+) or "mpi" (the ranks of an MPI job that
             gilstudy launches; needs ``gilstudy[mpi]``).
         max_workers: how many workers (an int >= 1); default: the cores this process
-            may use (:func:`gilstudy.usable_cores`).
+            may use (:func:`gilstudy.machine.usable_cores`).
         \\*\\*options: passed on to the function that starts the workers
             (:func:`gilstudy.coprocesses`, :func:`gilstudy.threads`,
             :func:`gilstudy.subinterpreters`, ``gilstudy.mpi.ranks()``), such as
@@ -447,7 +447,7 @@ class Executor(cf.Executor):
 
     Trouble, as concurrent.futures documents it: an exception raised by the function is
     raised by ``Future.result()`` (and by map's iterator) as its own type, with the
-    worker's traceback as its ``__cause__`` (a :class:`gilstudy.RemoteTraceback`); one
+    worker's traceback as its ``__cause__`` (a :class:`gilstudy.errors.RemoteTraceback`); one
     that does not unpickle here is a :class:`gilstudy.RemoteError` naming its type. A
     worker that dies (killed, crashed, ``os._exit``) breaks the executor: every call not
     yet finished fails with :class:`gilstudy.BrokenWorkerPool` (a
@@ -465,7 +465,7 @@ class Executor(cf.Executor):
     interpreter from exiting, whereas ThreadPoolExecutor waits for its threads at exit).
     ``map`` has no ``buffersize`` (Python 3.14): it reads its iterables at once.
     ``submit`` may block when a worker has 16,384 calls in flight (see
-    :class:`gilstudy.RemoteConsumer`), or a thread worker 1,024.
+    :class:`gilstudy.remote.RemoteConsumer`), or a thread worker 1,024.
 
     >>> import operator
     >>> with Executor("thread", max_workers=2) as pool:

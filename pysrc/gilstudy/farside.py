@@ -209,7 +209,7 @@ def serve_channel(channel: FarChannel, *, factory: Callable[[], Any] | None = No
 
 
 def serve_as_worker(channel: FarChannel, name: str, **how) -> int:
-    """serve_channel(channel, **how) for a worker that ends when its far side does (a
+    """``serve_channel(channel, **how)`` for a worker that ends when its far side does (a
     spawned process, a subinterpreter); return its exit status. 0 when the far side ran to
     its end, and when the near side went away (nobody is left to report to); 2, after a
     line on stderr naming the worker (``name``), when the near side failed the handshake
