@@ -4,6 +4,7 @@
 import multiprocessing
 import os
 import threading
+import time
 
 __all__ = ["child_pids", "threads_left", "DASK_OFFLOAD"]
 
@@ -44,3 +45,15 @@ def threads_left(before: set[threading.Thread], patience_s: float = 10.0) -> set
             thread.join(patience_s)
     return {t for t in threading.enumerate() if t.is_alive() and t not in before
             and not t.name.startswith(DASK_OFFLOAD)}
+
+
+def process_gone(pid: int, patience_s: float = 60.0) -> bool:
+    """Whether the process ``pid`` has exited and been reaped, within ``patience_s``."""
+    deadline = time.monotonic() + patience_s
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.01)
+    return False

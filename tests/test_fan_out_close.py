@@ -3,7 +3,6 @@
 # is left as it is, the others close, and a later close() or abort() ends the hung one.
 
 import os
-import time
 
 import pytest
 
@@ -12,19 +11,11 @@ from gilstudy.consumers import Collect
 from gilstudy.dispatch import Broadcast, Dispatch
 from gilstudy.errors import CoprocessStalled
 from gilstudy.processes import coprocesses, spawn
+from _leftovers import process_gone
 
 TIMEOUT = 60
 
 
-def ended(pid: int) -> bool:
-    deadline = time.monotonic() + TIMEOUT
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        time.sleep(0.01)
-    return False
 
 
 @pytest.mark.timeout(TIMEOUT)
@@ -47,7 +38,7 @@ def test_a_dispatch_with_a_hung_worker_closes_within_its_timeout(tmp_path, then)
     else:
         never.touch()      # the worker can go on: a later close() ends it
         fan.close()
-    assert ended(hung.pid)
+    assert process_gone(hung.pid)
     fan.close()            # idempotent once everything is closed
 
 
@@ -67,7 +58,7 @@ def test_coprocesses_takes_close_timeout(tmp_path):
         fan.close(timeout=0.5)
     pids = [runner.pid for runner in fan.consumers]
     fan.abort()
-    assert all(ended(pid) for pid in pids)
+    assert all(process_gone(pid) for pid in pids)
 
 
 @pytest.mark.timeout(TIMEOUT)
@@ -80,7 +71,7 @@ def test_a_broadcast_takes_close_timeout(tmp_path):
         everyone.close(timeout=0.5)
     assert plain.items == ["item"]
     everyone.abort()
-    assert ended(hung.pid)
+    assert process_gone(hung.pid)
 
 
 def test_close_refuses_a_bad_timeout():

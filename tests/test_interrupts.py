@@ -20,6 +20,7 @@ import pytest
 import _coprocess_consumers as cc
 from gilstudy import remote
 from gilstudy.coprocess import spawn
+from _leftovers import process_gone
 
 TIMEOUT = 60
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -31,16 +32,6 @@ TRACED = {remote.RemoteConsumer.close.__code__, remote.RemoteConsumer.abort.__co
             if callable(method) and hasattr(method, "__code__"))}
 
 
-def gone(pid: int) -> bool:
-    """Whether the child ``pid`` has exited and been reaped, within TIMEOUT."""
-    deadline = time.monotonic() + TIMEOUT
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        time.sleep(0.01)
-    return False
 
 
 def interrupt_at(step: int):
@@ -98,7 +89,7 @@ def test_ctrl_c_at_each_line_of_ending_leaves_nothing_behind(call):
             assert interrupted, (step, fired)
         del consumer
         gc.collect()
-        assert gone(pid), (step, fired)
+        assert process_gone(pid), (step, fired)
         deadline = time.monotonic() + TIMEOUT
         while threading.active_count() > threads and time.monotonic() < deadline:
             time.sleep(0.01)
