@@ -63,6 +63,24 @@ def test_the_breakeven_is_the_smallest_duration_from_which_on_the_model_pays(spe
     assert result.breakeven_s(curve) == (None if expected is None else pytest.approx(expected))
 
 
+@pytest.mark.parametrize("repeats, expected", [
+    # The largest item's median (1.45x) dips under 1.5x, its fastest repeat reaches it:
+    # within the spread, so the break-even stays where the model began to pay.
+    ([[0.5], [1.2], [1.7, 1.8, 1.9], [1.4, 1.45, 1.6]], 1e-2),
+    # Even its fastest repeat stays under 1.5x: the model does not pay from there on.
+    ([[0.5], [1.2], [1.7, 1.8, 1.9], [1.3, 1.4, 1.45]], None),
+], ids=["noisy-dip-within-spread", "dip-beyond-spread"])
+def test_a_dip_within_the_repeats_spread_does_not_move_the_breakeven(repeats, expected):
+    targets = [1e-4, 1e-3, 1e-2, 1e-1]
+    points = [Point("python", t, 1, 10, {2: [Repeat([t * 10])]}) for t in targets]
+    curve = Curve("pool-python", "pool-python", "python", 2, 1e-4,
+                  {t: [Repeat([t * 10 / s]) for s in speedups]
+                   for t, speedups in zip(targets, repeats)})
+    result = breakeven.BreakevenResult("countdown", points, [curve], {}, Timing(), 3,
+                                       IdleCheck(True, 0.0, 0.0), {"machine": {}})
+    assert result.breakeven_s(curve) == (None if expected is None else pytest.approx(expected))
+
+
 def test_the_answer_comes_first_with_the_item_each_model_pays_from():
     targets = [1e-4, 1e-3, 1e-2]
     points = [Point("python", t, 1, 10, {2: [Repeat([t * 10])]}) for t in targets]
