@@ -246,3 +246,16 @@ def test_no_executor_line_when_the_serial_run_wins(clock):
     assert result.answer.model == "fake-serial"
     assert result.answer.code is None
     assert not any(line.startswith("Code:") for line in report.answer_lines(result))
+
+
+@pytest.mark.timeout(TIMEOUT)
+def test_where_no_executor_runs_the_winner_the_line_is_for_the_pure_python_code(clock):
+    result = run_fakes(clock, [
+        serial(clock),
+        fake(clock, "prange-fake", "prange", {1: [0.1], 2: [0.05, 0.051, 0.052]},
+             impl="cython"),
+        fake(clock, "coprocess-fake", "coprocesses", {1: [1.0], 2: [0.50, 0.52, 0.54]}),
+    ], models="fake-*,prange-fake,coprocess-fake")
+    assert result.answer.model == "prange-fake"
+    assert result.answer.code == ("gilstudy.Executor('coprocess', max_workers=2)"
+                                  "  # for pure-Python code, as coprocess-fake")

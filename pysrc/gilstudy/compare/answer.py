@@ -239,13 +239,23 @@ def choose(rows: list[Row], models: list[ModelInfo], reference: str, default: st
     return Answer(best=best, ties=ties, item_s=item_s, python=python,
                   threads=_threads(rows, models, default, workload),
                   next_step=_next_step(best, standings, item_s, python, workload),
-                  code=_code(best))
+                  code=_code(best, python))
 
 
-def _code(best: Standing) -> str | None:
-    """The gilstudy.Executor line that runs work the way ``best`` did, or None where no
-    Executor does (serial, prange: one call; a model gilstudy.executor does not know)."""
+def _code(best: Standing, python: Standing | None) -> str | None:
+    """The gilstudy.Executor line that runs work the way ``best`` did; where no Executor
+    does (serial, prange: one call), the line for the best model of the pure-Python code,
+    marked so; None when neither has one (or gilstudy.executor does not know the model)."""
+    line = _executor_line(best)
+    if line is None and not best.is_serial and python is not None and not python.is_serial:
+        line = _executor_line(python)
+        if line is not None:
+            line += f"  # for pure-Python code, as {python.model}"
+    return line
+
+
+def _executor_line(standing: Standing) -> str | None:
     try:
-        return executor_line(best.model, best.workers)
+        return executor_line(standing.model, standing.workers)
     except ValueError:
         return None
