@@ -175,8 +175,8 @@ def subinterpreter(factory: Callable, *args: Any, results: Any = None,
     consumer ``factory(*args)``; return the RemoteConsumer that feeds it.
 
     The twin of gilstudy.processes.spawn(), and the same in use: ``factory`` and ``args`` are
-    pickled here (``factory`` by reference: importable by its module name, not defined in
-    ``__main__``), the interpreter takes this one's sys.path, and it runs the far-side
+    pickled here (``factory`` by reference: importable by its module name, or defined in a
+    main script that can be loaded again, see gilstudy.mainscript), the interpreter takes this one's sys.path, and it runs the far-side
     entry (gilstudy.farside) over two socket pairs, in a daemon thread of this process. It
     shares this process's file descriptors and standard streams, not its modules or
     objects: it imports what it needs afresh, and extension modules that do not support

@@ -347,7 +347,8 @@ def ranks(factory: Callable, n: int, *args: Any, results: Any = None,
     wheel's, see find_mpiexec()): ranks 0 to n-1 serve, and rank n relays between this
     process and them.
 
-    ``factory`` is pickled by reference (define it in a module, not in ``__main__``); every
+    ``factory`` is pickled by reference (a module's, or a main script's that the ranks load
+    again under ``__mp_main__``: gilstudy.mainscript); every
     rank takes this process's sys.path first. ``hostfile`` is an MPICH host file (``host``
     or ``host:slots`` per line) and ``mpiexec_args`` more options for mpiexec (``-hosts``,
     ``-launcher-exec``, ``-iface``...). The relay, the last rank, takes the last slot and
