@@ -14,3 +14,8 @@ def raising_work(size):
 def work(n):
     """A plain function of one size argument."""
     return sum(range(n))
+
+
+def constant_work(size):
+    """A --function whose time does not grow with its size."""
+    return size % 7

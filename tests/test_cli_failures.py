@@ -84,6 +84,20 @@ def test_a_breakeven_function_that_raises_is_one_line(capsys):
     assert "RuntimeError: the work broke" in one_line(err)
 
 
+@pytest.mark.timeout(120)
+def test_a_breakeven_function_whose_time_does_not_grow_is_one_line(capsys, monkeypatch):
+    from gilstudy.compare import breakeven
+
+    # Calibration doubles the size up to 2**40 looking for the duration; each size is timed
+    # for this long (a second by default: 40 s in all).
+    monkeypatch.setattr(breakeven, "_CALIBRATE_S", 0.0005)
+    status, _, err = run(capsys, "breakeven", "--function", "_cli_functions:constant_work",
+                         "--durations", "1e-3", *QUICK)
+    assert status == 1
+    assert "does the time of --function _cli_functions:constant_work grow with its size" \
+        in one_line(err)
+
+
 def test_a_deeply_nested_history_json_is_one_line(capsys, tmp_path):
     deep = tmp_path / "deep.json"
     deep.write_text("[" * 100_000 + "]" * 100_000)
