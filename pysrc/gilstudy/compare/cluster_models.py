@@ -208,11 +208,14 @@ class _DaskWorkers:
 
         self._consumer = workload.consumer(impl)
         # The scheduler serves HTTP even without a dashboard, on port 8787 unless told: a
-        # free port instead, so that two clusters (or another user's) never collide.
+        # free port instead, so that two clusters (or another user's) never collide. Its
+        # workers log at ERROR with a traceback when a heartbeat meets the scheduler already
+        # closed, as it does at every close(): only CRITICAL lines are shown. A task's own
+        # failure reaches the client as its exception, not as a log line.
         self._cluster = LocalCluster(n_workers=workers, processes=True, threads_per_worker=1,
                                      host="127.0.0.1", dashboard_address=":0",
                                      scheduler_kwargs={"dashboard": False},
-                                     silence_logs=logging.ERROR)
+                                     silence_logs=logging.CRITICAL)
         self._client = None
         try:
             self._client = Client(self._cluster, set_as_default=False)
