@@ -6,6 +6,7 @@ import functools
 import os
 import shutil
 import subprocess
+import sys
 import threading
 
 import pytest
@@ -54,6 +55,18 @@ def no_thread_left_behind():
     yield
     left = set(threading.enumerate()) - before
     assert not left, f"threads left running: {sorted(thread.name for thread in left)}"
+
+
+@pytest.fixture
+def long_switch_interval():
+    """A 100 s switch interval for the test: a thread that holds the GIL keeps it, so a
+    thread that runs meanwhile shows that the GIL was released."""
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(100.0)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(previous)
 
 
 @pytest.fixture(params=IMPLS)

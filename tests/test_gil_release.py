@@ -7,8 +7,6 @@
 # it finishes; a kernel that holds the GIL keeps the main thread frozen until it has
 # finished, so the main thread sees it done before its first step. No clock is read.
 
-import sys
-
 import pytest
 
 from _in_subinterpreter import (PROBE_STEPS, fresh_interpreter, steps_while_kernel_runs,
@@ -25,16 +23,6 @@ WORK = {
     "count_primes": {"cython": (0, 3_000_000), "python": (0, 200_000)},
     "mandelbrot": {"cython": (1600, 1200, 500), "python": (200, 120, 100)},
 }
-
-
-@pytest.fixture
-def long_switch_interval():
-    previous = sys.getswitchinterval()
-    sys.setswitchinterval(100.0)
-    try:
-        yield
-    finally:
-        sys.setswitchinterval(previous)
 
 
 @pytest.mark.timeout(120)

@@ -250,16 +250,6 @@ def test_build_info_reports_numba_and_no_cache(nk):
     assert info["threading_layer"] in ("tbb", "omp", "workqueue")  # a prange twin has run
 
 
-@pytest.fixture
-def long_switch_interval():
-    previous = sys.getswitchinterval()
-    sys.setswitchinterval(100.0)
-    try:
-        yield
-    finally:
-        sys.setswitchinterval(previous)
-
-
 @needs_numba
 @pytest.mark.timeout(TIMEOUT)
 @pytest.mark.parametrize("name, args", [("countdown", (300_000_000,)),
