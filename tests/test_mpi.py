@@ -313,7 +313,10 @@ def test_ranks_on_two_test_hosts_talk_across_the_interface_between_them(test_hos
                     env=test_hosts.environment)
     ranks = facts["ranks"]
     assert [rank["rank"] for rank in ranks] == [0, 1, 2]
-    assert [rank["count"] for rank in ranks] == facts["dispatched"] == [8, 8, 8]
+    # Dispatch sends each item to the least loaded rank, so the split depends on when
+    # each rank acknowledged; the first item always goes to rank 0, on the second host.
+    counts = [rank["count"] for rank in ranks]
+    assert counts == facts["dispatched"] and sum(counts) == 24 and counts[0] >= 1
     # Ranks 0 and 1 ran on the second host; rank 2 (then the relay) on the first, beside
     # the caller.
     second_host = {rank["netns"] for rank in ranks[:2]}
@@ -322,6 +325,6 @@ def test_ranks_on_two_test_hosts_talk_across_the_interface_between_them(test_hos
     # What went to the second host's ranks crossed the link: at least as many bytes left
     # through the first host's end of it.
     remote_bytes = sum(rank["nbytes"] for rank in ranks[:2])
-    assert remote_bytes == 16 * (1 << 20)
+    assert remote_bytes == (counts[0] + counts[1]) * (1 << 20)
     assert facts["tx_bytes"] >= remote_bytes
     assert facts["left"] == []
