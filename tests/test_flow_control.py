@@ -111,8 +111,8 @@ def test_the_window_bounds_a_connection_to_a_server_too():
     assert results.items == [*range(200), "closed"]
 
 
-def test_the_default_window_holds_four_frames_of_the_smallest_items():
-    assert MAX_IN_FLIGHT == 16384
+def test_the_default_window_holds_sixteen_frames_of_the_smallest_items():
+    assert MAX_IN_FLIGHT == 65536
 
 
 @pytest.mark.parametrize("value, error, message", [

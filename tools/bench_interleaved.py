@@ -15,6 +15,12 @@ alone did to the figures.
     python3 tools/bench_interleaved.py                      # HEAD against 8187c36, 3 turns
     python3 tools/bench_interleaved.py --baseline 8187c36 --candidate issue22 --turns 5
     python3 tools/bench_interleaved.py --turns 9 --select "round_trip and socket"
+    python3 tools/bench_interleaved.py --baseline 2706794 --script bench/stream_rate.py --turns 8
+
+With --script, each turn runs that script (the candidate's copy, from this checkout) with
+each commit's venv instead of a pytest session: it prints one JSON line of
+{name: items/s}, and "cpus_idle_before_run". A script that old commits can run compares
+a figure their own benchmarks never had (bench/stream_rate.py: issue 23's stream).
 
 Every session first waits up to a minute for idle CPUs (bench/conftest.py) and records
 whether it got them: the table says how many sessions ran on a busy machine. Exit status 0,
@@ -76,6 +82,20 @@ def _session(tree: pathlib.Path, out: pathlib.Path, select: str) -> dict:
     return json.loads(out.read_text())
 
 
+def _script_run(tree: pathlib.Path, script: pathlib.Path) -> dict:
+    """One run of ``script`` with ``tree``'s venv, as a report _figures() and _idle() read."""
+    done = subprocess.run([str(tree / ".venv" / "bin" / "python"), str(script)], cwd=tree,
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        print(done.stdout[-3000:], done.stderr[-3000:], file=sys.stderr)
+        raise RuntimeError(f"{script.name} failed in {tree}")
+    line = json.loads(done.stdout.strip().splitlines()[-1])
+    idle = line.pop("cpus_idle_before_run", False)
+    return {"benchmarks": [{"name": name, "extra_info": {"items_per_s": rate}}
+                           for name, rate in line.items()],
+            "machine_info": {"gilstudy": {"cpus_idle_before_run": idle}}}
+
+
 def _figures(report: dict) -> dict[str, float]:
     """Benchmark name -> items/s, or for start-up (no items) seconds, from one session."""
     figures = {}
@@ -97,12 +117,20 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--select", default=BENCHMARKS,
                         help="the benchmarks, as a pytest -k expression (default: the stream, "
                              "round-trip and start-up figures)")
+    parser.add_argument("--script", type=pathlib.Path,
+                        help="run this script (a path in this checkout) with each commit's "
+                             "venv instead of the pytest benchmarks")
     parser.add_argument("--trees", type=pathlib.Path,
                         default=pathlib.Path.home() / ".cache" / "gilstudy" / "bench-trees",
                         help="where the exported trees go")
     args = parser.parse_args(argv)
     if args.turns < 1:
         print(f"bench_interleaved: error: --turns must be >= 1, got {args.turns}",
+              file=sys.stderr)
+        return 2
+    script = args.script.resolve() if args.script else None
+    if script is not None and not script.is_file():
+        print(f"bench_interleaved: error: --script must be a file, got {args.script}",
               file=sys.stderr)
         return 2
     try:
@@ -120,7 +148,10 @@ def main(argv: list[str]) -> int:
             order = ("baseline", "candidate") if turn % 2 == 0 else ("candidate", "baseline")
             for role in order:
                 print(f"turn {turn + 1}/{args.turns}: {role} {shas[role][:12]}", flush=True)
-                report = _session(trees[role], out / f"{turn}-{role}.json", args.select)
+                if script is not None:
+                    report = _script_run(trees[role], script)
+                else:
+                    report = _session(trees[role], out / f"{turn}-{role}.json", args.select)
                 busy += not _idle(report)
                 runs[role].append(_figures(report))
     except (RuntimeError, subprocess.CalledProcessError) as exc:

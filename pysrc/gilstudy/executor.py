@@ -464,7 +464,7 @@ class Executor(cf.Executor):
     call that hangs cannot be stopped (its thread is a daemon, so it does not keep the
     interpreter from exiting, whereas ThreadPoolExecutor waits for its threads at exit).
     ``map`` has no ``buffersize`` (Python 3.14): it reads its iterables at once.
-    ``submit`` may block when a worker has 16,384 calls in flight (see
+    ``submit`` may block when a worker has 65,536 calls in flight (see
     :class:`gilstudy.remote.RemoteConsumer`), or a thread worker 1,024.
 
     >>> import operator

@@ -9,11 +9,15 @@ from typing import Callable
 
 __all__ = ["MAX_IN_FLIGHT", "EXIT_TIMEOUT", "POLL", "FlowControl", "Patience"]
 
-# How many items may be sent to one worker and not yet acknowledged, by default: four frames
-# of the smallest items (gilstudy.remote batches at most 4096 to a frame), so the worker
-# always has the next frame at hand, while a producer faster than its consumer waits
-# instead of running minutes ahead.
-MAX_IN_FLIGHT = 16384
+# How many items may be sent to one worker and not yet acknowledged, by default: sixteen
+# frames of the smallest items (gilstudy.batching puts at most 4096 in a frame of about
+# 64 KiB), what a 1 MiB pipe holds. The worker acknowledges a frame once it has handled
+# it, so the window must cover the frames in the pipe as well as the one being handled:
+# with four frames (the earlier default), a worker descheduled for a few milliseconds on
+# a busy machine left the producer waiting, and a stream of small items ran at 0.8 of
+# the rate it reaches here. A producer faster than its consumer still waits instead of
+# running minutes ahead.
+MAX_IN_FLIGHT = 65536
 
 # How long a worker may take to exit once its channel has closed, in seconds, before it
 # is killed; close() raises WorkerDied for a dead one at the latest this long after the

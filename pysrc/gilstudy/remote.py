@@ -140,7 +140,7 @@ class RemoteConsumer(ExitRule):
     naming the item. Leaving a ``with`` block on an exception aborts instead of closing
     (the rule of every runner).
 
-    Flow control: at most ``max_in_flight`` items (16384 by default) are sent and not yet
+    Flow control: at most ``max_in_flight`` items (65536 by default) are sent and not yet
     acknowledged; the send() that would exceed it waits for the consumer. Until a failure,
     a send() that returns has delivered its item (close() returns only once it is handled)
     and one that raises has not, even when another thread calls close() meanwhile. One
