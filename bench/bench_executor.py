@@ -140,8 +140,7 @@ def test_count_primes_through_the_coprocess_model(benchmark, impl):
     def run():
         for item in items:
             fan.send(item)
-        for runner in fan.consumers:
-            runner.flush()
+        fan.flush()
         return sum(count for _, count in results.take(len(items), TIMEOUT))
 
     with coprocesses(KernelConsumer, WORKERS, "count_primes", impl, results=results) as fan:

@@ -287,6 +287,52 @@ def test_collect_wait_counts_its_timeout_from_the_last_arrival():
     assert results.items == list(range(10))
 
 
+@pytest.mark.timeout(TIMEOUT)
+def test_collect_wait_wakes_for_items_that_arrive_by_extend_and_keeps_their_order():
+    results = Collect(["first"])
+    feeder = Background(lambda: [(time.sleep(0.02), results.extend([n, n + 100]))
+                                 for n in range(5)])
+    results.wait(11, timeout=TIMEOUT)
+    feeder.join()
+    assert results.items == ["first", 0, 100, 1, 101, 2, 102, 3, 103, 4, 104]
+
+
+@pytest.mark.timeout(TIMEOUT)
+def test_collect_arrivals_short_of_the_count_still_reset_the_timeout():
+    # Each arrival (send or extend) is short of what wait() needs, so it wakes no one,
+    # yet it proves the worker alive: 8 arrivals 30 ms apart outlast the 0.1 s timeout.
+    results = Collect()
+
+    def feed():
+        for n in range(4):
+            time.sleep(0.03)
+            results.send(n)
+            time.sleep(0.03)
+            results.extend([n])
+
+    feeder = Background(feed)
+    results.wait(8, timeout=0.1)
+    feeder.join()
+    assert results.items == [0, 0, 1, 1, 2, 2, 3, 3]
+
+
+@pytest.mark.timeout(TIMEOUT)
+def test_collect_two_waiters_for_different_counts_each_return_at_their_own():
+    results = Collect()
+    returned = []
+    waiters = [Background(lambda count=count: (results.wait(count, timeout=TIMEOUT),
+                                                returned.append((count, len(results.items)))))
+               for count in (3, 6)]
+    time.sleep(0.05)
+    for n in range(6):
+        results.send(n)
+        time.sleep(0.02)
+    for waiter in waiters:
+        waiter.join()
+    assert sorted(returned)[0][0] == 3 and 3 <= sorted(returned)[0][1] <= 6
+    assert sorted(returned)[1] == (6, 6)
+
+
 def test_collect_take_removes_and_returns_the_first_items():
     results = Collect("abcde")
     assert results.take(3) == ["a", "b", "c"]

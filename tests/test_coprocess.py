@@ -240,6 +240,50 @@ def test_results_come_back_in_order_with_the_close_result_last(transport):
     assert_reaped(consumer.pid)
 
 
+class Frames:
+    """A results consumer with ``extend``: records each call, so a test sees how results
+    were handed over (several per call, one per send)."""
+
+    def __init__(self):
+        self.calls = []
+
+    def send(self, item):
+        self.calls.append(("send", item))
+
+    def extend(self, items):
+        self.calls.append(("extend", list(items)))
+
+    def close(self):
+        return None
+
+
+@pytest.mark.timeout(TIMEOUT)
+def test_a_results_consumer_with_extend_gets_each_frames_results_in_one_call():
+    results = Frames()
+    with spawn(cc.Echo, results=results) as consumer:
+        for item in range(5000):
+            consumer.send(item)
+    kinds = {kind for kind, _ in results.calls}
+    delivered = [value for _, values in results.calls for value in values]
+    assert kinds == {"extend"}
+    assert delivered == list(range(5000)) + ["closed"]
+    assert len(results.calls) < 5000 / 2    # many results to a call, not one each
+
+
+@pytest.mark.timeout(TIMEOUT)
+def test_an_exception_in_the_results_consumers_extend_is_raised_in_the_caller():
+    class Refuses(Frames):
+        def extend(self, items):
+            raise LookupError("no room")
+
+    consumer = spawn(cc.Echo, results=Refuses())
+    consumer.send(1)
+    with pytest.raises(LookupError, match=rf"^no room\ngilstudy: raised by the results consumer "
+                                          rf"of coprocess {consumer.pid}$"):
+        consumer.close()
+    assert_reaped(consumer.pid)
+
+
 @pytest.mark.timeout(TIMEOUT)
 def test_the_factory_gets_its_arguments():
     results = Collect()

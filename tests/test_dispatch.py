@@ -127,6 +127,43 @@ def test_a_fan_out_ends_once_whichever_of_close_and_abort_comes_first():
     assert events == [("abort", 0)]
 
 
+class Flushed(Recorded):
+    """A Recorded runner that batches: flush() is recorded, or raises ``error``."""
+
+    def __init__(self, index: int, events: list, error: Exception | None = None):
+        super().__init__(index, events)
+        self.error = error
+
+    def flush(self):
+        self.events.append(("flush", self.index))
+        if self.error is not None:
+            raise self.error
+
+
+@pytest.mark.parametrize("fan_out", [Dispatch, Broadcast])
+def test_a_fan_outs_flush_flushes_each_consumer_that_batches_and_skips_the_others(fan_out):
+    events = []
+    fan = fan_out([Flushed(0, events), Recorded(1, events), Flushed(2, events)])
+    fan.flush()
+    assert events == [("flush", 0), ("flush", 2)]
+    fan.close()
+    with pytest.raises(ValueError, match=rf"^flush on a closed {fan_out.__name__}$"):
+        fan.flush()
+
+
+def test_a_flush_that_raises_still_flushes_the_rest_then_raises_the_first_error():
+    events = []
+    first, later = LookupError("worker 0 died"), KeyError("worker 2 died")
+    fan = Dispatch([Flushed(0, events, first), Flushed(1, events), Flushed(2, events, later)])
+    with pytest.raises(LookupError) as info:
+        fan.flush()
+    assert info.value is first
+    assert info.value.__notes__ == ["Dispatch: consumers[2].flush() also raised KeyError: "
+                                    "'worker 2 died'"]
+    assert events == [("flush", 0), ("flush", 1), ("flush", 2)]
+    fan.abort()
+
+
 # --- the choice: O(log N), and what it guarantees ----------------------------------------------
 
 class Probe:

@@ -121,13 +121,36 @@ class Collect:
     def __init__(self, items: Iterable[Any] = ()):
         self.items = list(items)
         self.failure: BaseException | None = None
-        self._arrived = threading.Condition(threading.Lock())
+        self._lock = threading.Lock()
+        self._arrived = threading.Condition(self._lock)
+        # The counts that wait() calls wait for now, the least of them, and when the last
+        # item came while one waited: send() wakes them only once the least is reached, so
+        # a runner's reader thread delivering results pays for a wake-up once, not per item.
+        self._wants: list[int] = []
+        self._least_wanted = 0
+        self._last_arrival = 0.0
 
     def send(self, item: Any) -> None:
         """Keep ``item`` (thread-safe) and wake whoever waits for it."""
-        with self._arrived:
-            self.items.append(item)
-            self._arrived.notify_all()
+        with self._lock:
+            items = self.items
+            items.append(item)
+            if self._wants:
+                self._last_arrival = time.monotonic()
+                if len(items) >= self._least_wanted:
+                    self._arrived.notify_all()
+
+    def extend(self, items: Iterable[Any]) -> None:
+        """Keep every one of ``items``, in order, as that many send() calls would, under one
+        lock and with one wake-up. Runners behind a framed channel deliver a frame's
+        results this way to a results consumer that has ``extend``."""
+        with self._lock:
+            kept = self.items
+            kept.extend(items)
+            if self._wants:
+                self._last_arrival = time.monotonic()
+                if len(kept) >= self._least_wanted:
+                    self._arrived.notify_all()
 
     def close(self) -> None:
         """Do nothing: a Collect has no end to announce."""
@@ -137,7 +160,7 @@ class Collect:
         """A runner that sends here failed with ``exc`` (gilstudy.remote calls this): a
         wait() or take() that the items already here do not satisfy raises ``exc`` now,
         instead of waiting for results that will never come."""
-        with self._arrived:
+        with self._lock:
             self.failure = exc
             self._arrived.notify_all()
 
@@ -148,28 +171,40 @@ class Collect:
         runner's failure reported through fail() is raised instead of waiting."""
         _checks.integer("Collect.wait", "count", count)
         timeout = _checks.timeout("Collect.wait", timeout)
-        with self._arrived:
-            seen = len(self.items)
-            last_arrival = time.monotonic()
-            while len(self.items) < count:
-                if self.failure is not None:
-                    raise self.failure
-                if timeout is None:
-                    self._arrived.wait()
-                    continue
-                left = last_arrival + timeout - time.monotonic()
-                if left <= 0:
-                    raise TimeoutError(f"Collect.wait: no item for {timeout:g} s "
-                                       f"({len(self.items)} of {count} arrived)")
-                self._arrived.wait(left)
-                if len(self.items) > seen:
-                    seen = len(self.items)
-                    last_arrival = time.monotonic()
+        with self._lock:
+            if len(self.items) >= count:
+                return
+            wants = self._wants
+            wants.append(count)
+            self._least_wanted = min(wants)
+            try:
+                self._wait_held(count, timeout)
+            finally:
+                wants.remove(count)
+                self._least_wanted = min(wants, default=0)
+
+    def _wait_held(self, count: int, timeout: float | None) -> None:
+        seen = len(self.items)
+        last_arrival = time.monotonic()
+        while len(self.items) < count:
+            if self.failure is not None:
+                raise self.failure
+            if timeout is None:
+                self._arrived.wait()
+                continue
+            if len(self.items) > seen:
+                seen = len(self.items)
+                last_arrival = max(last_arrival, self._last_arrival)
+            left = last_arrival + timeout - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"Collect.wait: no item for {timeout:g} s "
+                                   f"({len(self.items)} of {count} arrived)")
+            self._arrived.wait(left)
 
     def take(self, count: int, timeout: float | None = None) -> list[Any]:
         """wait() for ``count`` items, then remove the first ``count`` and return them."""
         self.wait(count, timeout)
-        with self._arrived:
+        with self._lock:
             taken, self.items[:count] = self.items[:count], []
         return taken
 

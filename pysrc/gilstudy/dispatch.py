@@ -116,6 +116,31 @@ class _FanOut(ExitRule):
         self._stalled = stalled
         _raise_first(self._owner, "close", errors)
 
+    def flush(self) -> None:
+        """Have every consumer that batches (one with ``flush()``: coprocesses, server
+        connections, MPI ranks, subinterpreters) write what it holds now rather than within
+        its flush interval: for a producer that sent its last item for a while and now
+        waits for results. Consumers without ``flush()`` are left alone. The first error
+        is raised once every consumer was asked, as for close().
+
+        Raises
+        ------
+        ValueError
+            After close().
+        """
+        if self._is_closed:
+            raise ValueError(f"flush on a closed {self._owner}")
+        errors = []
+        for index, consumer in enumerate(self._consumers_now()):
+            flush = getattr(consumer, "flush", None)
+            if flush is None:
+                continue
+            try:
+                flush()
+            except Exception as exc:
+                errors.append((index, exc))
+        _raise_first(self._owner, "flush", errors)
+
     def abort(self) -> None:
         """Abort every runner among the consumers now (see abort_all), a runner whose
         close(timeout=) stalled included; idempotent, never raises. Plain consumers are
@@ -248,9 +273,10 @@ class _Tally:
         return self._dispatched[self._index]
 
 
-# Up to this many consumers Dispatch reads every load on every send, so its choice is the
-# scan's whatever the loads do; beyond, it re-reads this many loads per send besides the
-# chosen one, taking the consumers in turn (see Dispatch).
+# Up to this many consumers Dispatch reads every load on every send and takes the least (a
+# scan: at this size cheaper than keeping the heap); beyond, it keeps a heap of the loads
+# and re-reads this many per send besides the chosen one, taking the consumers in turn
+# (see Dispatch).
 _READ_ALL_UP_TO = 8
 _REFRESH_PER_SEND = 2
 
@@ -266,11 +292,12 @@ class Dispatch(_FanOut):
     long item gets no more until the others catch up. ``send`` returns what the chosen
     consumer's ``send`` returned (None for runners, which forward results themselves).
 
-    The choice costs O(log N) for N consumers, not a scan of every load: Dispatch keeps a
+    With 8 consumers or fewer, each send reads every load and takes the least. Beyond, the
+    choice costs O(log N) for N consumers, not a scan of every load: Dispatch keeps a
     heap of the loads as it last read them. On each send it re-reads the load at the top of
     the heap until the one read matches the one kept (that consumer is chosen; the one chosen
     last is always re-read, as its item raised its load), and re-reads 2 other loads,
-    taking the consumers in turn (all of them, with 8 consumers or fewer). What that guarantees:
+    taking the consumers in turn. What that guarantees:
 
     - With 8 consumers or fewer, or whenever loads change only through Dispatch's own sends
       (plain consumers; runners whose workers finished nothing since), the choice is
@@ -344,6 +371,10 @@ class Dispatch(_FanOut):
         # Only loads that keep changing while a choice is made (another thread sending to
         # the same runners) could make it long: past this many reads, it takes the top.
         self._max_reads = 2 * self._count + 2
+        self._scan = self._count <= _READ_ALL_UP_TO
+        self._first_source = self._sources[0]
+        self._sends = tuple(consumer.send for consumer in consumers)
+        self._other_sources = tuple(enumerate(self._sources))[1:]
 
     def _key(self, index: int, load) -> int:
         if type(load) is not int:
@@ -371,6 +402,23 @@ class Dispatch(_FanOut):
         """
         if self._is_closed:
             raise ValueError("send on a closed Dispatch")
+        if self._scan:
+            index = 0
+            try:
+                least = self._first_source.pending
+                if type(least) is not int:
+                    raise TypeError
+                for other, source in self._other_sources:
+                    load = source.pending
+                    if type(load) is not int:
+                        raise TypeError
+                    if load < least:
+                        least, index = load, other
+            except TypeError:
+                self._check_loads()
+                raise
+            self.dispatched[index] += 1
+            return self._sends[index](item)
         # Written out in one method: at 10,000 consumers a call costs a tenth of the choice.
         # A load that changed and is not an int raises a bare TypeError here, which
         # _check_loads() turns into one naming the consumer.

@@ -306,7 +306,6 @@ def _feed(state: _State, dispatch) -> None:
     down and the queue is empty, close the workers (waiting for every call sent); on a
     failure, break the executor and abort them."""
     condition = state.condition
-    flushers = [runner.flush for runner in dispatch.consumers if hasattr(runner, "flush")]
     unflushed = False
     try:
         while True:
@@ -336,8 +335,7 @@ def _feed(state: _State, dispatch) -> None:
                 if state.broken is not None:
                     break
                 if unflushed:
-                    for flush in flushers:
-                        flush()
+                    dispatch.flush()
                     unflushed = False
                     continue
                 break  # shut down, with nothing left to send

@@ -103,8 +103,9 @@ def spawn(factory: Callable, *args: Any, transport: str = "pipe", path=None, add
     child connects back, proving that it holds the fresh random key spawn handed it). For
     "pipe" spawn returns at once; for the others once the child has opened its end,
     raising WorkerDied if it ends first or takes more than START_TIMEOUT. Non-None
-    results of the consumer go to ``results.send``, from a reader thread; ``results.send``
-    must not wait for the thread that calls ``send`` here.
+    results of the consumer go to ``results.send`` (or several at once to
+    ``results.extend``, when it has one), from a reader thread; neither may wait for the
+    thread that calls ``send`` here.
 
     ``max_frame`` (bytes, 64 MiB by default) bounds each frame both ways: a batch of items,
     a batch of results, their out-of-band buffers included. numpy arrays of 1 MiB or more,

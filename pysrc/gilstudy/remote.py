@@ -118,7 +118,9 @@ class RemoteConsumer(ExitRule):
     full batch (sized to make frames of about 64 KiB) is pickled and written by the send
     that fills it, and a flusher thread writes a partial batch no later than FLUSH_INTERVAL
     (5 ms) after its first item. Results (non-None values of the remote consumer's send()
-    and close()) are passed to ``results.send`` from a reader thread, in order.
+    and close()) are passed to ``results.send`` from a reader thread, in order; a results
+    consumer that also has ``extend`` (Collect has) gets each frame's results in one
+    ``results.extend(values)`` call instead.
 
     Items are pickled when their batch is written, not by send(): do not change an item
     after sending it. To a spawned coprocess, numpy arrays of 1 MiB or more are copied
@@ -151,6 +153,7 @@ class RemoteConsumer(ExitRule):
         self._link = link
         self._sender = link.sender
         self._batch = link.sender.batch
+        self._flow = link.flow
         self._finalizer = weakref.finalize(self, link.abort)
 
     @property
@@ -166,8 +169,9 @@ class RemoteConsumer(ExitRule):
     @property
     def pending(self) -> int:
         """Items sent but not yet acknowledged as handled by the remote consumer."""
-        link = self._link
-        return link.sender.taken + len(self._batch) - link.acknowledged
+        # Read on every Dispatch.send, so written out rather than through the link's
+        # properties.
+        return self._sender.taken + len(self._batch) - self._flow.acknowledged
 
     @property
     def sent(self) -> int:

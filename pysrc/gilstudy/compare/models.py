@@ -98,7 +98,7 @@ class DispatchWorkers:
             self._dispatch.send(item)
         # Nothing more comes: runners that batch (coprocesses) write their last batch now
         # rather than after their flush interval, which would idle the workers each pass.
-        self._flush_all()
+        self._dispatch.flush()
         deadline = time.monotonic() + patience_s
         while True:
             try:
@@ -111,14 +111,8 @@ class DispatchWorkers:
                     raise
                 # A far-side worker whose consumer raised has halted its link, and flush()
                 # raises its error now, not after the whole patience.
-                self._flush_all()
+                self._dispatch.flush()
         return workload.combine(pairs)
-
-    def _flush_all(self) -> None:
-        for runner in self._dispatch.consumers:
-            flush = getattr(runner, "flush", None)
-            if flush is not None:
-                flush()
 
     def close(self) -> None:
         self._dispatch.close()
