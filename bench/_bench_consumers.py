@@ -85,3 +85,22 @@ class Tally:
 
     def close(self):
         return self.count
+
+
+def spin(seed, steps):
+    """About 0.15 ms of pure Python at 2,600 steps on the 2-core machine: a short item."""
+    total = 0
+    for k in range(steps):
+        total += (seed * k) % 7
+    return total
+
+
+class Spin:
+    """Runs spin() on each (index, seed, steps) item and returns (index, its value)."""
+
+    def send(self, item):
+        index, seed, steps = item
+        return index, spin(seed, steps)
+
+    def close(self):
+        return None

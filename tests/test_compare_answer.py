@@ -183,6 +183,29 @@ def test_for_a_function_that_processes_speed_up_the_answer_is_processes(clock):
 
 
 @pytest.mark.timeout(TIMEOUT)
+def test_threads_that_scale_from_a_slow_first_worker_but_trail_serial_do_not_help(clock):
+    # 1.25x their own 1-worker speed, yet slower than serial: threads handing each item
+    # over cost more than the second worker gains.
+    result = run_fakes(clock, [
+        serial(clock, (0.8, 0.8, 0.8)),
+        fake(clock, "fake-threads", "threads", {1: [1.1], 2: [0.87, 0.88, 0.89]},
+             shares_gil=True),
+        fake(clock, "fake-procs", "coprocesses", {1: [0.8], 2: [0.41, 0.42, 0.43]},
+             dispatch_s=5e-5),
+    ], kernel=None, size=None, items=None, function=functions.sum_of_squares,
+        inputs=functions.INPUTS)
+    found = result.answer.threads
+    assert found.speedup_vs_own_1 == pytest.approx(1.1 / 0.88)
+    assert found.speedup_vs_serial == pytest.approx(0.8 / 0.88)
+    assert not found.helped
+    line = report.answer_lines(result)[2]
+    assert line.startswith("Threads do not help ")
+    assert "ran at 1.25x its 1-worker speed with 2 workers, 0.91x fake-serial" in line
+    [verdict] = [v for v in report.verdict_lines(result) if v.startswith("fake-threads")]
+    assert "threads did not help" in verdict and "0.91x fake-serial" in verdict
+
+
+@pytest.mark.timeout(TIMEOUT)
 def test_for_a_function_whose_items_are_too_small_the_answer_is_bigger_items(clock):
     items = len(functions.INPUTS)
     # Each item holds 1 ms of work; handing one over costs 5 ms: nothing parallel helps.

@@ -20,7 +20,9 @@ alone did to the figures.
 With --script, each turn runs that script (the candidate's copy, from this checkout) with
 each commit's venv instead of a pytest session: it prints one JSON line of
 {name: items/s}, and "cpus_idle_before_run". A script that old commits can run compares
-a figure their own benchmarks never had (bench/stream_rate.py: issue 23's stream).
+a figure their own benchmarks never had (bench/stream_rate.py: issue 23's stream;
+bench/short_pass.py: its short pass). A name ending in " ms" is a time (lower is better),
+one ending in " x serial" a speedup.
 
 Every session first waits up to a minute for idle CPUs (bench/conftest.py) and records
 whether it got them: the table says how many sessions ran on a busy machine. Exit status 0,
@@ -168,9 +170,11 @@ def main(argv: list[str]) -> int:
         cand_runs = [run[name] for run in runs["candidate"] if name in run]
         base, cand = statistics.median(base_runs), statistics.median(cand_runs)
         start_up = "spawn_until" in name
-        unit = "s" if start_up else "/s"
-        # Above 1: the candidate is faster (more items a second, fewer seconds to start).
-        ratio = base / cand if start_up else cand / base
+        lower_is_better = start_up or name.endswith(" ms")
+        unit = "s" if start_up else "" if lower_is_better or name.endswith(" x serial") else "/s"
+        # Above 1: the candidate is faster (more items a second, fewer seconds to start,
+        # fewer ms a pass, a larger speedup).
+        ratio = base / cand if lower_is_better else cand / base
         label = f"{name} (control)" if "multiprocessing" in name else name
         print(f"{label:58} {base:>10.4g}{unit:>2} {max(base_runs) / min(base_runs):>5.2f}x "
               f"{cand:>10.4g}{unit:>2} {max(cand_runs) / min(cand_runs):>5.2f}x {ratio:>6.3f}")

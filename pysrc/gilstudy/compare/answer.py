@@ -59,7 +59,9 @@ class Standing:
 @dataclass(frozen=True)
 class ThreadsFinding:
     """What threads did for the Python implementation under the default interpreter: the
-    best speedup of a GIL-sharing multi-worker model over its own 1-worker run."""
+    best speedup of a GIL-sharing multi-worker model over its own 1-worker run, and that
+    row's speedup over serial-python. They helped only when both reach HELPED: threads
+    that scale from a slow 1-worker run yet stay slower than serial-python do not help."""
 
     model: str
     workers: int
@@ -67,6 +69,7 @@ class ThreadsFinding:
     gil_enabled: bool
     helped: bool
     python_holds_gil: bool
+    speedup_vs_serial: float | None = None
 
 
 @dataclass(frozen=True)
@@ -165,9 +168,11 @@ def _threads(rows: list[Row], models: list[ModelInfo], default: str,
             if (r.model == info.name and r.interpreter == default and r.workers > 1
                     and r.speedup_vs_own_1 is not None
                     and (found is None or r.speedup_vs_own_1 > found.speedup_vs_own_1)):
+                helped = r.speedup_vs_own_1 >= HELPED and (
+                    r.speedup_vs_serial is None or r.speedup_vs_serial >= HELPED)
                 found = ThreadsFinding(info.name, r.workers, r.speedup_vs_own_1,
-                                       r.gil_enabled, r.speedup_vs_own_1 >= HELPED,
-                                       workload.python_holds_gil)
+                                       r.gil_enabled, helped, workload.python_holds_gil,
+                                       r.speedup_vs_serial)
     return found
 
 

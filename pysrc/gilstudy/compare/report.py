@@ -171,9 +171,17 @@ def _gil_lines(result: CompareResult) -> list[str]:
         if not info.shares_gil or info.max_workers == 1 or not rows:
             continue
         top = max(rows, key=lambda r: r.speedup_vs_own_1)
-        helped = top.speedup_vs_own_1 >= HELPED
+        # Scaling from a slow 1-worker run is no help while serial-python stays faster:
+        # serial-python under the row's own interpreter, so that a slower interpreter's
+        # threads are judged by what they gain there.
+        against_serial = top.speedup_vs_own_serial
+        helped = top.speedup_vs_own_1 >= HELPED and (
+            against_serial is None or against_serial >= HELPED)
         name = result.name_of(info.name, info.interpreter)
         outcome = "helped" if helped else "did not help"
+        against = ("" if against_serial is None else
+                   f", {against_serial:.2f}x "
+                   f"{result.name_of(result.reference, info.interpreter)}")
         if info.impl == "python" and result.workload.python_holds_gil:
             if not top.gil_enabled:
                 why = ("the GIL is disabled in this build, so pure-Python threads can run "
@@ -185,11 +193,11 @@ def _gil_lines(result: CompareResult) -> list[str]:
                 why = "the GIL is enabled, so pure-Python threads take turns"
             lines.append(f"{name}: threads {outcome} pure Python "
                          f"(best {top.speedup_vs_own_1:.2f}x its 1-worker speed, at "
-                         f"{top.workers} workers); {why}.")
+                         f"{top.workers} workers{against}); {why}.")
         elif info.impl == "python":
             lines.append(f"{name}: threads {outcome} {result.workload.impl_words('python')} "
                          f"(best {top.speedup_vs_own_1:.2f}x its 1-worker speed, at "
-                         f"{top.workers} workers), with the GIL "
+                         f"{top.workers} workers{against}), with the GIL "
                          f"{'enabled' if top.gil_enabled else 'disabled'}.")
         else:
             lines.append(f"{name}: {result.workload.impl_words(info.impl)} releases the "
@@ -312,6 +320,8 @@ def _threads_line(result: CompareResult, answer: Answer) -> str | None:
     outcome = "help" if found.helped else "do not help"
     ran = (f"{found.model} ran at {found.speedup_vs_own_1:.2f}x its 1-worker speed with "
            f"{workers_text(found.workers)}")
+    if found.speedup_vs_serial is not None:
+        ran += f", {found.speedup_vs_serial:.2f}x {result.reference}"
     if not found.gil_enabled:
         why = "the GIL is disabled in this build, so Python threads run at once"
     elif not found.python_holds_gil:
