@@ -143,8 +143,49 @@ def _across_hosts(hostfile: str, launcher: str, iface: str) -> dict:
             "dispatched": fan.dispatched, "left": sorted(mpi.job_processes(marker))}
 
 
+def _large_sends_driven(delay: str) -> dict:
+    """Rank 0 writes one frame holding a 16 MiB array through an MpiChannel; rank 1 posts
+    its receives after ``delay`` seconds. What rank 0 saw: how long the write took,
+    whether the send was complete when it returned, and whether it completed later; what
+    rank 1 received."""
+    import time
+
+    from mpi4py import MPI
+
+    from gilstudy import wire
+    from gilstudy.mpi.channel import TAG, MpiChannel, decode_headers
+
+    comm = MPI.COMM_WORLD
+    array = np.arange(1 << 21, dtype=np.int64)   # 16 MiB
+    comm.Barrier()   # both ranks started
+    if comm.Get_rank() == 0:
+        channel = MpiChannel(comm, 1)
+        payload, buffers = wire.dumps([array])
+        started = time.perf_counter()
+        channel.write_frames([(wire.ITEMS, payload, buffers)])
+        write_s = time.perf_counter() - started
+        complete_at_return = channel.drain(1e-4)
+        complete_later = channel.drain(60)
+        received = comm.recv(source=1, tag=TAG + 1)
+        return {"write_s": write_s, "complete_at_return": complete_at_return,
+                "complete_later": complete_later, **received}
+    if comm.Get_rank() != 1:
+        return None
+    time.sleep(float(delay))
+    status = MPI.Status()
+    comm.Probe(0, TAG, status)
+    first = bytearray(status.Get_count(MPI.BYTE))
+    comm.Recv([first, MPI.BYTE], 0, TAG)
+    (_, _, sizes), = decode_headers(first)
+    received = np.empty_like(array)
+    comm.Recv([received, MPI.BYTE], 0, TAG)
+    comm.send({"sizes": sizes, "equal": bool((received == array).all())}, 0, TAG + 1)
+    return None
+
+
 SCENARIOS = {"world-delivers": _world_delivers, "world-raises": _world_raises,
-             "buffers": _buffers_travel_unpickled, "across-hosts": _across_hosts}
+             "buffers": _buffers_travel_unpickled, "across-hosts": _across_hosts,
+             "large-sends-driven": _large_sends_driven}
 
 if __name__ == "__main__":
     facts = SCENARIOS[sys.argv[1]](*sys.argv[2:])

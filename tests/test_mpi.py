@@ -100,6 +100,28 @@ def test_an_array_travels_as_a_raw_mpi_buffer_beside_a_small_pickle():
 
 
 @pytest.mark.timeout(TIMEOUT)
+def test_a_large_array_to_a_rank_that_receives_is_sent_whole_by_the_write():
+    # MPI moves a large message only while the sender calls into it: the write keeps at
+    # it until the array is across, rather than leave it to crawl between later polls.
+    facts = run_job(2, "large-sends-driven", "0")
+    # Complete when the write returned, unless the machine held rank 1 back for longer
+    # than the write drives it (16 MiB at 1 GB/s).
+    assert facts["complete_at_return"] or facts["write_s"] >= (16 << 20) / 1e9
+    assert facts["complete_later"]
+    assert facts["sizes"] == [16 << 20] and facts["equal"]
+
+
+@pytest.mark.timeout(TIMEOUT)
+def test_a_large_array_to_a_busy_rank_does_not_hold_the_write_until_it_receives():
+    # Rank 1 posts its receive after 2 s: the write gives up driving after about the time
+    # 16 MiB takes at 1 GB/s and returns; the array still arrives whole once received.
+    facts = run_job(2, "large-sends-driven", "2")
+    assert facts["write_s"] < 1.0
+    assert not facts["complete_at_return"] and facts["complete_later"]
+    assert facts["sizes"] == [16 << 20] and facts["equal"]
+
+
+@pytest.mark.timeout(TIMEOUT)
 def test_a_consumer_that_raises_on_a_rank_is_a_remote_error_naming_the_rank():
     with pytest.raises(RemoteError) as info:
         with mpi.ranks(cc.FailOn, 1, 3) as fan:

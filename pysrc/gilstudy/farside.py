@@ -170,8 +170,9 @@ def run_far_side(channel: FarChannel, make_consumer: Callable[[], Any],
                         last_check = now
                         next_check = handled + stride
                 # Arrays over shared memory are released once the consumer lets them go,
-                # not when the next frame replaces these names.
-                items = item = result = None
+                # not when the next frame replaces these names; so is the buffer an array
+                # was read into (a large array is not kept while the next frame is read).
+                items = item = result = payload = None
                 _reply(channel, results, handled)
                 acknowledged = handled
             else:

@@ -44,6 +44,7 @@ class ReplyReader:
                     acknowledge(wire.ACK_BODY.unpack(payload)[0])
                 elif kind == wire.RESULTS:
                     self._forward(payload)
+                    payload = None   # not kept while the next frame is read
                 elif kind == wire.ERROR:
                     link.fail(RemoteError(*wire.decode_error(channel, payload), where=name))
                 elif kind == wire.DONE:

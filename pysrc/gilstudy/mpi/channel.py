@@ -31,6 +31,14 @@ TAG = 0x6753
 # would, instead of piling messages up in its MPI library's memory.
 WINDOW = 16
 
+# A buffer this large is driven to completion by its write (see MpiChannel._drive), for at
+# most the time it would take at _DRIVE_RATE bytes a second (and _DRIVE_LEAST seconds):
+# a receiver that has not posted its receive by then is busy, and the message moves on
+# at the pace of later polls. Over shared memory a 16 MiB array takes about 1.5 ms here.
+_DRIVE_MIN = 1 << 20
+_DRIVE_RATE = 1e9
+_DRIVE_LEAST = 2e-3
+
 # Requests that never completed on a channel that was closed anyway (its rank stopped
 # reading, and the caller gave up): kept, with the buffers they send from, for as long as
 # the process lives, since MPI may still read those buffers.
@@ -308,11 +316,25 @@ class MpiChannel(wire.FrameChannel):
         self._in_flight.append((self.comm.Issend([first, MPI.BYTE], self.peer, TAG), first))
         for view in buffers:
             self._wait_for_room(deadline)
-            self._in_flight.append((self.comm.Issend([view, MPI.BYTE], self.peer, TAG), view))
+            request = self.comm.Issend([view, MPI.BYTE], self.peer, TAG)
+            self._in_flight.append((request, view))
+            if view.nbytes >= _DRIVE_MIN:
+                self._drive(request, view.nbytes, deadline)
         # An answer may follow: the Postbox that reads for this channel polls for it now.
         wake = getattr(self._inbox, "wake", None)
         if wake is not None:
             wake.set()
+
+    def _drive(self, request, nbytes: int, deadline: float | None) -> None:
+        """Keep testing ``request`` (the send of a buffer of ``nbytes``) until it completes: MPI moves a
+        large message only while the sender calls into it, so a sender that returned at
+        once would leave it to crawl between the polls of whatever thread calls MPI next.
+        Gives up (leaving it in flight) after the time ``nbytes`` takes at _DRIVE_RATE, at
+        ``deadline``, or once writes were cancelled."""
+        until = time.monotonic() + max(_DRIVE_LEAST, nbytes / _DRIVE_RATE)
+        while not request.Test():
+            if self._cancelled or _given_up(deadline) or time.monotonic() > until:
+                return
 
     def _wait_for_room(self, deadline: float | None) -> None:
         in_flight = self._in_flight
