@@ -66,15 +66,22 @@ def _world_raises() -> dict:
     fan = mpi.world(cc.FailOn, 3)
     if fan is None:
         return None
+    routed = []   # the consumer each item went to: the least loaded at the time
     try:
         with fan:
             for item in range(6):
-                fan.send(item)
+                before = list(fan.dispatched)
+                try:
+                    fan.send(item)
+                finally:
+                    routed.append(next(index for index, count in enumerate(fan.dispatched)
+                                       if count != before[index]))
     except RemoteError as error:
         return {"where": error.where, "remote_type": error.remote_type,
                 "message": error.remote_message, "acknowledged": error.acknowledged,
                 "cause": type(error.__cause__).__name__,
-                "traceback_names_send": "in send" in error.remote_traceback}
+                "traceback_names_send": "in send" in error.remote_traceback,
+                "routed": routed}
     return {"raised": False}
 
 
