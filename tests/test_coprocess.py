@@ -271,20 +271,6 @@ def test_a_results_consumer_with_extend_gets_each_frames_results_in_one_call():
 
 
 @pytest.mark.timeout(TIMEOUT)
-def test_an_exception_in_the_results_consumers_extend_is_raised_in_the_caller():
-    class Refuses(Frames):
-        def extend(self, items):
-            raise LookupError("no room")
-
-    consumer = spawn(cc.Echo, results=Refuses())
-    consumer.send(1)
-    with pytest.raises(LookupError, match=rf"^no room\ngilstudy: raised by the results consumer "
-                                          rf"of coprocess {consumer.pid}$"):
-        consumer.close()
-    assert_reaped(consumer.pid)
-
-
-@pytest.mark.timeout(TIMEOUT)
 def test_the_factory_gets_its_arguments():
     results = Collect()
     with spawn(cc.Joined, "a", "b", results=results) as consumer:
@@ -519,13 +505,20 @@ def test_an_item_that_cannot_be_pickled_abandons_the_coprocess():
     assert_reaped(consumer.pid)
 
 
-@pytest.mark.timeout(TIMEOUT)
-def test_an_exception_in_the_results_consumer_is_raised_in_the_caller():
-    class Refuses:
-        def send(self, item):
-            raise LookupError("no room")
+class RefusesSend:
+    def send(self, item):
+        raise LookupError("no room")
 
-    consumer = spawn(cc.Echo, results=Refuses())
+
+class RefusesExtend(Frames):
+    def extend(self, items):
+        raise LookupError("no room")
+
+
+@pytest.mark.timeout(TIMEOUT)
+@pytest.mark.parametrize("refuses", [RefusesSend, RefusesExtend], ids=["send", "extend"])
+def test_an_exception_in_the_results_consumer_is_raised_in_the_caller(refuses):
+    consumer = spawn(cc.Echo, results=refuses())
     consumer.send(1)
     with pytest.raises(LookupError, match=rf"^no room\ngilstudy: raised by the results consumer "
                                           rf"of coprocess {consumer.pid}$"):

@@ -133,24 +133,25 @@ class Collect:
     def send(self, item: Any) -> None:
         """Keep ``item`` (thread-safe) and wake whoever waits for it."""
         with self._lock:
-            items = self.items
-            items.append(item)
+            self.items.append(item)
             if self._wants:
-                self._last_arrival = time.monotonic()
-                if len(items) >= self._least_wanted:
-                    self._arrived.notify_all()
+                self._arrival()
 
     def extend(self, items: Iterable[Any]) -> None:
         """Keep every one of ``items``, in order, as that many send() calls would, under one
         lock and with one wake-up. Runners behind a framed channel deliver a frame's
         results this way to a results consumer that has ``extend``."""
         with self._lock:
-            kept = self.items
-            kept.extend(items)
+            self.items.extend(items)
             if self._wants:
-                self._last_arrival = time.monotonic()
-                if len(kept) >= self._least_wanted:
-                    self._arrived.notify_all()
+                self._arrival()
+
+    def _arrival(self) -> None:
+        """Items just came while a wait() waits (the lock held): note when, and wake the
+        waiters once the least count one of them waits for is reached."""
+        self._last_arrival = time.monotonic()
+        if len(self.items) >= self._least_wanted:
+            self._arrived.notify_all()
 
     def close(self) -> None:
         """Do nothing: a Collect has no end to announce."""
