@@ -366,8 +366,7 @@ class Dispatch(_FanOut):
         self._heap: list[int] = []
         self._rebuild()
         self._next_refresh = 0
-        self._refresh_count = (self._count if self._count <= _READ_ALL_UP_TO
-                               else _REFRESH_PER_SEND)
+        self._refresh_count = _REFRESH_PER_SEND   # the heap is used past _READ_ALL_UP_TO only
         # Only loads that keep changing while a choice is made (another thread sending to
         # the same runners) could make it long: past this many reads, it takes the top.
         self._max_reads = 2 * self._count + 2
